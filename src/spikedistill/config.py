@@ -1,0 +1,415 @@
+"""Typed run configuration: dataclasses, YAML loading, dotted overrides, validation.
+
+A run is described by one :class:`Config` with the sections ``model``, ``teacher``, ``data``,
+``train``, ``distill`` and ``run``. Configs are loaded from YAML (:func:`load_config`), changed
+with dotted overrides such as ``train.epochs=3`` (values parsed as YAML scalars), validated
+field by field (:class:`~spikedistill.errors.ConfigError` names the dotted key and the expected
+type), and saved fully resolved next to every run (:meth:`Config.to_dict`, :func:`save_config`).
+
+The defaults are the CIFAR recipe of the released CKDSNN code (``method.md``, "Training recipe").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import yaml
+
+from spikedistill.distill.config import DistillConfig
+from spikedistill.errors import ConfigError
+
+
+def check_choice(value: Any, choices: Sequence[Any], key: str) -> None:
+    """Raise ConfigError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"config key '{key}': expected one of {', '.join(map(str, choices))}, "
+                          f"got {value!r}")
+
+
+def check_range(value: Any, key: str, *, low: Optional[float] = None,
+                high: Optional[float] = None, low_open: bool = False) -> None:
+    """Raise ConfigError unless ``low <= value <= high`` (``low < value`` with ``low_open``)."""
+    if value is None:
+        return
+    if low is not None and (value < low or (low_open and value == low)):
+        rel = ">" if low_open else ">="
+        raise ConfigError(f"config key '{key}': expected a value {rel} {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ConfigError(f"config key '{key}': expected a value <= {high}, got {value!r}")
+
+
+def _k(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+@dataclass
+class NeuronConfig:
+    """LIF neuron of the student: ``u = decay * u + I``, spike if ``u > threshold``, hard reset."""
+
+    decay: float = 0.5
+    threshold: float = 1.0
+    surrogate: str = "triangle"      # triangle | sigmoid | atan
+    alpha: float = 1.0               # surrogate width/sharpness (triangle: gamma = 1 in the spec)
+    detach_reset: bool = False
+    backend: str = "auto"            # torch | triton | auto (Triton on CUDA when available)
+
+    def validate(self, prefix: str = "") -> None:
+        check_choice(self.surrogate, ("triangle", "sigmoid", "atan"), _k(prefix, "surrogate"))
+        check_choice(self.backend, ("torch", "triton", "auto"), _k(prefix, "backend"))
+        check_range(self.decay, _k(prefix, "decay"), low=0.0, high=1.0)
+        check_range(self.threshold, _k(prefix, "threshold"), low=0.0, low_open=True)
+        check_range(self.alpha, _k(prefix, "alpha"), low=0.0, low_open=True)
+
+
+@dataclass
+class ModelConfig:
+    """The network being trained (an SNN student or, for ``train-teacher``, an ANN)."""
+
+    name: str = "spiking_resnet20"
+    T: int = 1                       # timesteps (students only)
+    width_mult: Optional[int] = None  # None: the architecture's default (resnet19: 8, resnet20: 1)
+    last_activation: str = "relu"    # relu (released code, EnOF's RepAct) | lif
+    neuron: NeuronConfig = field(default_factory=NeuronConfig)
+
+    def validate(self, prefix: str = "") -> None:
+        check_range(self.T, _k(prefix, "T"), low=1)
+        check_range(self.width_mult, _k(prefix, "width_mult"), low=1)
+        check_choice(self.last_activation, ("relu", "lif"), _k(prefix, "last_activation"))
+
+
+@dataclass
+class TeacherConfig:
+    """The ANN teacher for distillation; its architecture is read from its checkpoint."""
+
+    checkpoint: Optional[str] = None
+    mode: str = "frozen"             # frozen: eval + inference_mode | released: train-mode BN, as released
+    min_accuracy: Optional[float] = None  # refuse a teacher below this test accuracy (None: warn below chance)
+
+    def validate(self, prefix: str = "") -> None:
+        check_choice(self.mode, ("frozen", "released"), _k(prefix, "mode"))
+
+
+@dataclass
+class AugmentConfig:
+    """Per-sample training augmentation, applied on the training device (spec order)."""
+
+    random_crop: bool = True
+    crop_padding: int = 4
+    hflip: bool = True
+    autoaugment: bool = True         # CIFAR-10 policy (also used for CIFAR-100, as released)
+    random_erasing: float = 0.5      # probability; 0 disables
+    erasing_scale: Tuple[float, float] = (0.02, 0.2)
+    normalize: bool = True
+
+    def validate(self, prefix: str = "") -> None:
+        check_range(self.crop_padding, _k(prefix, "crop_padding"), low=0)
+        check_range(self.random_erasing, _k(prefix, "random_erasing"), low=0.0, high=1.0)
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, where it lives, and how it is cut and augmented."""
+
+    name: str = "digits"             # digits | cifar10 | cifar100 | imagefolder
+    root: Optional[str] = None       # folder or archive; not needed for the embedded digits
+    train_subset: int = 0            # class-balanced subset size (0: everything)
+    test_subset: int = 0
+    subset_seed: int = 0
+    image_size: Optional[int] = None  # resize ImageFolder images (None: keep)
+    cache_dir: Optional[str] = None   # decoded uint8 cache (None: $SPIKEDISTILL_CACHE or ~/.cache/spikedistill)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def validate(self, prefix: str = "") -> None:
+        check_choice(self.name, ("digits", "cifar10", "cifar100", "imagefolder"), _k(prefix, "name"))
+        for name in ("train_subset", "test_subset"):
+            check_range(getattr(self, name), _k(prefix, name), low=0)
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule, precision and the training loop."""
+
+    epochs: int = 400
+    batch_size: int = 128
+    batch_size_is: str = "per_gpu"   # per_gpu | global (divided by the world size)
+    optimizer: str = "sgd"           # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"        # cosine (to 0, per step) | onecycle | constant
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    amp: str = "auto"                # auto (bf16 on CUDA, fp32 on CPU) | bf16 | fp16 | fp32
+    channels_last: bool = False
+    compile: bool = False
+    device: str = "auto"             # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    eval_every: int = 1
+    eval_batch_size: int = 512
+    max_steps_per_epoch: int = 0     # 0: the whole epoch (a cap is for smoke runs and benchmarks)
+    threads: int = 0                 # torch CPU threads (0: leave torch's default)
+
+    def validate(self, prefix: str = "") -> None:
+        check_range(self.epochs, _k(prefix, "epochs"), low=1)
+        check_range(self.batch_size, _k(prefix, "batch_size"), low=1)
+        check_range(self.eval_batch_size, _k(prefix, "eval_batch_size"), low=1)
+        check_range(self.lr, _k(prefix, "lr"), low=0.0)
+        check_range(self.eval_every, _k(prefix, "eval_every"), low=1)
+        check_choice(self.batch_size_is, ("per_gpu", "global"), _k(prefix, "batch_size_is"))
+        check_choice(self.optimizer, ("sgd", "adamw"), _k(prefix, "optimizer"))
+        check_choice(self.scheduler, ("cosine", "onecycle", "constant"), _k(prefix, "scheduler"))
+        check_choice(self.amp, ("auto", "bf16", "fp16", "fp32"), _k(prefix, "amp"))
+
+
+@dataclass
+class RunConfig:
+    """Where and how a run is recorded."""
+
+    out_dir: str = "runs"
+    name: Optional[str] = None       # run directory = out_dir/name (None: a timestamped name)
+    tensorboard: bool = True
+    progress: bool = True
+    save_every: int = 1              # write last.pt every N epochs (always at the end)
+    plots: bool = True               # loss/accuracy curves as PNG at the end
+
+
+@dataclass
+class Config:
+    """A complete, resolved run configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain nested dict (tuples become lists) suitable for YAML and checkpoints."""
+        return _to_plain(self)
+
+    def copy(self) -> "Config":
+        return from_dict(Config, self.to_dict())
+
+
+# --------------------------------------------------------------------------------------------
+# dict <-> dataclass with type checking
+# --------------------------------------------------------------------------------------------
+
+def _to_plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
+        return f"{origin.__name__}[{', '.join(_type_name(a) for a in typing.get_args(tp))}]"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` and return it converted (int -> float,
+    list -> tuple); raise ConfigError naming ``key`` otherwise."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected a mapping of {tp.__name__} fields, "
+                              f"got {value!r}")
+        return from_dict(tp, value, prefix=key)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}': expected a list ({_type_name(tp)}), got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"config key '{key}': expected {len(args)} values "
+                                  f"({_type_name(tp)}), got {value!r}")
+            return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        inner = args[0] if args else Any
+        out = [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    if isinstance(tp, type) and not isinstance(value, tp):
+        raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: Dict[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a (partial) dict; missing fields keep their defaults.
+
+    Raises ConfigError for an unknown key (listing the valid ones) or a value of the wrong type.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config section '{prefix or '<root>'}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        where = f"'{prefix}.{unknown[0]}'" if prefix else f"'{unknown[0]}'"
+        raise ConfigError(f"unknown config key {where}; valid keys"
+                          f"{' of ' + repr(prefix) if prefix else ''}: {', '.join(names)}")
+    kwargs = {}
+    for name in names:
+        if name in data:
+            key = f"{prefix}.{name}" if prefix else name
+            kwargs[name] = _coerce(data[name], hints[name], key)
+    obj = cls(**kwargs)
+    check = getattr(obj, "validate", None)
+    if callable(check):
+        check(prefix)
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# overrides, files
+# --------------------------------------------------------------------------------------------
+
+def parse_override(text: str) -> Tuple[str, Any]:
+    """``"train.epochs=3"`` -> ``("train.epochs", 3)``; the value is parsed as a YAML scalar
+    (so ``true``, ``0.1``, ``null``, ``[1, 2]`` work; anything else stays a string)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. train.epochs=3")
+    key, raw = text.split("=", 1)
+    key = key.strip().lstrip("-")
+    if not key:
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def set_dotted(data: Dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data["a"]["b"]["c"] = value`` for ``key = "a.b.c"``, creating mappings on the way."""
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"override '{key}': '{'.'.join(parts[:i + 1])}' is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def read_yaml(path: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """Read a YAML mapping; a missing or malformed file is a ConfigError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist (expected a YAML file)")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{p}' is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{p}': expected a mapping at the top level")
+    base = data.pop("defaults", None)  # optional inheritance: `defaults: other.yaml`
+    if base:
+        parent = read_yaml(p.parent / base)
+        _merge(parent, data)
+        return parent
+    return data
+
+
+def _merge(dst: Dict[str, Any], src: Dict[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def build_config(data: Optional[Dict[str, Any]] = None,
+                 overrides: Sequence[Union[str, Tuple[str, Any]]] = ()) -> Config:
+    """Config from a (partial) dict plus overrides (``"a.b=v"`` strings or ``(key, value)``)."""
+    merged: Dict[str, Any] = _to_plain(data or {})
+    for item in overrides:
+        key, value = parse_override(item) if isinstance(item, str) else item
+        set_dotted(merged, key, value)
+    return from_dict(Config, merged)
+
+
+def load_config(path: Optional[Union[str, os.PathLike]] = None,
+                overrides: Sequence[Union[str, Tuple[str, Any]]] = ()) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    return build_config(read_yaml(path) if path else {}, overrides)
+
+
+def save_config(cfg: Config, path: Union[str, os.PathLike]) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    os.replace(tmp, p)
+
+
+def describe_keys(cls: type = Config, prefix: str = "") -> List[str]:
+    """All dotted keys with their types and defaults (for ``--help`` style listings)."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.extend(describe_keys(tp, key))
+        else:
+            out.append(f"{key}: {_type_name(tp)} = {getattr(default, f.name)!r}")
+    return out

@@ -1,0 +1,187 @@
+"""The Distiller contract and the method registry.
+
+A method is one small :class:`Distiller` subclass around pure loss functions
+(:mod:`spikedistill.distill.functional`). ``forward_train(x, y)`` returns the student's logits
+and a dict of *already weighted* named losses whose sum is the training loss, so logs show every
+term; ``forward_test(x)`` returns the student's logits.
+
+The teacher is frozen by default (``teacher_mode="frozen"``): ``eval()``, ``requires_grad_(False)``
+and run under :func:`torch.inference_mode`. ``teacher_mode="released"`` reproduces the released
+CKDSNN code, where the teacher stays in train mode (BatchNorm uses batch statistics and updates its
+running stats) and outside ``no_grad`` — its parameters are still never updated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from spikedistill.errors import ConfigError
+
+Losses = Dict[str, torch.Tensor]
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel / torch.compile wrapper (or itself)."""
+    while True:
+        if hasattr(module, "module") and isinstance(module.module, nn.Module):
+            module = module.module
+        elif hasattr(module, "_orig_mod") and isinstance(module._orig_mod, nn.Module):
+            module = module._orig_mod
+        else:
+            return module
+
+
+class Distiller(nn.Module):
+    """Base class: a student, an optional teacher and optional trainable extras.
+
+    Subclasses set ``requires_teacher`` and implement :meth:`forward_train`.
+    """
+
+    requires_teacher: bool = False
+
+    def __init__(self, student: nn.Module, teacher: Optional[nn.Module] = None, cfg=None,
+                 teacher_mode: str = "frozen"):
+        super().__init__()
+        if teacher_mode not in ("frozen", "released"):
+            raise ConfigError(f"config key 'teacher.mode': expected frozen or released, got {teacher_mode!r}")
+        if self.requires_teacher and teacher is None:
+            raise ConfigError(f"method '{type(self).method_name}' needs a teacher: pass "
+                              "--teacher RUN_DIR/best.pt (or set teacher.checkpoint)")
+        self.student = student
+        self.teacher = teacher
+        self.cfg = cfg
+        self.teacher_mode = teacher_mode
+        self.extras = nn.ModuleDict()
+        if teacher is not None:
+            for p in teacher.parameters():
+                p.requires_grad_(teacher_mode == "released")
+            teacher.train(teacher_mode == "released")
+
+    method_name: str = "base"
+
+    @property
+    def ce_weight(self) -> float:
+        return float(getattr(self.cfg, "ce_weight", 1.0)) if self.cfg is not None else 1.0
+
+    def train(self, mode: bool = True) -> "Distiller":
+        """Put the student and extras in ``mode``; a frozen teacher always stays in eval."""
+        self.training = mode
+        self.student.train(mode)
+        self.extras.train(mode)
+        if self.teacher is not None:
+            self.teacher.train(mode and self.teacher_mode == "released")
+        return self
+
+    def trainable_modules(self) -> Dict[str, nn.Module]:
+        """Modules whose parameters the optimiser updates: the student and every extra."""
+        out = {"student": self.student}
+        out.update(dict(self.extras.items()))
+        return out
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        for module in self.trainable_modules().values():
+            yield from module.parameters()
+
+    def teacher_context(self):
+        """``inference_mode`` for a frozen teacher, nothing for the released train-mode teacher."""
+        if self.teacher_mode == "frozen":
+            return torch.inference_mode()
+        return contextlib.nullcontext()
+
+    def run_teacher(self, x: torch.Tensor, return_features: bool = True):
+        """Teacher forward under :meth:`teacher_context`; outputs are cloned out of inference
+        mode so that losses can use them in autograd (as constants)."""
+        with self.teacher_context():
+            out = self.teacher(x, return_features=return_features)
+        if self.teacher_mode == "frozen":
+            out = _clone_tree(out)
+        return out
+
+    def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``ce_weight * CE(z_s, y)`` (label smoothing from ``train.label_smoothing`` is applied
+        by the engine through :attr:`label_smoothing`)."""
+        return self.ce_weight * nn.functional.cross_entropy(
+            logits.float(), y, label_smoothing=self.label_smoothing)
+
+    label_smoothing: float = 0.0
+
+    def forward_train(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, Losses]:
+        raise NotImplementedError
+
+    def forward_test(self, x: torch.Tensor) -> torch.Tensor:
+        return self.student(x)
+
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
+        if self.training:
+            return self.forward_train(x, y)
+        return self.forward_test(x)
+
+
+def _clone_tree(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.clone()
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_clone_tree(o) for o in obj)
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------------
+
+_METHODS: Dict[str, Callable[..., Distiller]] = {}
+
+
+def register_method(name: str):
+    """Class decorator registering a Distiller (or a factory returning one) under ``name``."""
+
+    def deco(obj):
+        if name in _METHODS:
+            raise ValueError(f"method {name!r} is registered twice")
+        _METHODS[name] = obj
+        if isinstance(obj, type):
+            obj.method_name = name
+        return obj
+
+    return deco
+
+
+def list_methods() -> List[str]:
+    return sorted(_METHODS)
+
+
+def method_requires_teacher(name: str) -> bool:
+    obj = get_method(name)
+    return bool(getattr(obj, "requires_teacher", True))
+
+
+def get_method(name: str):
+    if name not in _METHODS:
+        raise ConfigError(f"config key 'distill.method': unknown method {name!r}; "
+                          f"registered methods: {', '.join(list_methods())}")
+    return _METHODS[name]
+
+
+def build_method(name: str, student: nn.Module, teacher: Optional[nn.Module] = None, cfg=None,
+                 teacher_mode: str = "frozen") -> Distiller:
+    """Instantiate method ``name``; ``cfg`` is the ``distill`` config section (or None for
+    the defaults)."""
+    if cfg is None:
+        from spikedistill.distill.config import DistillConfig
+        cfg = DistillConfig(method=name)
+    return get_method(name)(student, teacher, cfg, teacher_mode=teacher_mode)
+
+
+@register_method("ce")
+class CrossEntropy(Distiller):
+    """The student alone: ``L = CE(z_s, y)``. Also trains ANN teachers."""
+
+    requires_teacher = False
+
+    def forward_train(self, x, y):
+        logits = self.student(x)
+        return logits, {"ce": self.cross_entropy(logits, y)}

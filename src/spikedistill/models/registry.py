@@ -1,0 +1,67 @@
+"""Model registry (timm style): students and teachers registered and built by name."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Callable, Dict, List, Optional
+
+import torch.nn as nn
+
+from spikedistill.errors import ConfigError
+
+ROLES = ("student", "teacher")
+_MODELS: Dict[str, Dict[str, Any]] = {}
+
+
+def register_model(name: str, role: str):
+    """Decorator registering a model factory (class or function) under ``name``.
+
+    ``role`` is ``"student"`` (an SNN trained by distillation) or ``"teacher"`` (an ANN).
+    """
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+
+    def deco(factory: Callable[..., nn.Module]):
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _MODELS[name] = {"factory": factory, "role": role}
+        return factory
+
+    return deco
+
+
+def list_models(role: Optional[str] = None) -> List[str]:
+    """Registered model names, optionally only those of one role."""
+    return sorted(n for n, e in _MODELS.items() if role is None or e["role"] == role)
+
+
+def model_role(name: str) -> str:
+    return _entry(name)["role"]
+
+
+def _entry(name: str) -> Dict[str, Any]:
+    if name not in _MODELS:
+        raise ConfigError(f"config key 'model.name': unknown model {name!r}; registered models: "
+                          f"{', '.join(list_models())}")
+    return _MODELS[name]
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build model ``name``; unknown keyword arguments are a ConfigError listing the accepted
+    ones. The result remembers how it was built (``model.model_name``, ``model.model_kwargs``)
+    so that checkpoints can rebuild it."""
+    entry = _entry(name)
+    factory = entry["factory"]
+    params = inspect.signature(factory).parameters
+    unknown = [k for k in kwargs if k not in params]
+    if unknown:
+        raise ConfigError(f"model {name!r} does not take {', '.join(unknown)}; it accepts: "
+                          f"{', '.join(p for p in params if p != 'self')}")
+    plain = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
+             for k, v in kwargs.items()}
+    model = factory(**plain)
+    model.model_name = name
+    model.model_kwargs = plain
+    model.model_role = entry["role"]
+    return model

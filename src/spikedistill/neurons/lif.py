@@ -1,0 +1,120 @@
+"""The student's multi-step LIF neuron (``method.md``, "Student neuron"), time-major.
+
+Layout: ``x`` is **time-major**, ``[T, B, ...]``; the membrane starts at 0 at every call.
+Per timestep t (decay 0.5 and threshold 1.0 in the spec, no input scaling)::
+
+    h[t] = decay * u[t-1] + x[t]                (u[-1] = 0)
+    s[t] = H(h[t] - threshold)                  (strict >: h == threshold does not fire)
+    u[t] = (1 - s[t]) * h[t]                    (hard reset to 0)
+
+The reset is part of the autograd graph unless ``detach_reset`` (the spec: not detached), and
+``ds/dh`` is the named surrogate (``triangle``: ``max(0, 1 - |h - 1|)`` at alpha = 1). With
+T = 1 the neuron is one Heaviside step of its input.
+
+:func:`lif_multistep` is the pure function; :class:`LIF` is the ``nn.Module`` wrapper. The
+``torch`` backend is the reference; ``triton`` runs the whole time loop in one fused kernel
+(CUDA, see :mod:`spikedistill.neurons.triton_lif`); ``auto`` uses Triton on CUDA when it is
+importable and supports the surrogate, else torch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from spikedistill.errors import ConfigError
+from spikedistill.neurons.surrogate import get_surrogate, spike
+
+BACKENDS = ("torch", "triton", "auto")
+
+
+def lif_multistep_torch(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0,
+                        surrogate: str = "triangle", alpha: float = 1.0,
+                        detach_reset: bool = False) -> torch.Tensor:
+    """Reference Python loop over T of the LIF equations above; returns spikes like ``x``."""
+    u = torch.zeros_like(x[0])
+    out = []
+    for t in range(x.shape[0]):
+        h = decay * u + x[t]
+        s = spike(h - threshold, surrogate, alpha)
+        keep = 1.0 - (s.detach() if detach_reset else s)
+        u = keep * h
+        out.append(s)
+    return torch.stack(out, dim=0)
+
+
+def _triton_usable(x: torch.Tensor, surrogate: str):
+    """(usable, reason) for the Triton backend on this tensor."""
+    try:
+        from spikedistill.neurons import triton_lif
+    except Exception as exc:  # noqa: BLE001 - any import problem means "not available"
+        return False, f"spikedistill.neurons.triton_lif failed to import: {exc}"
+    ok, reason = triton_lif.triton_available(x)
+    if not ok:
+        return False, reason
+    if surrogate not in triton_lif.SUPPORTED_SURROGATES:
+        return False, f"surrogate {surrogate!r} not supported by the Triton kernel"
+    return True, ""
+
+
+def resolve_backend(backend: str, x: torch.Tensor, surrogate: str = "triangle") -> str:
+    """Map ``auto`` to ``triton`` or ``torch`` for this input; check an explicit choice."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"neuron backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return "torch"
+    if backend == "auto" and not x.is_cuda:
+        return "torch"
+    ok, reason = _triton_usable(x, surrogate)
+    if ok:
+        return "triton"
+    if backend == "triton":
+        raise ConfigError(f"neuron backend 'triton' is not usable here: {reason} "
+                          "(use model.neuron.backend=auto to fall back to torch)")
+    return "torch"
+
+
+def lif_multistep(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0,
+                  surrogate: str = "triangle", alpha: float = 1.0, detach_reset: bool = False,
+                  backend: str = "torch") -> torch.Tensor:
+    """Multi-step LIF on time-major ``x`` ``[T, B, ...]``; returns spikes (0/1) of ``x``'s shape
+    and dtype. Equations in the module docstring."""
+    if x.dim() < 2:
+        raise ValueError(f"lif_multistep expects a time-major tensor [T, B, ...], got shape "
+                         f"{tuple(x.shape)}")
+    get_surrogate(surrogate)
+    if resolve_backend(backend, x, surrogate) == "triton":
+        from spikedistill.neurons.triton_lif import lif_multistep_triton
+        return lif_multistep_triton(x, decay=decay, threshold=threshold, surrogate=surrogate,
+                                    alpha=alpha, detach_reset=detach_reset)
+    return lif_multistep_torch(x, decay=decay, threshold=threshold, surrogate=surrogate,
+                               alpha=alpha, detach_reset=detach_reset)
+
+
+class LIF(nn.Module):
+    """``nn.Module`` wrapper of :func:`lif_multistep` (time-major ``[T, B, ...]`` in and out).
+
+    Analysis code finds spiking layers by this class (``isinstance(m, LIF)``).
+    """
+
+    def __init__(self, decay: float = 0.5, threshold: float = 1.0, surrogate: str = "triangle",
+                 alpha: float = 1.0, detach_reset: bool = False, backend: str = "auto"):
+        super().__init__()
+        get_surrogate(surrogate)
+        if backend not in BACKENDS:
+            raise ConfigError(f"neuron backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        self.decay = float(decay)
+        self.threshold = float(threshold)
+        self.surrogate = surrogate
+        self.alpha = float(alpha)
+        self.detach_reset = bool(detach_reset)
+        self.backend = backend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return lif_multistep(x, decay=self.decay, threshold=self.threshold,
+                             surrogate=self.surrogate, alpha=self.alpha,
+                             detach_reset=self.detach_reset, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return (f"decay={self.decay}, threshold={self.threshold}, surrogate={self.surrogate}, "
+                f"alpha={self.alpha}, detach_reset={self.detach_reset}, backend={self.backend}")
