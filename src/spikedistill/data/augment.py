@@ -1,0 +1,482 @@
+"""Batched, per-sample image augmentation that runs on the tensor's device.
+
+Pipeline (the CKDSNN CIFAR recipe, in this order): random crop with zero padding, horizontal
+flip, AutoAugment (CIFAR-10 policy), ToTensor (divide by 255), Normalize, RandomErasing.
+
+Every sample draws its own random numbers (crop offset, flip, AutoAugment sub-policy, the two
+ops' application coins and signs, erasing box) from one ``torch.Generator`` living on the same
+device as the batch. Nothing loops over samples: the AutoAugment stage loops over the 14 op kinds
+and handles the samples that drew each op at once (``index_select`` / ``index_copy``).
+
+AutoAugment ops work on float tensors holding integer values 0..255 and reproduce the uint8
+semantics of ``torchvision.transforms.v2.functional`` (results truncated to integers like a
+uint8 cast): see each ``op_*`` function for its formula. Magnitudes follow torchvision's
+``AutoAugment`` with 10 bins (:func:`magnitude_table`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Color", "Posterize", "Solarize",
+       "Contrast", "Sharpness", "Brightness", "AutoContrast", "Equalize", "Invert")
+"""The AutoAugment op kinds; an op id is an index into this tuple."""
+
+SIGNED_OPS = frozenset({"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Color", "Contrast",
+                        "Sharpness", "Brightness"})
+"""Ops whose magnitude gets a random sign (probability 1/2)."""
+
+NUM_BINS = 10
+
+# Cubuk et al. 2019 (AutoAugment), CIFAR-10 policy: 25 sub-policies, each two (op, probability,
+# magnitude bin in 0..9); None for ops without a magnitude.
+CIFAR10_POLICY: tuple[tuple[tuple[str, float, int | None], tuple[str, float, int | None]], ...] = (
+    (("Invert", 0.1, None), ("Contrast", 0.2, 6)),
+    (("Rotate", 0.7, 2), ("TranslateX", 0.3, 9)),
+    (("Sharpness", 0.8, 1), ("Sharpness", 0.9, 3)),
+    (("ShearY", 0.5, 8), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.5, None), ("Equalize", 0.9, None)),
+    (("ShearY", 0.2, 7), ("Posterize", 0.3, 7)),
+    (("Color", 0.4, 3), ("Brightness", 0.6, 7)),
+    (("Sharpness", 0.3, 9), ("Brightness", 0.7, 9)),
+    (("Equalize", 0.6, None), ("Equalize", 0.5, None)),
+    (("Contrast", 0.6, 7), ("Sharpness", 0.6, 5)),
+    (("Color", 0.7, 7), ("TranslateX", 0.5, 8)),
+    (("Equalize", 0.3, None), ("AutoContrast", 0.4, None)),
+    (("TranslateY", 0.4, 3), ("Sharpness", 0.2, 6)),
+    (("Brightness", 0.9, 6), ("Color", 0.2, 8)),
+    (("Solarize", 0.5, 2), ("Invert", 0.0, None)),
+    (("Equalize", 0.2, None), ("AutoContrast", 0.6, None)),
+    (("Equalize", 0.2, None), ("Equalize", 0.6, None)),
+    (("Color", 0.9, 9), ("Equalize", 0.6, None)),
+    (("AutoContrast", 0.8, None), ("Solarize", 0.2, 8)),
+    (("Brightness", 0.1, 3), ("Color", 0.7, 0)),
+    (("Solarize", 0.4, 5), ("AutoContrast", 0.9, None)),
+    (("TranslateY", 0.9, 9), ("TranslateY", 0.7, 9)),
+    (("AutoContrast", 0.9, None), ("Solarize", 0.8, 3)),
+    (("Equalize", 0.8, None), ("Invert", 0.1, None)),
+    (("TranslateY", 0.7, 9), ("AutoContrast", 0.9, None)),
+)
+
+
+def magnitude_table(op: str, height: int, width: int, num_bins: int = NUM_BINS) -> torch.Tensor | None:
+    """The magnitude of each bin for ``op`` on an ``height x width`` image (None: no magnitude).
+
+    - ShearX/Y: ``linspace(0, 0.3)`` (shear factor; the op uses ``atan`` of it as angle)
+    - TranslateX/Y: ``linspace(0, 150/331 * width|height)`` pixels (truncated to int when applied)
+    - Rotate: ``linspace(0, 30)`` degrees
+    - Brightness, Color, Contrast, Sharpness: ``linspace(0, 0.9)``; the op's factor is ``1 + m``
+    - Posterize: bits ``8 - round(i / ((num_bins - 1) / 4))`` (8 down to 4)
+    - Solarize: threshold ``255 * linspace(1, 0)``
+    """
+    if op in ("ShearX", "ShearY"):
+        return torch.linspace(0.0, 0.3, num_bins)
+    if op == "TranslateX":
+        return torch.linspace(0.0, 150.0 / 331.0 * width, num_bins)
+    if op == "TranslateY":
+        return torch.linspace(0.0, 150.0 / 331.0 * height, num_bins)
+    if op == "Rotate":
+        return torch.linspace(0.0, 30.0, num_bins)
+    if op in ("Brightness", "Color", "Contrast", "Sharpness"):
+        return torch.linspace(0.0, 0.9, num_bins)
+    if op == "Posterize":
+        return torch.tensor([8 - round(i / ((num_bins - 1) / 4)) for i in range(num_bins)], dtype=torch.float32)
+    if op == "Solarize":
+        return torch.linspace(1.0, 0.0, num_bins) * 255.0
+    if op in ("AutoContrast", "Equalize", "Invert"):
+        return None
+    raise ValueError(f"unknown AutoAugment op {op!r}; known: {', '.join(OPS)}")
+
+
+# --------------------------------------------------------------------------------------------
+# Batched ops: x is float [n, C, H, W] holding integers 0..255; m is float [n] (per sample).
+# --------------------------------------------------------------------------------------------
+
+
+def _to_uint8_values(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 255] and truncate towards zero, i.e. what a cast to uint8 does."""
+    return x.clamp_(0.0, 255.0).trunc_()
+
+
+def _affine(x: torch.Tensor, a: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Resample ``x`` with the output->input map ``p_in = a @ p_out + t`` (nearest, fill 0).
+
+    Coordinates are in pixels, measured from the image centre (pixel (i, j) sits at
+    ``(j + 0.5 - W/2, i + 0.5 - H/2)``), y pointing down; ``a`` is ``[n, 2, 2]``, ``t`` ``[n, 2]``.
+    With ``S = diag(W/2, H/2)`` the normalised grid matrix is ``[S^-1 a S | S^-1 t]``, fed to
+    ``affine_grid``/``grid_sample`` with ``align_corners=False`` (pixel centres).
+    """
+    n, _, h, w = x.shape
+    scale = torch.tensor([w / 2.0, h / 2.0], device=x.device, dtype=x.dtype)
+    theta = torch.empty(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, :, :2] = a * scale[None, None, :] / scale[None, :, None]
+    theta[:, :, 2] = t / scale
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def op_shear_x(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """ShearX by factor m about the top-left corner: ``x_in = x_out + m * y_out`` (corner coords)."""
+    h = x.shape[-2]
+    a = torch.zeros(len(m), 2, 2, device=x.device, dtype=x.dtype)
+    a[:, 0, 0] = a[:, 1, 1] = 1.0
+    a[:, 0, 1] = m
+    t = torch.stack([m * (h / 2.0), torch.zeros_like(m)], dim=1)
+    return _affine(x, a, t)
+
+
+def op_shear_y(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """ShearY by factor m about the top-left corner: ``y_in = y_out + m * x_out`` (corner coords)."""
+    w = x.shape[-1]
+    a = torch.zeros(len(m), 2, 2, device=x.device, dtype=x.dtype)
+    a[:, 0, 0] = a[:, 1, 1] = 1.0
+    a[:, 1, 0] = m
+    t = torch.stack([torch.zeros_like(m), m * (w / 2.0)], dim=1)
+    return _affine(x, a, t)
+
+
+def _translate(x: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """Shift content by (dx, dy) whole pixels (truncated towards zero), filling with 0."""
+    a = torch.eye(2, device=x.device, dtype=x.dtype).expand(len(dx), 2, 2)
+    t = -torch.stack([dx.trunc(), dy.trunc()], dim=1)
+    return _affine(x, a, t)
+
+
+def op_translate_x(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """TranslateX: content moves right by ``int(m)`` pixels (left when negative)."""
+    return _translate(x, m, torch.zeros_like(m))
+
+
+def op_translate_y(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """TranslateY: content moves down by ``int(m)`` pixels (up when negative)."""
+    return _translate(x, torch.zeros_like(m), m)
+
+
+def op_rotate(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Rotate counter-clockwise by m degrees about the image centre:
+    ``p_in = [[cos, -sin], [sin, cos]] @ p_out`` (y down)."""
+    rad = m * (math.pi / 180.0)
+    c, s = torch.cos(rad), torch.sin(rad)
+    a = torch.stack([torch.stack([c, -s], dim=1), torch.stack([s, c], dim=1)], dim=1)
+    return _affine(x, a, torch.zeros(len(m), 2, device=x.device, dtype=x.dtype))
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    """Luma ``0.2989 R + 0.587 G + 0.114 B`` floored to an integer, ``[n, 1, H, W]`` (1 channel: x)."""
+    if x.shape[1] == 1:
+        return x
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return (r * 0.2989 + g * 0.587 + b * 0.114).floor_()
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``uint8(clamp(f * x + (1 - f) * other))`` with one factor per sample."""
+    f = factor.view(-1, 1, 1, 1)
+    return _to_uint8_values(x * f + other * (1.0 - f))
+
+
+def op_brightness(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Brightness: blend with black, factor ``1 + m``: ``uint8((1 + m) x)``."""
+    return _blend(x, torch.zeros_like(x), 1.0 + m)
+
+
+def op_color(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Color (saturation): blend with the floored luma image, factor ``1 + m`` (1 channel: identity)."""
+    if x.shape[1] == 1:
+        return x.clone()
+    return _blend(x, _grey(x), 1.0 + m)
+
+
+def op_contrast(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Contrast: blend with the mean of the floored luma image (a constant), factor ``1 + m``."""
+    mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
+    return _blend(x, mean, 1.0 + m)
+
+
+def op_sharpness(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Sharpness: blend the interior pixels with ``round(smooth(x))``, factor ``1 + m``.
+
+    ``smooth`` is the 3x3 kernel ``[[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13``; the one-pixel border
+    is left unchanged (as PIL and torchvision do).
+    """
+    n, c, h, w = x.shape
+    if h <= 2 or w <= 2:
+        return x.clone()
+    kernel = torch.ones(3, 3, device=x.device, dtype=x.dtype)
+    kernel[1, 1] = 5.0
+    kernel = (kernel / 13.0).expand(c, 1, 3, 3)
+    smooth = F.conv2d(x, kernel, groups=c).round_()
+    out = x.clone()
+    inner = out[:, :, 1:-1, 1:-1]
+    f = (1.0 + m).view(-1, 1, 1, 1)
+    inner.copy_(_to_uint8_values(inner + (1.0 - f) * (smooth - inner)))
+    return out
+
+
+def op_posterize(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Posterize to ``b = m`` bits: keep the top b bits, ``floor(x / 2^(8-b)) * 2^(8-b)``."""
+    q = torch.pow(2.0, 8.0 - m.trunc()).view(-1, 1, 1, 1)
+    return torch.floor(x / q) * q
+
+
+def op_solarize(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Solarize with threshold m: ``255 - x`` where ``x >= m``, else x."""
+    return torch.where(x >= m.view(-1, 1, 1, 1), 255.0 - x, x)
+
+
+def op_autocontrast(x: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
+    """AutoContrast per image and channel: ``uint8((x - lo) / ((hi - lo) / 255))``; flat channels unchanged."""
+    lo = x.amin(dim=(2, 3), keepdim=True)
+    hi = x.amax(dim=(2, 3), keepdim=True)
+    flat = hi == lo
+    lo = torch.where(flat, torch.zeros_like(lo), lo)
+    inv_scale = torch.where(flat, torch.ones_like(hi), (hi - lo) / 255.0)
+    return _to_uint8_values((x - lo) / inv_scale)
+
+
+def op_equalize(x: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
+    """Histogram equalisation per image and channel, PIL's rule.
+
+    With ``hist`` the 256-bin histogram of a channel, ``cum`` its cumulative sum, ``top`` the
+    count of the channel's largest value and ``step = floor((numel - top) / 255)``:
+    ``lut[0] = 0``, ``lut[v] = min(255, floor((cum[v-1] + floor(step / 2)) / step))`` and the
+    channel becomes ``lut[x]``; channels with ``step == 0`` are left unchanged.
+    """
+    n, c, h, w = x.shape
+    flat = x.reshape(n * c, h * w).long()
+    hist = torch.zeros(n * c, 256, device=x.device, dtype=torch.long)
+    hist.scatter_add_(1, flat, torch.ones_like(flat))
+    top = hist.gather(1, flat.max(dim=1, keepdim=True).values)
+    step = torch.div(h * w - top, 255, rounding_mode="floor")
+    cum = hist.cumsum(dim=1)[:, :-1]
+    lut = torch.div(cum + torch.div(step, 2, rounding_mode="floor"), step.clamp(min=1),
+                    rounding_mode="floor").clamp_(0, 255)
+    lut = torch.cat([torch.zeros(n * c, 1, device=x.device, dtype=lut.dtype), lut], dim=1)
+    out = torch.where(step > 0, lut.gather(1, flat), flat)
+    return out.to(x.dtype).view(n, c, h, w)
+
+
+def op_invert(x: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
+    """Invert: ``255 - x``."""
+    return 255.0 - x
+
+
+OP_FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "ShearX": op_shear_x, "ShearY": op_shear_y, "TranslateX": op_translate_x, "TranslateY": op_translate_y,
+    "Rotate": op_rotate, "Color": op_color, "Posterize": op_posterize, "Solarize": op_solarize,
+    "Contrast": op_contrast, "Sharpness": op_sharpness, "Brightness": op_brightness,
+    "AutoContrast": op_autocontrast, "Equalize": op_equalize, "Invert": op_invert,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The batched pipeline
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchAugment:
+    """Callable batched augmentation: ``aug(x_uint8 [B, C, H, W], generator) -> float32 [B, C, H, W]``.
+
+    Switches: ``random_crop`` (zero padding ``crop_padding`` on each side, then a random
+    ``H x W`` window), ``hflip`` (probability 1/2), ``autoaugment`` (CIFAR-10 policy),
+    ``random_erasing`` (probability; 0 = off) with ``erasing_scale`` (area fraction range),
+    ``erasing_ratio`` (aspect ratio range, sampled log-uniformly) and ``erasing_value``
+    (``"random"``: standard-normal noise per erased value, or a constant in normalised units),
+    ``normalize`` (``(x / 255 - mean) / std`` per channel; without it the result is ``x / 255``).
+
+    RandomErasing follows torchvision's rule exactly in distribution: up to 10 tries of
+    (area, ratio), ``h = round(sqrt(area * ratio))``, ``w = round(sqrt(area / ratio))``, the first
+    try with ``h < H`` and ``w < W`` wins and is placed uniformly; if none fits the image is left
+    alone. All 10 tries are drawn at once for every sample (vectorised), which changes the random
+    stream but not the distribution. It runs after Normalize, as in the recipe.
+
+    ``aug(x, g, return_record=True)`` also returns a dict of what each sample drew:
+    ``crop_offset`` ``[B, 2]`` (top, left in the padded image), ``flip`` ``[B]`` bool,
+    ``subpolicy`` ``[B]`` (-1 when AutoAugment is off), ``op`` ``[B, 2]`` (op id into :data:`OPS`
+    of each applied op, -1 when its coin said no), ``magnitude`` ``[B, 2]`` (signed),
+    ``erase`` ``[B]`` bool and ``erase_box`` ``[B, 4]`` (top, left, height, width).
+    """
+
+    mean: Sequence[float] = (0.0,)
+    std: Sequence[float] = (1.0,)
+    random_crop: bool = False
+    crop_padding: int = 4
+    hflip: bool = False
+    autoaugment: bool = False
+    random_erasing: float = 0.0
+    erasing_scale: tuple[float, float] = (0.02, 0.2)
+    erasing_ratio: tuple[float, float] = (0.3, 3.3)
+    erasing_value: float | str = "random"
+    normalize: bool = True
+    policy: tuple = field(default=CIFAR10_POLICY, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean {tuple(self.mean)} and std {tuple(self.std)} differ in length")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be positive, got {tuple(self.std)}")
+        if self.crop_padding < 0:
+            raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"random_erasing is a probability in [0, 1], got {self.random_erasing}")
+        lo, hi = self.erasing_scale
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"erasing_scale must satisfy 0 < lo <= hi <= 1, got {self.erasing_scale}")
+        if not 0.0 < self.erasing_ratio[0] <= self.erasing_ratio[1]:
+            raise ValueError(f"erasing_ratio must satisfy 0 < lo <= hi, got {self.erasing_ratio}")
+        if isinstance(self.erasing_value, str) and self.erasing_value != "random":
+            raise ValueError(f"erasing_value must be 'random' or a number, got {self.erasing_value!r}")
+        for sub in self.policy:
+            for op, p, _ in sub:
+                if op not in OPS or not 0.0 <= p <= 1.0:
+                    raise ValueError(f"bad AutoAugment policy entry {(op, p)}")
+        self._tables: dict = {}
+
+    @classmethod
+    def for_eval(cls, mean: Sequence[float], std: Sequence[float]) -> "BatchAugment":
+        """The test-time transform: ToTensor + Normalize only."""
+        return cls(mean=tuple(mean), std=tuple(std))
+
+    def _policy_tables(self, h: int, w: int, device: torch.device):
+        """Per (sub-policy, stage): op id, probability, magnitude (0 without one) and signed flag."""
+        key = (h, w, str(device))
+        if key not in self._tables:
+            ops, probs, mags, signed = [], [], [], []
+            for sub in self.policy:
+                row_o, row_p, row_m, row_s = [], [], [], []
+                for op, p, b in sub:
+                    table = magnitude_table(op, h, w)
+                    row_o.append(OPS.index(op))
+                    row_p.append(p)
+                    row_m.append(float(table[b]) if table is not None and b is not None else 0.0)
+                    row_s.append(op in SIGNED_OPS)
+                ops.append(row_o), probs.append(row_p), mags.append(row_m), signed.append(row_s)
+            self._tables[key] = (torch.tensor(ops, device=device), torch.tensor(probs, device=device),
+                                 torch.tensor(mags, device=device), torch.tensor(signed, device=device))
+        return self._tables[key]
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None, *,
+                 return_record: bool = False):
+        """Augment a uint8 batch ``[B, C, H, W]``; see the class docstring."""
+        if x.ndim != 4:
+            raise ValueError(f"expected a batch [B, C, H, W], got shape {tuple(x.shape)}")
+        b, c, h, w = x.shape
+        dev = x.device
+        g = generator
+        record: dict[str, torch.Tensor] = {}
+        out = x.to(torch.float32)
+        if self.random_crop and self.crop_padding > 0:
+            p = self.crop_padding
+            offsets = torch.randint(0, 2 * p + 1, (b, 2), generator=g, device=dev)
+            padded = F.pad(out, (p, p, p, p))
+            rows = offsets[:, 0:1] + torch.arange(h, device=dev)
+            cols = offsets[:, 1:2] + torch.arange(w, device=dev)
+            out = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                         rows[:, None, :, None], cols[:, None, None, :]]
+            record["crop_offset"] = offsets
+        else:
+            record["crop_offset"] = torch.full((b, 2), self.crop_padding if self.random_crop else 0, device=dev)
+        if self.hflip:
+            flip = torch.rand(b, generator=g, device=dev) < 0.5
+            out = torch.where(flip[:, None, None, None], out.flip(-1), out)
+        else:
+            flip = torch.zeros(b, dtype=torch.bool, device=dev)
+        record["flip"] = flip
+        if self.autoaugment:
+            out, aa_record = self._autoaugment(out, g)
+            record.update(aa_record)
+        else:
+            record["subpolicy"] = torch.full((b,), -1, dtype=torch.long, device=dev)
+            record["op"] = torch.full((b, 2), -1, dtype=torch.long, device=dev)
+            record["magnitude"] = torch.zeros(b, 2, device=dev)
+        out = out / 255.0
+        if self.normalize:
+            if len(self.mean) != c:
+                raise ValueError(f"mean/std have {len(self.mean)} channels but the batch has {c}")
+            mean = torch.tensor(self.mean, dtype=out.dtype, device=dev).view(1, c, 1, 1)
+            std = torch.tensor(self.std, dtype=out.dtype, device=dev).view(1, c, 1, 1)
+            out = (out - mean) / std
+        if self.random_erasing > 0:
+            out, erase, box = self._erase(out, g)
+        else:
+            erase = torch.zeros(b, dtype=torch.bool, device=dev)
+            box = torch.zeros(b, 4, dtype=torch.long, device=dev)
+        record["erase"], record["erase_box"] = erase, box
+        out = out.contiguous()
+        return (out, record) if return_record else out
+
+    def _autoaugment(self, x: torch.Tensor, g: torch.Generator | None):
+        """Apply one random CIFAR-10 sub-policy per sample (both stages, each with its own coin)."""
+        b, _, h, w = x.shape
+        dev = x.device
+        ops, probs, mags, signed = self._policy_tables(h, w, dev)
+        sub = torch.randint(0, len(self.policy), (b,), generator=g, device=dev)
+        coins = torch.rand(b, 2, generator=g, device=dev)
+        sign_coins = torch.rand(b, 2, generator=g, device=dev)
+        op_drawn = ops[sub]                                   # [B, 2]
+        applied = coins <= probs[sub]                         # torchvision: apply when rand <= p
+        negate = signed[sub] & (sign_coins <= 0.5)
+        magnitude = torch.where(negate, -mags[sub], mags[sub])
+        op_record = torch.where(applied, op_drawn, torch.full_like(op_drawn, -1))
+        for stage in range(2):
+            kinds = op_record[:, stage]
+            for k, name in enumerate(OPS):
+                idx = torch.nonzero(kinds == k).flatten()
+                if idx.numel() == 0:
+                    continue
+                part = OP_FUNCTIONS[name](x.index_select(0, idx), magnitude[idx, stage])
+                x = x.index_copy(0, idx, part)
+        return x, {"subpolicy": sub, "op": op_record, "magnitude": torch.where(applied, magnitude, 0.0)}
+
+    def _erase(self, x: torch.Tensor, g: torch.Generator | None):
+        """RandomErasing, vectorised over samples and over torchvision's 10 tries (see class docs)."""
+        b, c, h, w = x.shape
+        dev = x.device
+        tries = 10
+        area = float(h * w)
+        lo, hi = self.erasing_scale
+        target = area * (lo + (hi - lo) * torch.rand(b, tries, generator=g, device=dev))
+        log_lo, log_hi = math.log(self.erasing_ratio[0]), math.log(self.erasing_ratio[1])
+        ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(b, tries, generator=g, device=dev))
+        eh = torch.sqrt(target * ratio).round().long()
+        ew = torch.sqrt(target / ratio).round().long()
+        fits = (eh < h) & (ew < w)
+        first = fits.int().argmax(dim=1, keepdim=True)
+        eh, ew = eh.gather(1, first).squeeze(1), ew.gather(1, first).squeeze(1)
+        pos = torch.rand(b, 2, generator=g, device=dev)
+        top = (pos[:, 0] * (h - eh + 1).float()).floor().long().clamp_(min=0)
+        left = (pos[:, 1] * (w - ew + 1).float()).floor().long().clamp_(min=0)
+        top, left = torch.minimum(top, h - eh), torch.minimum(left, w - ew)
+        erase = (torch.rand(b, generator=g, device=dev) < self.random_erasing) & fits.any(dim=1)
+        rows = torch.arange(h, device=dev)
+        cols = torch.arange(w, device=dev)
+        in_rows = (rows[None, :] >= top[:, None]) & (rows[None, :] < (top + eh)[:, None])
+        in_cols = (cols[None, :] >= left[:, None]) & (cols[None, :] < (left + ew)[:, None])
+        mask = (in_rows[:, :, None] & in_cols[:, None, :] & erase[:, None, None])[:, None]
+        if self.erasing_value == "random":
+            fill = torch.randn(x.shape, generator=g, device=dev, dtype=x.dtype)
+        else:
+            fill = torch.full_like(x, float(self.erasing_value))
+        box = torch.stack([top, left, eh, ew], dim=1) * erase[:, None]
+        return torch.where(mask, fill, x), erase, box
+
+
+def build_augment(train: bool, mean: Sequence[float], std: Sequence[float], **switches) -> BatchAugment:
+    """The train transform (switches as given, defaults = the CKDSNN CIFAR recipe) or the eval one.
+
+    Recipe defaults for ``train=True``: ``random_crop=True, crop_padding=4, hflip=True,
+    autoaugment=True, random_erasing=0.5, erasing_scale=(0.02, 0.2)``; ``train=False`` ignores
+    the switches and gives ToTensor + Normalize.
+    """
+    if not train:
+        return BatchAugment.for_eval(mean, std)
+    recipe = dict(random_crop=True, crop_padding=4, hflip=True, autoaugment=True, random_erasing=0.5,
+                  erasing_scale=(0.02, 0.2))
+    recipe.update(switches)
+    return BatchAugment(mean=tuple(mean), std=tuple(std), **recipe)

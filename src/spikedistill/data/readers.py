@@ -1,0 +1,463 @@
+"""Dataset readers: canonical CIFAR pickles, ImageFolder trees (folder, tar, zip) and digits.
+
+Every reader returns a :class:`RawDataset`: uint8 numpy arrays ``[N, C, H, W]`` and int64 labels
+for a train and a test split, plus the class names in label order. Readers never touch torch or
+the device; :func:`spikedistill.data.datasets.load_dataset` wraps them with caching and subsets.
+
+ImageFolder trees are read in a fixed order: members are indexed as ``(split, class id, relative
+path)`` and sorted, so the n-th image of a split is the same whether the tree is a folder, a tar
+or a zip, and whether all images or only a selected subset are decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from spikedistill.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
+TEST_SPLIT_NAMES = ("test", "val")
+
+
+@dataclass
+class RawDataset:
+    """Decoded dataset as numpy arrays.
+
+    ``train_images``/``test_images`` are uint8 ``[N, C, H, W]``; ``train_labels``/``test_labels``
+    int64 ``[N]`` with values in ``range(len(class_names))``.
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    class_names: list[str]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for split in ("train", "test"):
+            images = getattr(self, f"{split}_images")
+            labels = getattr(self, f"{split}_labels")
+            if images.dtype != np.uint8 or images.ndim != 4:
+                raise DataError(f"{self.source}: {split} images must be uint8 [N, C, H, W], "
+                                f"got {images.dtype} with shape {tuple(images.shape)}")
+            if labels.shape != (images.shape[0],):
+                raise DataError(f"{self.source}: {split} has {images.shape[0]} images but labels of "
+                                f"shape {tuple(labels.shape)}")
+            if labels.size and (labels.min() < 0 or labels.max() >= len(self.class_names)):
+                raise DataError(f"{self.source}: {split} labels must lie in [0, {len(self.class_names)}), "
+                                f"got [{labels.min()}, {labels.max()}]")
+        self.train_labels = self.train_labels.astype(np.int64, copy=False)
+        self.test_labels = self.test_labels.astype(np.int64, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR pickles
+# --------------------------------------------------------------------------------------------
+
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR100_FOLDER = "cifar-100-python"
+
+
+def _unpickle(path: Path) -> dict:
+    """Load one CIFAR pickle (a dict with bytes keys); DataError naming the file on failure."""
+    if not path.is_file():
+        raise DataError(f"missing CIFAR file {path}")
+    try:
+        with open(path, "rb") as handle:
+            obj = pickle.load(handle, encoding="bytes")
+    except Exception as exc:  # truncated, not a pickle, ...
+        raise DataError(f"cannot read CIFAR pickle {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise DataError(f"CIFAR pickle {path} holds a {type(obj).__name__}, expected a dict")
+    return obj
+
+
+def _field(obj: dict, key: str, path: Path):
+    """Return ``obj[key]`` accepting both bytes and str keys; DataError naming file and field."""
+    for candidate in (key.encode(), key):
+        if candidate in obj:
+            return obj[candidate]
+    raise DataError(f"CIFAR pickle {path} has no field '{key}' (fields: "
+                    f"{sorted(k.decode() if isinstance(k, bytes) else str(k) for k in obj)})")
+
+
+def _cifar_images(obj: dict, path: Path) -> np.ndarray:
+    """The ``data`` field of a CIFAR batch as uint8 ``[N, 3, 32, 32]`` (rows are R, G, B planes)."""
+    data = np.asarray(_field(obj, "data", path))
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataError(f"CIFAR pickle {path}: field 'data' must be [N, 3072], got {tuple(data.shape)}")
+    return np.ascontiguousarray(data.astype(np.uint8, copy=False).reshape(-1, 3, 32, 32))
+
+
+def _cifar_labels(obj: dict, key: str, path: Path, n: int) -> np.ndarray:
+    labels = np.asarray(_field(obj, key, path), dtype=np.int64)
+    if labels.shape != (n,):
+        raise DataError(f"CIFAR pickle {path}: field '{key}' has shape {tuple(labels.shape)}, expected ({n},)")
+    return labels
+
+
+def _names(values: Iterable, path: Path, key: str) -> list[str]:
+    try:
+        return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+    except Exception as exc:
+        raise DataError(f"CIFAR pickle {path}: field '{key}' is not a list of names") from exc
+
+
+def find_cifar_folder(root: Path, folder: str) -> Path | None:
+    """Return ``root`` if it is the pickle folder ``folder``, ``root/folder`` if that exists, else None."""
+    marker = "batches.meta" if folder == CIFAR10_FOLDER else "meta"
+    if root.is_dir() and root.name == folder:
+        return root
+    if (root / folder).is_dir():
+        return root / folder
+    if root.is_dir() and (root / marker).is_file() and (root / "test_batch" if folder == CIFAR10_FOLDER
+                                                        else root / "test").is_file():
+        return root
+    return None
+
+
+def read_cifar10_pickles(root: str | os.PathLike) -> RawDataset:
+    """Read canonical CIFAR-10 (``cifar-10-batches-py``: data_batch_1..5, test_batch, batches.meta).
+
+    ``root`` may be that folder or its parent. Images keep the file order.
+    """
+    root = Path(root)
+    folder = find_cifar_folder(root, CIFAR10_FOLDER)
+    if folder is None:
+        raise DataError(f"CIFAR-10 root {root} does not exist or holds no {CIFAR10_FOLDER}/ "
+                        f"(expected a folder holding {CIFAR10_FOLDER}/ with data_batch_1..5, test_batch, "
+                        f"batches.meta, or that folder itself)")
+    meta_path = folder / "batches.meta"
+    names = _names(_field(_unpickle(meta_path), "label_names", meta_path), meta_path, "label_names")
+    images, labels = [], []
+    for i in range(1, 6):
+        path = folder / f"data_batch_{i}"
+        obj = _unpickle(path)
+        images.append(_cifar_images(obj, path))
+        labels.append(_cifar_labels(obj, "labels", path, images[-1].shape[0]))
+    test_path = folder / "test_batch"
+    test = _unpickle(test_path)
+    test_images = _cifar_images(test, test_path)
+    test_labels = _cifar_labels(test, "labels", test_path, test_images.shape[0])
+    return RawDataset(np.concatenate(images), np.concatenate(labels), test_images, test_labels, names,
+                      source=str(folder))
+
+
+def read_cifar100_pickles(root: str | os.PathLike) -> RawDataset:
+    """Read canonical CIFAR-100 (``cifar-100-python``: train, test, meta) with the 100 fine labels.
+
+    ``root`` may be that folder or its parent.
+    """
+    root = Path(root)
+    folder = find_cifar_folder(root, CIFAR100_FOLDER)
+    if folder is None:
+        raise DataError(f"CIFAR-100 root {root} does not exist or holds no {CIFAR100_FOLDER}/ "
+                        f"(expected a folder holding {CIFAR100_FOLDER}/ with train, test, meta, "
+                        f"or that folder itself)")
+    meta_path = folder / "meta"
+    names = _names(_field(_unpickle(meta_path), "fine_label_names", meta_path), meta_path, "fine_label_names")
+    splits = []
+    for split in ("train", "test"):
+        path = folder / split
+        obj = _unpickle(path)
+        images = _cifar_images(obj, path)
+        splits.append((images, _cifar_labels(obj, "fine_labels", path, images.shape[0])))
+    (tr_x, tr_y), (te_x, te_y) = splits
+    return RawDataset(tr_x, tr_y, te_x, te_y, names, source=str(folder))
+
+
+# --------------------------------------------------------------------------------------------
+# ImageFolder: folder, tar, zip
+# --------------------------------------------------------------------------------------------
+
+
+def is_archive(path: str | os.PathLike) -> bool:
+    """True when the file name ends in one of :data:`ARCHIVE_SUFFIXES`."""
+    name = str(path).lower()
+    return any(name.endswith(s) for s in ARCHIVE_SUFFIXES)
+
+
+@dataclass
+class FolderIndex:
+    """The layout of an ImageFolder tree without decoding any image.
+
+    ``members[split]`` lists ``(member key, label)`` sorted by (label, key); the member key is the
+    path inside the folder/archive. ``test_split`` is ``"test"`` or ``"val"``.
+    """
+
+    class_names: list[str]
+    members: dict[str, list[tuple[str, int]]]
+    test_split: str
+    prefix: str = ""
+    info: dict = field(default_factory=dict)
+
+    def labels(self, split: str) -> np.ndarray:
+        return np.asarray([label for _, label in self.members[split]], dtype=np.int64)
+
+
+def _split_member(name: str) -> tuple[str, ...]:
+    parts = tuple(p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", "."))
+    return parts
+
+
+def _is_image_name(parts: Sequence[str]) -> bool:
+    if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+        return False
+    return parts[-1].lower().endswith(IMAGE_EXTENSIONS)
+
+
+def build_index(names: Iterable[str], source: str) -> FolderIndex:
+    """Index an ImageFolder tree from its file names (paths relative to the root/archive).
+
+    Accepts ``train/<class>/<file>`` and ``test|val/<class>/<file>``, possibly all under one
+    top-level folder. Class ids are the sorted class-folder names. Raises DataError when there is
+    no train split, no test/val split, or the class folders of train and test differ.
+    """
+    entries = [(n, _split_member(n)) for n in names]
+    entries = [(n, p) for n, p in entries if _is_image_name(p)]
+    splits = ("train",) + TEST_SPLIT_NAMES
+    prefix: tuple[str, ...] = ()
+    if not any(len(p) >= 3 and p[0] in splits for _, p in entries):
+        tops = {p[0] for _, p in entries if len(p) >= 4 and p[1] in splits}
+        if len(tops) == 1:
+            prefix = (tops.pop(),)
+    depth = len(prefix)
+    per_split: dict[str, dict[str, list[str]]] = {s: {} for s in splits}
+    for name, parts in entries:
+        if len(parts) != depth + 3 or tuple(parts[:depth]) != prefix or parts[depth] not in splits:
+            continue
+        per_split[parts[depth]].setdefault(parts[depth + 1], []).append(name)
+    test_split = next((s for s in TEST_SPLIT_NAMES if per_split[s]), None)
+    if not per_split["train"] or test_split is None:
+        found = sorted({"/".join(p[: depth + 1]) for _, p in entries})[:10]
+        raise DataError(f"{source} is not an ImageFolder tree: expected train/<class>/<image> and "
+                        f"test/<class>/<image> (or val/), possibly under one top-level folder; "
+                        f"missing {'train/' if not per_split['train'] else 'test/ (or val/)'}; "
+                        f"top-level entries holding images: {found or 'none'}")
+    train_classes = sorted(per_split["train"])
+    test_classes = sorted(per_split[test_split])
+    if train_classes != test_classes:
+        only_train = sorted(set(train_classes) - set(test_classes))
+        only_test = sorted(set(test_classes) - set(train_classes))
+        raise DataError(f"{source}: class folders differ between train/ and {test_split}/: "
+                        f"only in train: {only_train}, only in {test_split}: {only_test}")
+    class_id = {c: i for i, c in enumerate(train_classes)}
+    members = {}
+    for split, key in (("train", "train"), ("test", test_split)):
+        members[split] = sorted(((n, class_id[c]) for c, files in per_split[key].items() for n in files),
+                                key=lambda item: (item[1], item[0]))
+    return FolderIndex(train_classes, members, test_split, prefix="/".join(prefix))
+
+
+def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.ndarray:
+    """Decode image bytes with Pillow into uint8 ``[3, H, W]`` (converted to RGB).
+
+    With ``image_size`` the image is resized to ``image_size x image_size`` (bilinear).
+    DataError naming ``name`` when Pillow cannot read it.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img = img.convert("RGB")
+            if image_size is not None and img.size != (image_size, image_size):
+                img = img.resize((image_size, image_size), Image.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+    except Exception as exc:
+        raise DataError(f"cannot decode image {name}: {type(exc).__name__}: {exc}") from exc
+    return array.transpose(2, 0, 1)
+
+
+class _ImageFolderSource:
+    """Uniform access to the files of an ImageFolder tree stored as a folder, tar or zip.
+
+    Use as a context manager: :meth:`names` lists the files (for a tar this is the one pass over
+    the member headers; the open archive is kept), :meth:`read` then hands the wanted members'
+    bytes to a callback, visiting tar members in archive order so that a compressed tar is
+    decompressed only once more (no extraction to disk).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._archive = None
+        self._tar_members: list = []
+        if not path.exists():
+            raise DataError(f"ImageFolder root {path} does not exist (expected a folder with train/ and "
+                            f"test/ class folders, or a .tar/.tar.gz/.tgz/.zip archive holding one)")
+        if path.is_dir():
+            self.kind = "dir"
+        elif is_archive(path):
+            self.kind = "zip" if str(path).lower().endswith(".zip") else "tar"
+        else:
+            raise DataError(f"ImageFolder root {path} is a file but not a .tar, .tar.gz, .tgz or .zip archive")
+
+    def __enter__(self) -> "_ImageFolderSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
+
+    def _fail(self, exc: BaseException) -> DataError:
+        return DataError(f"cannot read archive {self.path} (corrupt or truncated?): {type(exc).__name__}: {exc}")
+
+    def names(self) -> list[str]:
+        """All regular file names (relative, '/'-separated, as stored) in the tree."""
+        try:
+            if self.kind == "dir":
+                out = []
+                for dirpath, _, files in os.walk(self.path):
+                    rel = Path(dirpath).relative_to(self.path)
+                    out.extend((rel / f).as_posix() for f in files)
+                return out
+            if self.kind == "zip":
+                self._archive = zipfile.ZipFile(self.path)
+                return [i.filename for i in self._archive.infolist() if not i.is_dir()]
+            self._archive = tarfile.open(self.path, "r:*")
+            self._tar_members = [m for m in self._archive.getmembers() if m.isfile()]
+            return [m.name for m in self._tar_members]
+        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise self._fail(exc) from exc
+
+    def read(self, wanted: set[str], sink: Callable[[str, str, bytes], None]) -> None:
+        """Call ``sink(member, display name, bytes)`` for every member in ``wanted``.
+
+        :meth:`names` must have been called first (it opens the archive).
+        """
+        if self.kind == "dir":
+            for name in sorted(wanted):
+                try:
+                    data = (self.path / name).read_bytes()
+                except OSError as exc:
+                    raise DataError(f"cannot read image {self.path / name}: {exc}") from exc
+                sink(name, str(self.path / name), data)
+            return
+        try:
+            if self.kind == "zip":
+                for info in self._archive.infolist():
+                    if info.filename in wanted:
+                        sink(info.filename, f"{self.path}:{info.filename}", self._archive.read(info))
+            else:
+                chosen = sorted((m for m in self._tar_members if m.name in wanted), key=lambda m: m.offset_data)
+                for member in chosen:
+                    sink(member.name, f"{self.path}:{member.name}", self._archive.extractfile(member).read())
+        except DataError:
+            raise
+        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError) as exc:
+            raise self._fail(exc) from exc
+
+
+def index_image_folder(root: str | os.PathLike) -> FolderIndex:
+    """List (without decoding) the ImageFolder tree at ``root`` (folder or archive)."""
+    with _ImageFolderSource(Path(root)) as source:
+        return build_index(source.names(), str(root))
+
+
+def read_image_folder(
+    root: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    select: dict[str, np.ndarray] | Callable[[FolderIndex], dict[str, np.ndarray]] | None = None,
+) -> RawDataset:
+    """Decode the ImageFolder tree at ``root`` (folder, ``.tar``, ``.tar.gz``/``.tgz`` or ``.zip``).
+
+    Images are returned in the index order (by class id, then member path). ``select`` maps
+    ``"train"`` and ``"test"`` to index positions to decode, in that order (a missing split or
+    None means all of it); it may also be a function of the :class:`FolderIndex` returning such
+    a dict, so that a subset can be chosen from the labels before any image is decoded. All
+    decoded images must share one size unless ``image_size`` resizes them; otherwise a DataError
+    names the first file whose size differs.
+    """
+    with _ImageFolderSource(Path(root)) as source:
+        index = build_index(source.names(), str(root))
+        if callable(select):
+            select = select(index)
+        return _decode_selected(source, index, str(root), image_size, select or {})
+
+
+def _decode_selected(source: _ImageFolderSource, index: FolderIndex, root: str, image_size: int | None,
+                     select: dict[str, np.ndarray]) -> RawDataset:
+    """Decode the index positions chosen by ``select`` (see :func:`read_image_folder`)."""
+    positions: dict[str, np.ndarray] = {}
+    owner: dict[str, tuple[str, int]] = {}
+    for split in ("train", "test"):
+        n = len(index.members[split])
+        pos = select.get(split)
+        pos = np.arange(n) if pos is None else np.asarray(pos, dtype=np.int64)
+        if pos.size and (pos.min() < 0 or pos.max() >= n):
+            raise DataError(f"{root}: selected {split} positions out of range [0, {n})")
+        positions[split] = pos
+        for slot, p in enumerate(pos.tolist()):
+            owner[index.members[split][p][0]] = (split, slot)
+    out: dict[str, np.ndarray] = {}
+    filled = {s: np.zeros(len(p), dtype=bool) for s, p in positions.items()}
+    first: list[tuple[tuple[int, ...], str]] = []
+
+    def sink(member: str, display: str, data: bytes) -> None:
+        where = owner.get(member)
+        if where is None:
+            return
+        array = decode_image(data, display, image_size)
+        if not first:
+            first.append((array.shape, display))
+            for split, pos in positions.items():
+                out[split] = np.zeros((len(pos),) + array.shape, dtype=np.uint8)
+        elif array.shape != first[0][0]:
+            shape0, name0 = first[0]
+            raise DataError(f"image {display} is {array.shape[2]}x{array.shape[1]} pixels but {name0} is "
+                            f"{shape0[2]}x{shape0[1]}: all images must have one size "
+                            f"(set image_size to resize them)")
+        out[where[0]][where[1]] = array
+        filled[where[0]][where[1]] = True
+
+    source.read(set(owner), sink)
+    for split in ("train", "test"):
+        if not filled[split].all():
+            missing = index.members[split][int(positions[split][~filled[split]][0])][0]
+            raise DataError(f"{root}: could not read {int((~filled[split]).sum())} listed image(s), e.g. {missing}")
+        if split not in out:
+            out[split] = np.zeros((0, 3, image_size or 0, image_size or 0), dtype=np.uint8)
+    labels = {s: index.labels(s)[positions[s]] for s in ("train", "test")}
+    return RawDataset(out["train"], labels["train"], out["test"], labels["test"],
+                      list(index.class_names), source=root)
+
+
+# --------------------------------------------------------------------------------------------
+# digits (embedded, scikit-learn)
+# --------------------------------------------------------------------------------------------
+
+
+def read_digits(test_fraction: float = 0.25, split_seed: int = 0) -> RawDataset:
+    """scikit-learn's ``load_digits``: 1,797 real 8x8 grey images of the digits 0-9.
+
+    Pixel values 0..16 are scaled to uint8 by ``round(v * 255 / 16)``; one channel. The split is
+    a fixed stratified ``train_test_split(test_size=0.25, stratify=y, random_state=0)``
+    (1,347 train / 450 test).
+    """
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as exc:  # pragma: no cover - scikit-learn is a dependency
+        raise DataError("the 'digits' dataset needs scikit-learn (pip install scikit-learn)") from exc
+    bunch = load_digits()
+    images = np.rint(bunch.images.astype(np.float64) * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    images = images[:, None, :, :]
+    labels = bunch.target.astype(np.int64)
+    idx = np.arange(len(labels))
+    train_idx, test_idx = train_test_split(idx, test_size=test_fraction, stratify=labels,
+                                           random_state=split_seed)
+    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    return RawDataset(images[train_idx], labels[train_idx], images[test_idx], labels[test_idx],
+                      [str(i) for i in range(10)], source="sklearn.datasets.load_digits")
