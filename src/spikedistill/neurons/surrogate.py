@@ -64,7 +64,7 @@ class SpikeFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         (v,) = ctx.saved_tensors
-        g = SURROGATES[ctx.surrogate](v.float(), ctx.alpha)
+        g = SURROGATES[ctx.surrogate](v.to(torch.promote_types(v.dtype, torch.float32)), ctx.alpha)
         return (grad_out * g).to(v.dtype), None, None
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from spikedistill.cli import main
+
+sys.exit(main())

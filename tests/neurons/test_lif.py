@@ -1,0 +1,118 @@
+"""The LIF neuron against hand-computed spikes and gradients (method.md, "Student neuron")."""
+
+import math
+
+import pytest
+import torch
+
+from spikedistill.errors import ConfigError
+from spikedistill.neurons import LIF, lif_multistep, resolve_backend
+from spikedistill.neurons.surrogate import SURROGATES, spike
+
+
+def _toy(detach_reset):
+    # one neuron, T = 3, x = (0.8, 0.9, 0.3); L = 1*s0 + 2*s1 + 3*s2
+    x = torch.tensor([0.8, 0.9, 0.3]).view(3, 1).requires_grad_(True)
+    s = lif_multistep(x, detach_reset=detach_reset)
+    (s.view(3) * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    return s.detach().view(3).tolist(), x.grad.view(3).tolist()
+
+
+def test_toy_spikes_and_bptt_gradients_through_the_reset():
+    # Forward: h0 = 0.8 (no spike); h1 = 0.5*0.8 + 0.9 = 1.3 (spike, reset to 0); h2 = 0.3.
+    # Backward, sg(h) = max(0, 1 - |h - 1|), reset not detached (u = (1 - s) h):
+    #   dL/dh2 = 3 * sg(0.3) = 0.9;           gu1 = 0.5 * 0.9 = 0.45
+    #   dL/dh1 = (2 - 0.45 * 1.3) * sg(1.3) + 0.45 * (1 - 1) = 1.415 * 0.7 = 0.9905
+    #   gu0 = 0.5 * 0.9905 = 0.49525
+    #   dL/dh0 = (1 - 0.49525 * 0.8) * sg(0.8) + 0.49525 * 1 = 0.97829
+    spikes, grads = _toy(detach_reset=False)
+    assert spikes == [0.0, 1.0, 0.0]
+    assert grads == pytest.approx([0.97829, 0.9905, 0.9], abs=1e-6)
+
+
+def test_toy_gradients_with_detached_reset():
+    #   dL/dh2 = 0.9; gu1 = 0.45; dL/dh1 = 2 * 0.7 + 0 = 1.4; gu0 = 0.7
+    #   dL/dh0 = 1 * 0.8 + 0.7 * 1 = 1.5
+    spikes, grads = _toy(detach_reset=True)
+    assert spikes == [0.0, 1.0, 0.0]
+    assert grads == pytest.approx([1.5, 1.4, 0.9], abs=1e-6)
+
+
+def test_t1_is_a_heaviside_step_with_strict_threshold():
+    x = torch.tensor([[-1.0, 0.5, 1.0, 1.0001, 3.0]])
+    assert lif_multistep(x).tolist() == [[0.0, 0.0, 0.0, 1.0, 1.0]]
+
+
+def test_gradient_only_inside_the_triangle_window():
+    x = torch.linspace(-1.5, 3.5, 101).view(1, -1).requires_grad_(True)
+    lif_multistep(x).sum().backward()
+    g = x.grad.view(-1)
+    inside = (x.detach().view(-1) - 1.0).abs() < 1.0
+    assert torch.all(g[~inside] == 0)
+    assert torch.all(g[inside] > 0)
+    # T = 1: dL/dx = sg(x) = 1 - |x - 1| inside the window
+    assert torch.allclose(g[inside], 1 - (x.detach().view(-1)[inside] - 1).abs(), atol=1e-6)
+
+
+def test_membrane_decay_and_reset_over_time():
+    # constant input 0.6: h = 0.6, 0.9, 1.05 (spike, reset), 0.6, 0.9, 1.05 ...
+    x = torch.full((6, 1), 0.6)
+    assert lif_multistep(x).view(-1).tolist() == [0, 0, 1, 0, 0, 1]
+
+
+@pytest.mark.parametrize("name, smooth", [
+    ("sigmoid", lambda v, a: torch.sigmoid(a * v)),
+    ("atan", lambda v, a: torch.atan(math.pi / 2 * a * v) / math.pi + 0.5),
+])
+def test_smooth_surrogates_are_derivatives_of_their_primitives(name, smooth):
+    alpha = 3.0
+    v = torch.linspace(-2, 2, 41, dtype=torch.float64, requires_grad=True)
+    spike(v, name, alpha).sum().backward()
+    v2 = v.detach().clone().requires_grad_(True)
+    smooth(v2, alpha).sum().backward()
+    assert torch.allclose(v.grad, v2.grad, atol=1e-10)
+
+
+def test_surrogates_share_the_exact_forward_step():
+    v = torch.tensor([-0.5, 0.0, 0.5])
+    for name in SURROGATES:
+        assert spike(v, name).tolist() == [0.0, 0.0, 1.0]
+
+
+def test_module_matches_function_and_keeps_shape_and_dtype():
+    torch.manual_seed(0)
+    x = torch.randn(4, 2, 3, 5, 5) * 1.5
+    m = LIF(decay=0.25, threshold=0.7, surrogate="atan", alpha=2.0)
+    out = m(x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.equal(out, lif_multistep(x, decay=0.25, threshold=0.7, surrogate="atan", alpha=2.0))
+    xb = x.bfloat16()
+    assert m(xb).dtype == torch.bfloat16
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ConfigError, match="surrogate"):
+        LIF(surrogate="square")
+    with pytest.raises(ConfigError, match="backend"):
+        LIF(backend="cuda")
+    with pytest.raises(ValueError, match=r"\[T, B, ...\]"):
+        lif_multistep(torch.ones(3))
+
+
+def test_auto_backend_falls_back_to_torch_on_cpu():
+    assert resolve_backend("auto", torch.ones(2, 2)) == "torch"
+    assert LIF(backend="auto")(torch.full((1, 3), 2.0)).tolist() == [[1.0, 1.0, 1.0]]
+
+
+def test_agrees_with_the_reference_release_neuron(reference_step):
+    torch.manual_seed(1)
+    x = (torch.randn(3, 4, 6) * 1.2 + 0.6)            # [B, T, N] for the reference
+    xr = x.clone().requires_grad_(True)
+    xo = x.transpose(0, 1).contiguous().requires_grad_(True)   # ours: [T, B, N]
+    w = torch.randn(3, 4, 6)
+    s_ref = reference_step.ReferenceLIF()(xr)
+    s_ours = lif_multistep(xo)
+    assert torch.equal(s_ref, s_ours.transpose(0, 1))
+    (s_ref * w).sum().backward()
+    (s_ours * w.transpose(0, 1)).sum().backward()
+    assert torch.allclose(xr.grad, xo.grad.transpose(0, 1), atol=1e-6)
