@@ -1,0 +1,370 @@
+"""Firing rates, FLOPs (MACs), synaptic operations (SOPs) and energy, counted with hooks.
+
+Everything is measured on an actual forward pass with forward hooks, for any model: no per-model
+tables. Hooks go on
+
+- every :class:`spikedistill.neurons.LIF` module (the spiking layers), and
+- every ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Conv3d`` / ``nn.Linear`` (the synaptic layers),
+- every average-pooling module (``nn.AvgPool*d`` / ``nn.AdaptiveAvgPool*d``), only to follow
+  spikes through pooling (see "Input kinds" below).
+
+Conventions (per image; ``B`` images in a batch, read from the model's input)
+-------------------------------------------------------------------------------
+
+**Firing rate of a LIF layer** ``l`` with output spikes ``s`` ``[T, B, N...]``::
+
+    fr_l = sum(s) / numel(s)            (mean spikes per neuron per timestep, over the images)
+
+**Network firing rate**: total spikes over all LIF layers / total neuron-timesteps::
+
+    fr = sum_l sum(s_l) / sum_l numel(s_l)
+
+**FLOPs of a synaptic layer** (the ANN-equivalent multiply-accumulates for *one* image at *one*
+timestep; bias additions are not counted)::
+
+    conv:   FLOPs_l = C_out * C_in / groups * prod(kernel) * prod(output spatial size)
+    linear: FLOPs_l = in_features * out_features
+
+**Calls per image** ``n_l``: how often the layer runs per image, measured as
+``rows / B`` where ``rows`` is the layer's leading (sample) dimension (for a Linear,
+``numel(input) / in_features``). A student conv on the folded ``[T*B, ...]`` batch has
+``n_l = T``; the student's stem (run once on the static image, then repeated) and its head (run
+once on the time-averaged feature) have ``n_l = 1``; every teacher layer has ``n_l = 1``.
+
+**Input kinds**, decided *from the data* of every evaluated batch (not from the module tree):
+
+- ``real`` always for the model's own input tensor (the image: the encoding layer is a MAC
+  layer by convention, even for a binary or all-zero image);
+- ``spike``: every input value is exactly 0 or 1;
+- ``pooled_spike``: the input is the output tensor of an average-pooling module whose own
+  input was ``spike`` or ``pooled_spike`` (the student's shortcut ``AvgPool2d -> conv1x1``);
+- ``real``: anything else (the image, BN outputs, a ReLU output, the functional GAP + time
+  mean before the head, the head's second Linear). A layer is spike-driven only if its input
+  was ``spike``/``pooled_spike`` in *every* evaluated batch.
+
+**Operations** of a layer per image::
+
+    real-valued input:   MACs_l = n_l * FLOPs_l
+    spike-driven input:  SOPs_l = r_l * n_l * FLOPs_l        (= fr(input) * T * FLOPs_l)
+
+with the input event rate ``r_l = mean(input != 0)``. For binary spikes this is exactly the
+input firing rate ``mean(input)``. For *pooled* spikes (values ``k / 4`` after a 2x2 average of
+spikes) we count one synaptic event per non-zero pooled value: the hardware sends one graded
+event per non-zero pooled position and each target accumulates a pre-scaled weight
+``w * k/4`` (a shift-and-add of ``w``, no general multiply), so the op count is the number of
+non-zero inputs times the fan-out. ``mean(input) * FLOPs`` would undercount (a window with a
+single spike would cost a quarter of an op), and counting the four underlying spikes
+separately (``4 * mean(input)``) would count the pooling's additions as synapses. The plain
+mean ``mean(input)`` is also reported (``input_mean``) so either convention can be recomputed.
+
+**Energy** per image (45 nm numbers of Horowitz, as used by SNN papers)::
+
+    E = e_mac * sum_l MACs_l + e_ac * sum_l SOPs_l         (e_mac = 4.6 pJ, e_ac = 0.9 pJ)
+
+reported in mJ (1 pJ = 1e-9 mJ). The teacher ANN's energy is ``e_mac * FLOPs`` with all its
+layers real-valued (``n_l = 1``), counted with the same hooks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from spikedistill.neurons import LIF
+
+#: energy per multiply-accumulate / per accumulate, in pJ (45 nm CMOS)
+E_MAC_PJ = 4.6
+E_AC_PJ = 0.9
+PJ_TO_MJ = 1e-9
+
+SYNAPTIC_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
+              nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+SPIKE_KINDS = ("spike", "pooled_spike")
+
+
+def _is_binary(x: torch.Tensor) -> bool:
+    """True when every element of ``x`` is exactly 0 or 1 (an empty tensor is not binary)."""
+    if x.numel() == 0:
+        return False
+    return bool(((x == 0) | (x == 1)).all())
+
+
+def synaptic_flops(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> tuple:
+    """``(FLOPs per call, rows)`` of a conv / linear layer for one forward.
+
+    ``FLOPs per call`` are the MACs for one sample row (see the module docstring); ``rows`` is
+    the number of sample rows in this forward (``out.shape[0]`` for a conv, ``numel(inp) /
+    in_features`` for a Linear).
+    """
+    if isinstance(module, nn.Linear):
+        rows = inp.numel() // module.in_features
+        return module.in_features * module.out_features, rows
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        rows = out.shape[0]
+        out_spatial = math.prod(out.shape[2:])
+        per_position = (module.in_channels // module.groups) * math.prod(module.kernel_size)
+        return module.out_channels * per_position * out_spatial, rows
+    raise TypeError(f"not a synaptic layer: {type(module).__name__}")
+
+
+@dataclass
+class LayerCount:
+    """Accumulated counts of one synaptic layer over the evaluated batches."""
+
+    name: str
+    type: str
+    flops: int = 0                  # MACs per image per call (per timestep for folded convs)
+    rows: int = 0                   # sample rows seen, summed over batches
+    images: int = 0                 # images seen, summed over batches
+    nonzero: int = 0                # non-zero input elements, summed
+    input_sum: float = 0.0          # sum of the input values
+    input_numel: int = 0            # input elements, summed
+    kinds: set = field(default_factory=set)   # input kinds seen
+
+    @property
+    def calls_per_image(self) -> float:
+        return self.rows / self.images if self.images else 0.0
+
+    @property
+    def spike_driven(self) -> bool:
+        return bool(self.kinds) and self.kinds <= set(SPIKE_KINDS)
+
+    @property
+    def input_kind(self) -> str:
+        if not self.kinds:
+            return "unused"
+        if self.spike_driven:
+            return "pooled_spike" if "pooled_spike" in self.kinds else "spike"
+        return "real"
+
+    @property
+    def input_rate(self) -> float:
+        """``mean(input != 0)`` over everything this layer saw."""
+        return self.nonzero / self.input_numel if self.input_numel else 0.0
+
+    @property
+    def input_mean(self) -> float:
+        return self.input_sum / self.input_numel if self.input_numel else 0.0
+
+    @property
+    def macs(self) -> float:
+        """MACs per image: ``n_l * FLOPs_l`` for a real-valued input, else 0."""
+        return 0.0 if self.spike_driven else self.calls_per_image * self.flops
+
+    @property
+    def sops(self) -> float:
+        """SOPs per image: ``r_l * n_l * FLOPs_l`` for a spike-driven input, else 0."""
+        return self.input_rate * self.calls_per_image * self.flops if self.spike_driven else 0.0
+
+
+@dataclass
+class NeuronCount:
+    """Accumulated spike counts of one LIF layer."""
+
+    name: str
+    spikes: float = 0.0
+    numel: int = 0                  # neuron-timesteps (T * B * N), summed over batches
+    neurons: int = 0                # neurons per image per timestep (N)
+
+    @property
+    def firing_rate(self) -> float:
+        return self.spikes / self.numel if self.numel else 0.0
+
+
+class OpCounter:
+    """Context manager that counts spikes and operations of ``model`` while it runs.
+
+    ::
+
+        with OpCounter(model) as counter:
+            for x, _ in batches:
+                model(x)
+        summary = counter.summary(e_mac=4.6, e_ac=0.9)
+
+    The first positional argument of ``model.forward`` must be the image batch ``[B, ...]``;
+    ``B`` normalises every count to per-image values. Nested calls of ``model`` (e.g. inside
+    a distiller) are counted once per top-level forward.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.layers: Dict[str, LayerCount] = {}
+        self.neurons: Dict[str, NeuronCount] = {}
+        self.images = 0
+        self._batch = 0
+        self._handles: List[Any] = []
+        self._pooled: Dict[int, tuple] = {}   # id(pool output) -> (tensor, kind), one forward
+        self._depth = 0
+        self._input: Optional[torch.Tensor] = None
+
+    # ---- hooks --------------------------------------------------------------------------
+
+    def _model_pre(self, module, args):
+        if self._depth == 0:
+            if not args or not isinstance(args[0], torch.Tensor):
+                raise TypeError("OpCounter: the model's first argument must be the image batch")
+            self._batch = int(args[0].shape[0])
+            self.images += self._batch
+            self._pooled.clear()
+            self._input = args[0]
+        self._depth += 1
+
+    def _model_post(self, module, args, out):
+        self._depth -= 1
+        if self._depth == 0:
+            self._pooled.clear()
+            self._input = None
+
+    def _kind(self, x: torch.Tensor) -> str:
+        if x is self._input:
+            return "real"
+        entry = self._pooled.get(id(x))
+        if entry is not None and entry[0] is x:
+            return entry[1]
+        return "spike" if _is_binary(x) else "real"
+
+    def _pool_hook(self, module, args, out):
+        x = args[0]
+        kind = self._kind(x)
+        if kind in SPIKE_KINDS and isinstance(out, torch.Tensor):
+            self._pooled[id(out)] = (out, "pooled_spike")
+
+    def _synapse_hook(self, name):
+        def hook(module, args, out):
+            x = args[0].detach()
+            flops, rows = synaptic_flops(module, x, out)
+            rec = self.layers[name]
+            rec.flops = flops
+            rec.rows += rows
+            rec.images += self._batch
+            rec.kinds.add(self._kind(args[0]))
+            rec.nonzero += int((x != 0).sum())
+            rec.input_sum += float(x.double().sum())
+            rec.input_numel += x.numel()
+        return hook
+
+    def _neuron_hook(self, name):
+        def hook(module, args, out):
+            s = out.detach()
+            rec = self.neurons[name]
+            rec.spikes += float(s.double().sum())
+            rec.numel += s.numel()
+            # LIF output is time-major [T, B, ...]: neurons per image per timestep
+            rec.neurons = math.prod(s.shape[2:]) if s.dim() > 2 else 1
+        return hook
+
+    def __enter__(self) -> "OpCounter":
+        self._handles.append(self.model.register_forward_pre_hook(self._model_pre))
+        self._handles.append(self.model.register_forward_hook(self._model_post))
+        for name, m in self.model.named_modules():
+            if isinstance(m, LIF):
+                self.neurons[name] = NeuronCount(name)
+                self._handles.append(m.register_forward_hook(self._neuron_hook(name)))
+            elif isinstance(m, SYNAPTIC_TYPES):
+                self.layers[name] = LayerCount(name, type(m).__name__)
+                self._handles.append(m.register_forward_hook(self._synapse_hook(name)))
+            elif isinstance(m, POOL_TYPES):
+                self._handles.append(m.register_forward_hook(self._pool_hook))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._pooled.clear()
+
+    # ---- results ------------------------------------------------------------------------
+
+    def summary(self, *, e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ) -> Dict[str, Any]:
+        """Per-layer tables and totals (all per image), see :func:`summarize`."""
+        return summarize(self.layers.values(), self.neurons.values(), images=self.images,
+                         e_mac=e_mac, e_ac=e_ac)
+
+
+def summarize(layers: Iterable[LayerCount], neurons: Iterable[NeuronCount], *, images: int,
+              e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ) -> Dict[str, Any]:
+    """Turn accumulated counts into a plain dict.
+
+    Keys: ``images``; ``layers`` (one row per synaptic layer: name, type, input_kind,
+    flops, calls_per_image, input_rate, input_mean, macs, sops, energy_mj); ``neurons`` (name,
+    neurons, firing_rate, spikes_per_image); ``totals``: ``flops`` (sum of FLOPs_l, i.e. the
+    ANN-equivalent MACs of one timestep), ``macs``, ``sops``, ``firing_rate`` (network average),
+    ``spikes_per_image``, ``energy_mj``, ``energy_mac_mj``, ``energy_ac_mj``, and the constants
+    ``e_mac_pj``, ``e_ac_pj``.
+    """
+    layer_rows, neuron_rows = [], []
+    tot_flops = tot_macs = tot_sops = 0.0
+    for rec in layers:
+        if not rec.kinds:        # never called: not part of this forward
+            continue
+        macs, sops = rec.macs, rec.sops
+        tot_flops += rec.flops
+        tot_macs += macs
+        tot_sops += sops
+        layer_rows.append({
+            "name": rec.name, "type": rec.type, "input_kind": rec.input_kind,
+            "flops": int(rec.flops), "calls_per_image": rec.calls_per_image,
+            "input_rate": rec.input_rate, "input_mean": rec.input_mean,
+            "macs": macs, "sops": sops,
+            "energy_mj": (e_mac * macs + e_ac * sops) * PJ_TO_MJ,
+        })
+    spikes = numel = 0.0
+    for rec in neurons:
+        if not rec.numel:
+            continue
+        spikes += rec.spikes
+        numel += rec.numel
+        neuron_rows.append({"name": rec.name, "neurons": rec.neurons,
+                            "firing_rate": rec.firing_rate,
+                            "spikes_per_image": rec.spikes / images if images else 0.0})
+    e_mac_mj = e_mac * tot_macs * PJ_TO_MJ
+    e_ac_mj = e_ac * tot_sops * PJ_TO_MJ
+    return {
+        "images": int(images),
+        "layers": layer_rows,
+        "neurons": neuron_rows,
+        "totals": {
+            "flops": tot_flops, "macs": tot_macs, "sops": tot_sops,
+            "firing_rate": spikes / numel if numel else 0.0,
+            "spikes_per_image": spikes / images if images else 0.0,
+            "energy_mac_mj": e_mac_mj, "energy_ac_mj": e_ac_mj,
+            "energy_mj": e_mac_mj + e_ac_mj,
+            "e_mac_pj": float(e_mac), "e_ac_pj": float(e_ac),
+        },
+    }
+
+
+@torch.no_grad()
+def count_model(model: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor, *,
+                e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ) -> Dict[str, Any]:
+    """Run ``model`` (in eval mode) on one batch or a sequence of batches and return
+    :func:`summarize`'s dict. The model's training mode is restored afterwards."""
+    if isinstance(inputs, torch.Tensor):
+        inputs = [inputs]
+    was_training = model.training
+    model.eval()
+    try:
+        with OpCounter(model) as counter:
+            for x in inputs:
+                model(x)
+    finally:
+        model.train(was_training)
+    return counter.summary(e_mac=e_mac, e_ac=e_ac)
+
+
+def ann_flops(model: nn.Module, input_shape: Sequence[int], *, device=None) -> int:
+    """ANN-equivalent FLOPs (MACs) of one image at one timestep: ``sum_l FLOPs_l`` of every
+    synaptic layer, counted on a zero batch of one image of ``input_shape`` (C, H, W)."""
+    p = next(model.parameters(), None)
+    dev = device if device is not None else (p.device if p is not None else "cpu")
+    x = torch.zeros(1, *input_shape, device=dev)
+    return int(count_model(model, x)["totals"]["flops"])
+
+
+__all__ = ["E_AC_PJ", "E_MAC_PJ", "LayerCount", "NeuronCount", "OpCounter", "PJ_TO_MJ",
+           "ann_flops", "count_model", "summarize", "synaptic_flops"]
