@@ -1,0 +1,304 @@
+"""Pure losses and activation maps of the distillation methods.
+
+Symbols follow ``shared/docs/method.md``: B batch, T timesteps, K classes, C channels, H x W the
+spatial size of a stage; ``z_s``, ``z_t`` student / teacher logits ``(B, K)``; ``F_s`` a student
+stage output (time-major ``[T, B, C, H, W]``), ``F_t`` a teacher stage output ``[B, C, H, W]``.
+
+Every loss casts its inputs to float32 first, so the functions are safe under bf16/fp16 autocast,
+and returns a 0-dim float32 tensor. Nothing here holds state or touches a model's parameters,
+except :func:`grad_cam` which differentiates a given graph.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+NORMALIZE_MODES = ("batch_minmax", "sample_minmax", "none")
+SCALING_MODES = ("softmax", "zscore", "l2", "none")
+NLD_MODES = ("released", "paper", "fixed", "none")
+
+#: the released code's ``1e-3`` added to the maximum in min-max normalisation
+MINMAX_EPS = 1e-3
+#: the released code's ``1e-10`` added to both probabilities before the log in SAMD
+RELEASED_LOG_EPS = 1e-10
+#: guards divisions by zero in the z-score / L2 / sum normalisations
+_DIV_EPS = 1e-8
+
+
+# --------------------------------------------------------------------------------------------
+# activation maps
+# --------------------------------------------------------------------------------------------
+
+def time_average(stage_output_tmajor: torch.Tensor) -> torch.Tensor:
+    """``mean_t F_s[t]``: a time-major ``[T, B, ...]`` tensor averaged over T -> ``[B, ...]``."""
+    if stage_output_tmajor.dim() < 2:
+        raise ValueError(f"expected a time-major tensor [T, B, ...], got shape "
+                         f"{tuple(stage_output_tmajor.shape)}")
+    return stage_output_tmajor.mean(dim=0)
+
+
+def spike_activation_map(stage_output_tmajor: torch.Tensor) -> torch.Tensor:
+    """Student spike activation map (SAM): ``M_s[b, h, w] = sum_t sum_c F_s[t, b, c, h, w]``.
+
+    Input ``[T, B, C, H, W]`` (time-major), output ``(B, H, W)`` in float32.
+    """
+    if stage_output_tmajor.dim() != 5:
+        raise ValueError(f"spike_activation_map expects a time-major stage output [T, B, C, H, W], "
+                         f"got shape {tuple(stage_output_tmajor.shape)}")
+    return stage_output_tmajor.float().sum(dim=(0, 2))
+
+
+def class_activation_map(features: torch.Tensor, fc_weight: torch.Tensor,
+                         classes: torch.Tensor) -> torch.Tensor:
+    """Class activation map (CAM): ``M_t[b] = ReLU( sum_c w[k_b, c] * F_t[b, c] )``.
+
+    ``features`` ``[B, C, H, W]``, ``fc_weight`` ``[K, C]`` (the classifier's weight; its bias is
+    not part of a CAM), ``classes`` ``(B,)`` long: the class ``k_b`` of each sample.
+    Output ``(B, H, W)`` in float32.
+    """
+    if features.dim() != 4:
+        raise ValueError(f"class_activation_map expects features [B, C, H, W], got shape "
+                         f"{tuple(features.shape)}")
+    if fc_weight.dim() != 2 or fc_weight.shape[1] != features.shape[1]:
+        raise ValueError(f"classifier weight of shape {tuple(fc_weight.shape)} does not fit "
+                         f"features with {features.shape[1]} channels (expected [K, C])")
+    w = fc_weight.float()[classes.long()]                      # (B, C)
+    return F.relu(torch.einsum("bc,bchw->bhw", w, features.float()))
+
+
+def grad_cam(class_scores: torch.Tensor, activation: torch.Tensor,
+             classes: torch.Tensor, *, retain_graph: bool = False) -> torch.Tensor:
+    """Grad-CAM of ``activation`` for the chosen classes.
+
+    ``class_scores`` ``(B, K)`` must have been computed from ``activation`` ``[B, C, H, W]`` in an
+    autograd graph (e.g. a teacher forward with ``torch.enable_grad()`` and an input that
+    requires grad; frozen parameters are fine). With ``y_k = class_scores[b, k_b]``::
+
+        a[b, c] = 1/(H W) * sum_{h,w} d y_k / d A[b, c, h, w]
+        M[b]    = ReLU( sum_c a[b, c] * A[b, c] )
+
+    Only ``activation`` is differentiated (``torch.autograd.grad``), so no gradient is
+    accumulated into any parameter. The map is detached, in float32, shape ``(B, H, W)``.
+    ``retain_graph=True`` keeps the graph for a further call (another stage).
+    For a GAP + Linear head, Grad-CAM equals the CAM divided by ``H * W``.
+    """
+    if activation.dim() != 4:
+        raise ValueError(f"grad_cam expects an activation [B, C, H, W], got shape "
+                         f"{tuple(activation.shape)}")
+    if not activation.requires_grad:
+        raise ValueError("grad_cam: the activation is not part of an autograd graph; run the "
+                         "network under torch.enable_grad() with an input that requires grad")
+    selected = class_scores.gather(1, classes.long().view(-1, 1)).sum()
+    (grads,) = torch.autograd.grad(selected, activation, retain_graph=retain_graph)
+    alpha = grads.float().mean(dim=(2, 3))                     # (B, C)
+    return F.relu(torch.einsum("bc,bchw->bhw", alpha, activation.detach().float()))
+
+
+# --------------------------------------------------------------------------------------------
+# map normalisation and scaling to distributions
+# --------------------------------------------------------------------------------------------
+
+def normalize_map(m: torch.Tensor, mode: str = "batch_minmax") -> torch.Tensor:
+    """Normalise maps ``(B, H, W)`` before the scaling.
+
+    - ``batch_minmax`` (released code): ``m' = m - min(m)`` with the minimum over the *whole
+      batch*, then ``m' / (max(m') + 1e-3)``: values in ``[0, 1)``.
+    - ``sample_minmax``: the same per sample (min and max over H, W of each map).
+    - ``none``: ``m`` unchanged.
+    """
+    m = m.float()
+    if mode == "none":
+        return m
+    if mode == "batch_minmax":
+        shifted = m - m.min()
+        return shifted / (shifted.max() + MINMAX_EPS)
+    if mode == "sample_minmax":
+        flat = m.reshape(m.shape[0], -1)
+        shifted = flat - flat.min(dim=1, keepdim=True).values
+        return (shifted / (shifted.max(dim=1, keepdim=True).values + MINMAX_EPS)).view_as(m)
+    raise ValueError(f"unknown map normalisation {mode!r}; expected one of {', '.join(NORMALIZE_MODES)}")
+
+
+def _scaled_logits(flat: torch.Tensor, mode: str) -> torch.Tensor:
+    if mode == "softmax":
+        return flat
+    if mode == "zscore":
+        mean = flat.mean(dim=1, keepdim=True)
+        std = flat.std(dim=1, keepdim=True, unbiased=False)
+        return (flat - mean) / (std + _DIV_EPS)
+    if mode == "l2":
+        return flat / (flat.norm(dim=1, keepdim=True) + _DIV_EPS)
+    raise ValueError(f"unknown map scaling {mode!r}; expected one of {', '.join(SCALING_MODES)}")
+
+
+def log_scale_map(m: torch.Tensor, mode: str = "softmax", tau: float = 2.0) -> torch.Tensor:
+    """``log P`` of :func:`scale_map` computed stably, shape ``(B, H*W)``."""
+    flat = m.float().reshape(m.shape[0], -1)
+    if mode == "none":
+        pos = flat.clamp_min(0) + _DIV_EPS
+        return pos.log() - pos.sum(dim=1, keepdim=True).log()
+    return F.log_softmax(_scaled_logits(flat, mode) / tau, dim=1)
+
+
+def scale_map(m: torch.Tensor, mode: str = "softmax", tau: float = 2.0) -> torch.Tensor:
+    """Turn maps ``(B, H, W)`` into distributions ``P`` over the ``H*W`` positions, ``(B, H*W)``.
+
+    With ``v = vec(m)`` per sample:
+
+    - ``softmax``: ``P = softmax(v / tau)`` (the method's scaling).
+    - ``zscore``: ``P = softmax(((v - mean(v)) / (std(v) + 1e-8)) / tau)`` (population std).
+    - ``l2``: ``P = softmax((v / (||v||_2 + 1e-8)) / tau)``.
+    - ``none``: no scaling, only sum-normalisation: ``P = (max(v, 0) + 1e-8) / sum(max(v, 0) + 1e-8)``
+      (``tau`` unused; an all-zero map becomes uniform).
+    """
+    return log_scale_map(m, mode, tau).exp()
+
+
+# --------------------------------------------------------------------------------------------
+# losses
+# --------------------------------------------------------------------------------------------
+
+def _kl_from_log(log_p_t: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """``sum_i p_t,i (log p_t,i - log q_i)`` averaged over the batch (rows)."""
+    p_t = log_p_t.exp()
+    return (p_t * (log_p_t - log_q)).sum() / log_p_t.shape[0]
+
+
+def samd_loss(student_map: torch.Tensor, teacher_map: torch.Tensor, *, tau: float = 2.0,
+              normalize: str = "batch_minmax", scaling: str = "softmax",
+              tau_squared: bool = False, log_eps: float = RELEASED_LOG_EPS) -> torch.Tensor:
+    """Saliency-scaled activation map distillation.
+
+    ``P_s = scale(normalize(M_s))``, ``P_t = scale(normalize(M_t))`` (see :func:`normalize_map`,
+    :func:`scale_map`, temperature ``tau``), then::
+
+        L_SAMD = (tau^2 if tau_squared else 1) * 1/B * sum_b KL(P_t[b] || P_s[b])
+
+    With ``log_eps > 0`` (the released code, 1e-10) the KL is
+    ``sum (P_t + eps) * (log(P_t + eps) - log(P_s + eps))``; with ``log_eps = 0`` it uses exact
+    log-probabilities. Maps ``(B, H, W)`` of different size raise ``ValueError``.
+    """
+    if student_map.shape != teacher_map.shape:
+        raise ValueError(f"SAMD: student map {tuple(student_map.shape)} and teacher map "
+                         f"{tuple(teacher_map.shape)} differ in shape (B, H, W); the two stages "
+                         "must have the same spatial resolution")
+    s = normalize_map(student_map, normalize)
+    t = normalize_map(teacher_map.detach(), normalize)
+    log_p_s = log_scale_map(s, scaling, tau)
+    log_p_t = log_scale_map(t, scaling, tau)
+    if log_eps > 0:
+        p_t = log_p_t.exp() + log_eps
+        p_s = log_p_s.exp() + log_eps
+        loss = (p_t * (p_t.log() - p_s.log())).sum() / p_t.shape[0]
+    else:
+        loss = _kl_from_log(log_p_t, log_p_s)
+    return loss * (tau * tau) if tau_squared else loss
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
+            tau: float = 4.0) -> torch.Tensor:
+    """Hinton KD: ``tau^2 * 1/B * sum_b KL( softmax(z_t/tau) || softmax(z_s/tau) )``."""
+    log_p_t = F.log_softmax(teacher_logits.detach().float() / tau, dim=1)
+    log_p_s = F.log_softmax(student_logits.float() / tau, dim=1)
+    return (tau * tau) * _kl_from_log(log_p_t, log_p_s)
+
+
+def nld_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, tau: float = 2.0,
+             mode: str = "released", weight: float = 0.1, noise: Optional[torch.Tensor] = None,
+             sigma: Optional[float] = None) -> torch.Tensor:
+    """Noise-smoothed logits distillation.
+
+    Per sample ``mu = mean_k z_s`` and ``sigma_s = std_k z_s`` (unbiased, over the K classes);
+    ``n ~ N(0, I)`` of shape ``(B, K)`` (``noise`` when given, else fresh ``randn``); ``w = weight``:
+
+    - ``released``: ``eps = mu + sigma_s^2 * n``;
+      ``y_soft = (1 - w) softmax(z_s / tau) + w softmax(eps / tau)``
+    - ``paper``:    ``eps = mu + sigma_s * n``;  ``y_soft = softmax((z_s + w eps) / tau)``
+    - ``fixed``:    ``eps = mu + sigma * n`` with the given constant ``sigma``; applied like ``paper``
+    - ``none``:     ``y_soft = softmax(z_s / tau)`` (plain KD)
+
+    ``L_NLD = tau^2 * 1/B * sum_b KL( softmax(z_t / tau) || y_soft )``. Gradients flow through
+    ``mu`` and ``sigma_s`` (reparameterised noise).
+    """
+    z_s = student_logits.float()
+    log_p_t = F.log_softmax(teacher_logits.detach().float() / tau, dim=1)
+    if mode == "none":
+        log_y = F.log_softmax(z_s / tau, dim=1)
+        return (tau * tau) * _kl_from_log(log_p_t, log_y)
+    if noise is None:
+        n = torch.randn_like(z_s)
+    else:
+        if noise.shape != z_s.shape:
+            raise ValueError(f"NLD noise has shape {tuple(noise.shape)}, expected {tuple(z_s.shape)}")
+        n = noise.float()
+    mu = z_s.mean(dim=1, keepdim=True)
+    if mode == "released":
+        var = z_s.var(dim=1, keepdim=True, unbiased=True)
+        eps = mu + var * n
+        y = (1.0 - weight) * F.softmax(z_s / tau, dim=1) + weight * F.softmax(eps / tau, dim=1)
+        log_y = y.log()
+    elif mode in ("paper", "fixed"):
+        if mode == "paper":
+            std = z_s.std(dim=1, keepdim=True, unbiased=True)
+        else:
+            if sigma is None:
+                raise ValueError("NLD mode 'fixed' needs a noise standard deviation (sigma)")
+            std = torch.full_like(mu, float(sigma))
+        eps = mu + std * n
+        log_y = F.log_softmax((z_s + weight * eps) / tau, dim=1)
+    else:
+        raise ValueError(f"unknown NLD mode {mode!r}; expected one of {', '.join(NLD_MODES)}")
+    return (tau * tau) * _kl_from_log(log_p_t, log_y)
+
+
+def feature_mse_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
+    """KDSNN feature loss: element-wise ``mean( (F_s' - F_t)^2 )`` over all B*C*H*W elements,
+    where ``F_s'`` is the time-averaged (and adapted) student feature ``[B, C, H, W]``."""
+    s, t = student_feature.float(), teacher_feature.detach().float()
+    if s.shape != t.shape:
+        raise ValueError(f"feature KD: student feature {tuple(s.shape)} and teacher feature "
+                         f"{tuple(t.shape)} differ in shape (use an adapter for channels)")
+    return F.mse_loss(s, t, reduction="mean")
+
+
+def channel_mask(batch: int, channels: int, ratio: float, *, device=None,
+                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """BKDSNN's random channel mask ``(B, C, 1, 1)``: each channel of each sample is dropped
+    (0) with probability ``ratio`` and kept (1) otherwise."""
+    u = torch.rand(batch, channels, 1, 1, device=device, generator=generator)
+    return (u >= ratio).float()
+
+
+def blurred_feature_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor,
+                         generator: nn.Module, mask: torch.Tensor) -> torch.Tensor:
+    """BKDSNN blurred KD: ``1/B * sum( (G(F_s * mask) - F_t)^2 )``.
+
+    ``student_feature`` ``[B, C_s, H, W]`` (time-averaged), ``mask`` ``(B, C_s, 1, 1)`` of 0/1,
+    ``generator`` ``G`` restores a ``[B, C_t, H, W]`` feature (conv3x3 - ReLU - conv3x3).
+    """
+    masked = student_feature.float() * mask.to(student_feature.device, torch.float32)
+    restored = generator(masked).float()
+    t = teacher_feature.detach().float()
+    if restored.shape != t.shape:
+        raise ValueError(f"BKDSNN: restored feature {tuple(restored.shape)} and teacher feature "
+                         f"{tuple(t.shape)} differ in shape")
+    return ((restored - t) ** 2).sum() / t.shape[0]
+
+
+def laf_loss(student_pooled: torch.Tensor, teacher_logits: torch.Tensor,
+             classifier_weight: torch.Tensor, classifier_bias: Optional[torch.Tensor] = None, *,
+             tau: float = 1.0) -> torch.Tensor:
+    """EnOF's LAF loss: the student's pre-classifier feature ``f_s = pool(F_s)`` ``(B, C)`` goes
+    through the *teacher's* classifier, ``z_laf = W_t f_s + b_t``, and
+    ``L_LAF = tau^2 * 1/B * sum_b KL( softmax(z_t / tau) || softmax(z_laf / tau) )``.
+
+    The classifier's weight and bias are detached: no gradient reaches the teacher.
+    """
+    w = classifier_weight.detach().float()
+    b = None if classifier_bias is None else classifier_bias.detach().float()
+    z_laf = F.linear(student_pooled.float(), w, b)
+    return kd_loss(z_laf, teacher_logits, tau=tau)
