@@ -131,6 +131,7 @@ def _detect_cifar_source(name: str, root: Path) -> tuple[str, Path]:
 def _load_image_folder(root: Path, *, image_size, cache_dir, use_cache, train_subset, test_subset,
                        subset_seed) -> tuple[readers.RawDataset, dict]:
     """Read an ImageFolder source through the cache; returns the (already subsetted) data + info."""
+    readers.check_image_folder_root(root)
     info: dict = {"cache": "off"}
     key = entry = None
     if use_cache:

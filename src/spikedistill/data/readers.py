@@ -359,6 +359,11 @@ class _ImageFolderSource:
             raise self._fail(exc) from exc
 
 
+def check_image_folder_root(root: str | os.PathLike) -> None:
+    """DataError unless ``root`` is an existing folder or a file with an archive suffix."""
+    _ImageFolderSource(Path(root))
+
+
 def index_image_folder(root: str | os.PathLike) -> FolderIndex:
     """List (without decoding) the ImageFolder tree at ``root`` (folder or archive)."""
     with _ImageFolderSource(Path(root)) as source:
@@ -439,25 +444,52 @@ def _decode_selected(source: _ImageFolderSource, index: FolderIndex, root: str, 
 # --------------------------------------------------------------------------------------------
 
 
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 1,797 digits (float 0..16, ``[N, 8, 8]``) and labels, as ``sklearn.datasets.load_digits``.
+
+    Reads scikit-learn's bundled ``datasets/data/digits.csv.gz`` (64 pixel columns, then the
+    label) directly, which avoids the seconds-long import of ``sklearn.datasets``; falls back to
+    ``load_digits`` when the file is not where expected.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None:
+        raise DataError("the 'digits' dataset needs scikit-learn (pip install scikit-learn)")
+    for location in spec.submodule_search_locations or []:
+        path = Path(location) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            table = np.loadtxt(path, delimiter=",")
+            return table[:, :64].reshape(-1, 8, 8), table[:, 64].astype(np.int64)
+    from sklearn.datasets import load_digits  # pragma: no cover - unusual installs
+
+    bunch = load_digits()  # pragma: no cover
+    return bunch.images, bunch.target.astype(np.int64)  # pragma: no cover
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic stratified split: of each class, ``round(test_fraction * n_c)`` samples
+    (picked by a permutation seeded with ``seed``) go to test, the rest to train. Sorted indices."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    train, test = [], []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        members = members[rng.permutation(len(members))]
+        k = int(round(test_fraction * len(members)))
+        test.append(members[:k])
+        train.append(members[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
 def read_digits(test_fraction: float = 0.25, split_seed: int = 0) -> RawDataset:
-    """scikit-learn's ``load_digits``: 1,797 real 8x8 grey images of the digits 0-9.
+    """scikit-learn's digits: 1,797 real 8x8 grey images of the digits 0-9 (UCI optdigits).
 
     Pixel values 0..16 are scaled to uint8 by ``round(v * 255 / 16)``; one channel. The split is
-    a fixed stratified ``train_test_split(test_size=0.25, stratify=y, random_state=0)``
-    (1,347 train / 450 test).
+    the fixed :func:`stratified_split` with ``test_fraction=0.25`` and seed 0 (1,347 train / 450
+    test, about 25 % of every class in test).
     """
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as exc:  # pragma: no cover - scikit-learn is a dependency
-        raise DataError("the 'digits' dataset needs scikit-learn (pip install scikit-learn)") from exc
-    bunch = load_digits()
-    images = np.rint(bunch.images.astype(np.float64) * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
-    images = images[:, None, :, :]
-    labels = bunch.target.astype(np.int64)
-    idx = np.arange(len(labels))
-    train_idx, test_idx = train_test_split(idx, test_size=test_fraction, stratify=labels,
-                                           random_state=split_seed)
-    train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
+    values, labels = _digits_arrays()
+    images = np.rint(values * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)[:, None, :, :]
+    train_idx, test_idx = stratified_split(labels, test_fraction, split_seed)
     return RawDataset(images[train_idx], labels[train_idx], images[test_idx], labels[test_idx],
-                      [str(i) for i in range(10)], source="sklearn.datasets.load_digits")
+                      [str(i) for i in range(10)], source="scikit-learn digits (load_digits)")
