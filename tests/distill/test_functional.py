@@ -25,6 +25,7 @@ def _g(seed: int, *shape, dtype=torch.float64):
 
 
 def _close(a, b, tol=1e-5):
+    a, b = (x.detach() if isinstance(x, torch.Tensor) else x for x in (a, b))
     return abs(float(a) - float(b)) <= tol * max(1.0, abs(float(b)))
 
 
@@ -442,7 +443,8 @@ def test_laf_golden_and_no_teacher_grad():
     got = laf_loss(f, zt, Wt, bt, tau=2.0)
     total = 0.0
     for b in range(3):
-        z = [sum(float(Wt[k, c]) * float(f[b, c]) for c in range(4)) + float(bt[k]) for k in range(5)]
+        z = [sum(float(Wt.detach()[k, c]) * float(f.detach()[b, c]) for c in range(4))
+             + float(bt.detach()[k]) for k in range(5)]
         total += _kl_list(_softmax_list([float(x) for x in zt[b]], 2.0), _softmax_list(z, 2.0))
     assert _close(got, 4 * total / 3, 1e-4)
     got.backward()

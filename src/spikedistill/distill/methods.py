@@ -1,0 +1,323 @@
+"""The registered distillation methods: small Distillers around :mod:`.functional`.
+
+Every ``forward_train(x, y)`` returns ``(z_s, losses)`` with *already weighted* terms:
+
+=============  ====================================================================
+method         losses
+=============  ====================================================================
+kd             ce, kd                     (``distill.kd``)
+kdsnn          ce, kd, feat               (``distill.kdsnn``; 1x1 adapter in ``extras``)
+bkdsnn         ce, kd, bkd                (``distill.bkdsnn``; generator in ``extras``)
+enof           ce, laf                    (``distill.enof``; Linear adapter if C_s != C_t)
+samd           ce, samd                   (``distill.ckd``, NLD off)
+nld            ce, nld                    (``distill.ckd``, SAMD off)
+ckd            ce, samd, nld              (``distill.ckd``, preset ``distill.ckd.preset``)
+ckd-released   ce, samd, nld              (``distill.ckd``, released-code preset)
+ckd-paper      ce, samd, nld              (``distill.ckd``, paper preset)
+=============  ====================================================================
+
+Teacher outputs are always targets (detached), also with ``teacher.mode=released``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from spikedistill.distill import functional as Fn
+from spikedistill.distill.base import Distiller, register_method, unwrap
+from spikedistill.distill.config import DistillConfig, resolve_ckd
+from spikedistill.errors import ConfigError
+
+
+def _section(cfg, name: str):
+    sub = getattr(cfg, name, None)
+    if sub is None:
+        sub = getattr(DistillConfig(), name)
+    return sub
+
+
+def resolve_stage(stage: int, n_stages: int, key: str) -> int:
+    """0-based index of a 1-based (or negative, from the end) stage number; ConfigError naming
+    ``key`` when it is out of range."""
+    if stage == 0 or not -n_stages <= stage <= n_stages:
+        raise ConfigError(f"config key '{key}': stage {stage} does not exist; the model has "
+                          f"{n_stages} stages (use 1..{n_stages}, or -1 for the last)")
+    return stage - 1 if stage > 0 else n_stages + stage
+
+
+def effective_classifier_weight(model: nn.Module) -> torch.Tensor:
+    """The ``[K, C]`` matrix mapping the pooled feature to the logits (biases aside).
+
+    For a head made only of Linear layers (the spiking ResNets' ``Linear(C, 256) -> Linear(256,
+    K)``) this is the product of their weights; otherwise ``model.classifier.weight``.
+    """
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Sequential) and len(head) > 0 and all(isinstance(m, nn.Linear) for m in head):
+        w = head[0].weight
+        for layer in list(head)[1:]:
+            w = layer.weight @ w
+        return w
+    return model.classifier.weight
+
+
+def _detach_tree(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach()
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_detach_tree(o) for o in obj)
+    return obj
+
+
+class _TeacherStudent(Distiller):
+    """Shared helpers: shapes of the two networks, teacher targets."""
+
+    requires_teacher = True
+
+    @property
+    def _s(self) -> nn.Module:
+        return unwrap(self.student)
+
+    @property
+    def _t(self) -> nn.Module:
+        return unwrap(self.teacher)
+
+    def _device(self) -> torch.device:
+        p = next(self._s.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def teacher_targets(self, x: torch.Tensor, return_features: bool = True):
+        """Teacher logits (and stage features) as constants."""
+        return _detach_tree(self.run_teacher(x, return_features=return_features))
+
+    def _n_stages(self) -> int:
+        n_s, n_t = len(self._s.stage_channels), len(self._t.stage_channels)
+        if n_s != n_t:
+            raise ConfigError(f"student has {n_s} stages and teacher {n_t}: feature and map "
+                              "distillation need the same number of stages")
+        return n_s
+
+
+@register_method("kd")
+class KD(_TeacherStudent):
+    """Hinton KD: ``CE + weight * tau^2 KL(softmax(z_t/tau) || softmax(z_s/tau))``
+    (``distill.kd.tau``, ``distill.kd.weight``)."""
+
+    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
+        super().__init__(student, teacher, cfg, teacher_mode)
+        self.kd_cfg = _section(cfg, "kd")
+
+    def forward_train(self, x, y):
+        logits = self.student(x)
+        t_logits = self.teacher_targets(x, return_features=False)
+        c = self.kd_cfg
+        return logits, {"ce": self.cross_entropy(logits, y),
+                        "kd": c.weight * Fn.kd_loss(logits, t_logits, tau=c.tau)}
+
+
+@register_method("kdsnn")
+class KDSNN(_TeacherStudent):
+    """KDSNN: ``CE + kd_weight * KD + feature_weight * MSE(A(mean_t F_s), F_t)`` at
+    ``distill.kdsnn.stage``; ``A`` a 1x1 conv adapter (``extras["adapter"]``) where the channel
+    counts differ, else the identity."""
+
+    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
+        super().__init__(student, teacher, cfg, teacher_mode)
+        self.kc = _section(cfg, "kdsnn")
+        self.stage = resolve_stage(self.kc.stage, self._n_stages(), "distill.kdsnn.stage")
+        c_s, c_t = self._s.stage_channels[self.stage], self._t.stage_channels[self.stage]
+        if c_s != c_t:
+            self.extras["adapter"] = nn.Conv2d(c_s, c_t, kernel_size=1, bias=False).to(self._device())
+
+    def forward_train(self, x, y):
+        logits, feats = self.student(x, return_features=True)
+        t_logits, t_feats = self.teacher_targets(x)
+        f_s = Fn.time_average(feats[self.stage])
+        if "adapter" in self.extras:
+            f_s = self.extras["adapter"](f_s)
+        c = self.kc
+        return logits, {"ce": self.cross_entropy(logits, y),
+                        "kd": c.kd_weight * Fn.kd_loss(logits, t_logits, tau=c.tau),
+                        "feat": c.feature_weight * Fn.feature_mse_loss(f_s, t_feats[self.stage])}
+
+
+@register_method("bkdsnn")
+class BKDSNN(_TeacherStudent):
+    """BKDSNN: ``CE + kd_weight * KD + feature_weight * sum((G(M * mean_t F_s) - F_t)^2) / B`` on
+    the last stage, ``M`` a fresh random channel mask (ratio ``distill.bkdsnn.mask_ratio``) and
+    ``G`` = conv3x3 - ReLU - conv3x3 (``extras["generator"]``, trained with the student)."""
+
+    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
+        super().__init__(student, teacher, cfg, teacher_mode)
+        self.bc = _section(cfg, "bkdsnn")
+        self._n_stages()
+        c_s, c_t = self._s.stage_channels[-1], self._t.stage_channels[-1]
+        self.extras["generator"] = nn.Sequential(
+            nn.Conv2d(c_s, c_t, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_t, c_t, kernel_size=3, padding=1),
+        ).to(self._device())
+
+    def forward_train(self, x, y):
+        logits, feats = self.student(x, return_features=True)
+        t_logits, t_feats = self.teacher_targets(x)
+        f_s = Fn.time_average(feats[-1])
+        mask = Fn.channel_mask(f_s.shape[0], f_s.shape[1], self.bc.mask_ratio, device=f_s.device)
+        c = self.bc
+        bkd = Fn.blurred_feature_loss(f_s, t_feats[-1], self.extras["generator"], mask)
+        return logits, {"ce": self.cross_entropy(logits, y),
+                        "kd": c.kd_weight * Fn.kd_loss(logits, t_logits, tau=c.tau),
+                        "bkd": c.feature_weight * bkd}
+
+
+@register_method("enof")
+class EnOF(_TeacherStudent):
+    """EnOF's LAF: ``CE + weight * tau^2 KL(softmax(z_t/tau) || softmax(W_t pool(F_s)/tau))``,
+    ``W_t`` the teacher's classifier (detached: never trained). A ``Linear(C_s, C_t)`` adapter
+    (``extras["adapter"]``) is added only when the feature sizes differ. RepAct is the model
+    option ``model.last_activation=relu``."""
+
+    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
+        super().__init__(student, teacher, cfg, teacher_mode)
+        self.ec = _section(cfg, "enof")
+        d_s, d_t = self._s.feature_dim, self._t.feature_dim
+        if d_s != d_t:
+            self.extras["adapter"] = nn.Linear(d_s, d_t, bias=False).to(self._device())
+
+    def forward_train(self, x, y):
+        logits, feats = self.student(x, return_features=True)
+        t_logits = self.teacher_targets(x, return_features=False)
+        pooled = self._s.pool(feats[-1])
+        if "adapter" in self.extras:
+            pooled = self.extras["adapter"](pooled)
+        fc = self._t.classifier
+        laf = Fn.laf_loss(pooled, t_logits, fc.weight, fc.bias, tau=self.ec.tau)
+        return logits, {"ce": self.cross_entropy(logits, y), "laf": self.ec.weight * laf}
+
+
+@register_method("ckd")
+class CKD(_TeacherStudent):
+    """CKDSNN: ``CE(z_s, y) + beta * L_SAMD + gamma * L_NLD`` (``distill.ckd``).
+
+    Switches left ``null`` come from the preset (``distill.ckd.preset``, or the method name for
+    ``ckd-released`` / ``ckd-paper``; see :mod:`spikedistill.distill.config`). The resolved
+    switches are in :attr:`settings`. With several SAMD stages the loss is their mean.
+    """
+
+    use_samd = True
+    use_nld = True
+
+    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
+        super().__init__(student, teacher, cfg, teacher_mode)
+        cfg = cfg if isinstance(cfg, DistillConfig) else DistillConfig(method=self.method_name)
+        self.settings = resolve_ckd(cfg, method=self.method_name)
+        sc = self.settings.samd
+        n = self._n_stages()
+        self.stages: List[int] = []
+        for i, s in enumerate(sc.stages):
+            idx = resolve_stage(s, n, f"distill.ckd.samd.stages[{i}]")
+            if idx not in self.stages:
+                self.stages.append(idx)
+        if self.use_samd:
+            non_last = [i + 1 for i in self.stages if i != n - 1]
+            if non_last and sc.teacher_map == "cam":
+                raise ConfigError(
+                    f"config key 'distill.ckd.samd.teacher_map': a CAM needs the classifier "
+                    f"weights, so it exists only at the last stage ({n}); for stage(s) "
+                    f"{non_last} use gradcam_label or gradcam_pred")
+            if non_last and sc.student_map == "cam":
+                raise ConfigError(
+                    f"config key 'distill.ckd.samd.student_map': the student CAM exists only at "
+                    f"the last stage ({n}); for stage(s) {non_last} use spike_sum")
+
+    # -- maps ---------------------------------------------------------------------------------
+
+    def _teacher_with_gradcam(self, x: torch.Tensor, y: torch.Tensor):
+        """Teacher forward in an autograd graph (parameters stay frozen), Grad-CAM maps of the
+        SAMD stages for the label or the teacher's prediction."""
+        with torch.enable_grad():
+            xin = x.detach().requires_grad_(True) if self.teacher_mode == "frozen" else x
+            t_logits, t_feats = self.teacher(xin, return_features=True)
+            if self.settings.samd.teacher_map == "gradcam_label":
+                classes = y
+            else:
+                classes = t_logits.detach().argmax(dim=1)
+            maps = {}
+            for j, idx in enumerate(self.stages):
+                maps[idx] = Fn.grad_cam(t_logits, t_feats[idx], classes,
+                                        retain_graph=j < len(self.stages) - 1)
+        return t_logits.detach(), _detach_tree(t_feats), maps, classes
+
+    def _teacher(self, x, y):
+        if self.use_samd and self.settings.samd.teacher_map.startswith("gradcam"):
+            return self._teacher_with_gradcam(x, y)
+        t_logits, t_feats = self.teacher_targets(x)
+        classes = t_logits.argmax(dim=1)       # the released code's CAM class: teacher argmax
+        maps = {}
+        if self.use_samd:
+            last = t_feats[-1]
+            maps = {idx: Fn.class_activation_map(last, self._t.classifier.weight.detach(), classes)
+                    for idx in self.stages}
+        return t_logits, t_feats, maps, classes
+
+    def _student_map(self, feats, idx: int, classes: torch.Tensor) -> torch.Tensor:
+        if self.settings.samd.student_map == "cam":
+            return Fn.class_activation_map(Fn.time_average(feats[idx]),
+                                           effective_classifier_weight(self._s), classes)
+        return Fn.spike_activation_map(feats[idx])
+
+    def samd(self, feats, teacher_maps: Dict[int, torch.Tensor], classes) -> torch.Tensor:
+        sc = self.settings.samd
+        terms = []
+        for idx in self.stages:
+            m_s, m_t = self._student_map(feats, idx, classes), teacher_maps[idx]
+            if m_s.shape != m_t.shape:
+                raise ConfigError(
+                    f"config key 'distill.ckd.samd.stages': at stage {idx + 1} the student map is "
+                    f"{tuple(m_s.shape[1:])} (H, W) but the teacher map is {tuple(m_t.shape[1:])}; "
+                    "SAMD needs stages of the same spatial resolution")
+            terms.append(Fn.samd_loss(m_s, m_t, tau=sc.tau, normalize=sc.normalize,
+                                      scaling=sc.scaling, tau_squared=sc.tau_squared,
+                                      log_eps=sc.log_eps))
+        return torch.stack(terms).mean()
+
+    def nld(self, logits, t_logits) -> torch.Tensor:
+        nc = self.settings.nld
+        return Fn.nld_loss(logits, t_logits, tau=nc.tau, mode=nc.mode, weight=nc.weight,
+                           sigma=nc.sigma)
+
+    def forward_train(self, x, y):
+        logits, feats = self.student(x, return_features=True)
+        t_logits, _, t_maps, classes = self._teacher(x, y)
+        losses = {"ce": self.cross_entropy(logits, y)}
+        if self.use_samd:
+            losses["samd"] = self.settings.beta * self.samd(feats, t_maps, classes)
+        if self.use_nld:
+            losses["nld"] = self.settings.gamma * self.nld(logits, t_logits)
+        return logits, losses
+
+
+@register_method("ckd-released")
+class CKDReleased(CKD):
+    """CKDSNN with every unset switch as in the released code (``distill.ckd`` overrides win)."""
+
+
+@register_method("ckd-paper")
+class CKDPaper(CKD):
+    """CKDSNN with every unset switch as the paper describes it (``distill.ckd`` overrides win)."""
+
+
+@register_method("samd")
+class SAMDOnly(CKD):
+    """Ablation: ``CE + beta * L_SAMD`` (switches from ``distill.ckd.samd``)."""
+
+    use_nld = False
+
+
+@register_method("nld")
+class NLDOnly(CKD):
+    """Ablation: ``CE + gamma * L_NLD`` (switches from ``distill.ckd.nld``)."""
+
+    use_samd = False
