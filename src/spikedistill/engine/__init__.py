@@ -11,9 +11,9 @@ from spikedistill.engine.checkpoint import (BEST_NAME, FORMAT, FORMAT_VERSION, L
                                             load_model_from_checkpoint, save_checkpoint)
 from spikedistill.engine.distributed import DistInfo, init_distributed
 from spikedistill.engine.trainer import (RunResult, config_for_resume, evaluate, run_training,
-                                         test_loader_for)
+                                         eval_loader_for)
 
 __all__ = ["BEST_NAME", "FORMAT", "FORMAT_VERSION", "LAST_NAME", "DistInfo", "RunResult",
            "atomic_torch_save", "checkpoint_meta", "config_for_resume", "evaluate",
            "init_distributed", "load_checkpoint", "load_model_from_checkpoint", "run_training",
-           "save_checkpoint", "test_loader_for"]
+           "save_checkpoint", "eval_loader_for"]

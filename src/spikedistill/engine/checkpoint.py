@@ -167,7 +167,7 @@ def make_checkpoint(*, model: nn.Module, config: Dict[str, Any], epoch: int,
         "rng": rng if rng is not None else [capture_rng_state()],
         "config": config,
         "teacher_acc": teacher_acc,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
     }
     if extra_meta:
         ckpt["meta"] = dict(extra_meta)
@@ -202,7 +202,9 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        picked = [ln for ln in lines if ln.startswith("WeightsUnpickler error")]
+        detail = (picked or lines or [type(exc).__name__])[0]
         raise CheckpointError(f"checkpoint '{p}' is truncated or corrupt, expected a spikedistill "
                               f"checkpoint ({type(exc).__name__}: {detail[:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

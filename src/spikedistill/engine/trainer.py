@@ -230,12 +230,12 @@ def build_loaders(cfg: Config, splits, device: torch.device, rank: int, world_si
     train = DeviceLoader(splits.train.images, splits.train.labels, batch, shuffle=True,
                          drop_last=True, augment=train_aug, device=device, seed=cfg.train.seed,
                          rank=rank, world_size=world_size, channels_last=cfg.train.channels_last)
-    test = test_loader_for(splits, cfg.train.eval_batch_size, device, rank, world_size,
+    test = eval_loader_for(splits, cfg.train.eval_batch_size, device, rank, world_size,
                            test_aug, channels_last=cfg.train.channels_last)
     return train, test
 
 
-def test_loader_for(splits, batch_size: int, device: torch.device, rank: int = 0,
+def eval_loader_for(splits, batch_size: int, device: torch.device, rank: int = 0,
                     world_size: int = 1, augment=None, *, channels_last: bool = False):
     """An in-order evaluation loader over this rank's shard of ``splits.test`` (normalised with
     the dataset's mean/std unless ``augment`` is given)."""

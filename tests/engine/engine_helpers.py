@@ -1,0 +1,38 @@
+"""Tiny run configs for the engine tests (embedded digits, ResNet-20 width 1, T = 1)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from spikedistill.config import Config, build_config
+
+BASE = [
+    "data.name=digits",
+    "data.train_subset=160",
+    "data.test_subset=80",
+    "model.name=spiking_resnet20",
+    "model.width_mult=1",
+    "model.T=1",
+    "train.epochs=3",
+    "train.batch_size=16",
+    "train.max_steps_per_epoch=3",
+    "train.eval_batch_size=32",
+    "train.lr=0.05",
+    "train.threads=1",
+    "train.device=cpu",
+    "run.progress=false",
+    "run.tensorboard=false",
+]
+
+
+def tiny_config(out_dir: Path, name: str, extra: Sequence[str] = ()) -> Config:
+    """A few-second run on the digits: 3 epochs of 3 steps, augmentation on."""
+    return build_config({}, BASE + [f"run.out_dir={out_dir}", f"run.name={name}"] + list(extra))
+
+
+def state_dicts_equal(a: dict, b: dict) -> bool:
+    """Exact equality of two state dicts (same keys, bitwise-equal tensors)."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
