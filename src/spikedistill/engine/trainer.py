@@ -88,6 +88,9 @@ class RunResult:
     T: Optional[int] = None
     start_epoch: int = 0
     extra: Dict[str, Any] = field(default_factory=dict)
+    #: the trained network (unwrapped, on the training device, eval mode) for callers that
+    #: continue in the same process; not part of the printed/serialised result
+    model: Optional[nn.Module] = field(default=None, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -682,4 +685,5 @@ def _run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
         history=history, loss_means=loss_means, teacher_acc=teacher_acc,
         images_per_s=train_images / train_time if train_time > 0 else 0.0,
         wall_time_s=time.perf_counter() - t_start, global_batch=global_batch, world_size=world,
-        model_name=cfg.model.name, method=cfg.distill.method, T=T, start_epoch=start_epoch)
+        model_name=cfg.model.name, method=cfg.distill.method, T=T, start_epoch=start_epoch,
+        model=student.eval())
