@@ -188,6 +188,27 @@ def case_noncontiguous(device):
     return compare(x, gs, dtype=torch.float32, rtol=1e-5)
 
 
+def case_channels_last_layout(device):
+    """[T*B, C, H, W] channels_last viewed as [T, B, C, H, W] runs in place (no copy): the
+    spikes keep the input's strides; an upstream gradient in another layout is handled."""
+    from spikedistill.neurons.triton_lif import lif_multistep_triton
+
+    g = torch.Generator().manual_seed(11)
+    T, B, C, H, W = 2, 3, 5, 4, 6
+    base = (torch.randn(T * B, C, H, W, generator=g) * 0.8 + 0.6).to(device)
+    x = base.to(memory_format=torch.channels_last).view(T, B, C, H, W)
+    assert not x.is_contiguous()
+    xk = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+    s = lif_multistep_triton(xk)
+    same_layout = s.stride() == x.stride()
+    gs = torch.randn(T, B, C, H, W, generator=g).to(device)     # contiguous: other layout
+    ok, detail = compare(x, gs, dtype=torch.float32, rtol=1e-5)
+    expanded = torch.full((1, 7), 1.5, device=device).expand(3, 7)  # overlapping -> copied
+    e_ok = lif_multistep_triton(expanded).tolist() == [[1.0] * 7, [1.0] * 7, [1.0] * 7]
+    return ok and same_layout and e_ok, (f"{detail}; output strides {s.stride()} vs input "
+                                         f"{x.stride()}; expanded input ok: {e_ok}")
+
+
 def case_detach_flag_matters(device):
     """detach_reset changes the gradient (the flag reaches the kernel), spikes do not change."""
     from spikedistill.neurons.triton_lif import lif_multistep_triton
@@ -241,6 +262,7 @@ CASES = {
     "heaviside_T1": case_heaviside_t1,
     **_make_random_cases(),
     "noncontiguous": case_noncontiguous,
+    "channels_last_layout": case_channels_last_layout,
     "detach_flag_matters": case_detach_flag_matters,
     "inference_and_empty": case_inference_and_empty,
     "fp16_overflow_no_nan": case_fp16_overflow_no_nan,

@@ -212,43 +212,81 @@ def _device_guard(x: torch.Tensor):
     return contextlib.nullcontext()
 
 
+def _time_major_dense(x: torch.Tensor) -> bool:
+    """True when the kernel can stream x's memory as it is: every time slice x[t] has the same
+    non-overlapping, dense layout (any dimension order, e.g. channels_last) and the slices are
+    packed one after the other (stride(0) == numel of a slice)."""
+    if x.is_contiguous():
+        return True
+    sizes, strides = x.shape[1:], x.stride()[1:]
+    n = 1
+    for size in sizes:
+        n *= size
+    if x.shape[0] > 1 and x.stride(0) != n:
+        return False
+    expected = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(strides, sizes) if sz > 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _like(t: torch.Tensor) -> torch.Tensor:
+    """Uninitialised tensor with t's shape, dtype and exact strides."""
+    out = torch.empty_like(t)  # preserve_format keeps the strides of a dense tensor
+    if out.stride() != t.stride():
+        out = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+    return out
+
+
 class _LIFMultistepTriton(torch.autograd.Function):
-    """autograd wrapper: forward saves only v = h - threshold (input dtype)."""
+    """autograd wrapper: forward saves only v = h - threshold (input dtype).
+
+    The kernels treat memory as [T, N]: element k of time slice t is at offset t*N + k for x,
+    spikes, v, dL/ds and dL/dx alike.  A time-major input whose slices are dense in any
+    dimension order (channels_last included) is used as it is, and the outputs get the same
+    strides; anything else is copied to contiguous once.
+    """
 
     @staticmethod
     def forward(ctx, x, decay, threshold, surrogate_id, alpha, detach_reset):
+        if not _time_major_dense(x):
+            x = x.contiguous()
         T = x.shape[0]
-        x2 = x.contiguous().view(T, -1)
-        n = x2.shape[1]
-        spikes = torch.empty_like(x2)
+        n = x.numel() // T if T > 0 else 0
+        spikes = _like(x)
         need_grad = bool(ctx.needs_input_grad[0])
-        v = torch.empty_like(x2) if need_grad else spikes  # dummy pointer when not stored
-        if n > 0 and T > 0:
-            with _device_guard(x2):
-                _lif_fwd_kernel[_grid(n)](x2, spikes, v, n, T, float(decay), float(threshold),
+        v = _like(x) if need_grad else spikes  # dummy pointer when v is not stored
+        if n > 0:
+            with _device_guard(x):
+                _lif_fwd_kernel[_grid(n)](x, spikes, v, n, T, float(decay), float(threshold),
                                           STORE_V=need_grad, BLOCK_SIZE=BLOCK,
                                           num_warps=NUM_WARPS)
         if need_grad:
             ctx.save_for_backward(v)
         ctx.params = (float(decay), float(threshold), int(surrogate_id), float(alpha),
                       bool(detach_reset))
-        ctx.shape = x.shape
-        return spikes.view(x.shape)
+        return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes):
         (v,) = ctx.saved_tensors
         decay, threshold, surrogate_id, alpha, detach_reset = ctx.params
-        T, n = v.shape
-        gs = grad_spikes.contiguous().view(T, n)
-        grad_x = torch.empty_like(v)
-        if n > 0 and T > 0:
+        T = v.shape[0]
+        n = v.numel() // T if T > 0 else 0
+        gs = grad_spikes
+        if gs.stride() != v.stride():  # bring dL/ds into v's memory layout (any float dtype)
+            gs = torch.empty_strided(v.shape, v.stride(), dtype=gs.dtype,
+                                     device=v.device).copy_(grad_spikes)
+        grad_x = _like(v)
+        if n > 0:
             with _device_guard(v):
                 _lif_bwd_kernel[_grid(n)](gs, v, grad_x, n, T, (T - 1) * n, decay, threshold,
                                           alpha, SURROGATE=surrogate_id,
                                           DETACH_RESET=detach_reset, BLOCK_SIZE=BLOCK,
                                           num_warps=NUM_WARPS)
-        return grad_x.view(ctx.shape), None, None, None, None, None
+        return grad_x, None, None, None, None, None
 
 
 def lif_multistep_triton(x: torch.Tensor, decay: float = 0.5, threshold: float = 1.0,
@@ -258,7 +296,9 @@ def lif_multistep_triton(x: torch.Tensor, decay: float = 0.5, threshold: float =
 
     Returns spikes (0./1.) of x's shape and dtype.  See the module docstring for the equations,
     the surrogates and the backward pass.  ``x`` must be fp32, bf16 or fp16 on CUDA (or on the
-    CPU under ``TRITON_INTERPRET=1``); non-contiguous input is copied once.
+    CPU under ``TRITON_INTERPRET=1``).  Time slices may be laid out in any dense order
+    (channels_last: the spikes come back channels_last too); other strided input is copied
+    once to contiguous.
     """
     if surrogate not in SUPPORTED_SURROGATES:
         raise ValueError(f"surrogate must be one of {sorted(SUPPORTED_SURROGATES)}, "
