@@ -1,0 +1,105 @@
+"""Loading what the analysis commands need: a model from a checkpoint, its run config with
+dotted overrides (``--data.root PATH``), the test loader, the input shape, the device."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import torch
+
+from spikedistill.errors import CheckpointError, ConfigError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; otherwise ``torch.device(name)``."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    return dev
+
+
+def load_model(path, device, **kwarg_overrides):
+    """``(model in eval mode, meta)`` from a spikedistill checkpoint (a file or a run dir's
+    ``best.pt``/``last.pt``)."""
+    from pathlib import Path
+
+    from spikedistill.engine import load_model_from_checkpoint
+
+    p = Path(path)
+    if p.is_dir() and (p / "best.pt").is_file():
+        p = p / "best.pt"
+    return load_model_from_checkpoint(p, device, **kwarg_overrides)
+
+
+def run_config(meta: Dict[str, Any], overrides: Sequence[str] = ()):
+    """The run config stored in a checkpoint, with dotted overrides (``data.root=PATH``)."""
+    from spikedistill.config import build_config
+
+    cfg = meta.get("config")
+    if not isinstance(cfg, dict):
+        raise CheckpointError(f"checkpoint '{meta.get('path', '?')}' holds no run config")
+    return build_config(cfg, overrides)
+
+
+def test_loader(cfg, device, batch_size: Optional[int] = None):
+    """``(in-order, normalised test loader, dataset splits)`` of the run config's dataset."""
+    from spikedistill.engine import test_loader_for
+    from spikedistill.engine.trainer import load_data
+
+    splits = load_data(cfg)
+    bs = int(batch_size or cfg.train.eval_batch_size)
+    if bs < 1:
+        raise ConfigError(f"--batch-size must be a positive integer, got {bs}")
+    return test_loader_for(splits, bs, device), splits
+
+
+KNOWN_SIZES = {"cifar10": 32, "cifar100": 32}
+
+
+def parse_shape(text: str) -> Tuple[int, int, int]:
+    """``"3,32,32"`` -> ``(3, 32, 32)``."""
+    try:
+        shape = tuple(int(v) for v in str(text).replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"--input-shape: expected C,H,W (e.g. 3,32,32), got {text!r}")
+    return shape
+
+
+def input_shape(model, cfg, given: Optional[str] = None) -> Tuple[int, int, int]:
+    """``(C, H, W)`` of one input image: ``given`` (``C,H,W``), else the channels of the
+    model's stem with ``data.image_size`` / the dataset's known size, else read from the
+    dataset itself."""
+    if given:
+        return parse_shape(given)
+    c = int(getattr(getattr(model, "stem", None), "in_channels", 0) or
+            model.model_kwargs.get("in_channels", 3))
+    size = cfg.data.image_size or KNOWN_SIZES.get(cfg.data.name)
+    if size is None:
+        from spikedistill.engine.trainer import load_data
+        try:
+            size = load_data(cfg).image_size
+        except Exception as exc:  # noqa: BLE001 - the dataset is only needed for its size
+            raise ConfigError(f"cannot tell the input size of data.name={cfg.data.name!r} "
+                              f"({exc}); pass --input-shape C,H,W") from None
+    return (c, int(size), int(size))
+
+
+def parse_int_list(text: Optional[str], what: str):
+    """``"1,2,4"`` -> ``[1, 2, 4]`` (None or empty -> [])."""
+    if not text:
+        return []
+    try:
+        vals = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{what}: expected comma-separated integers such as 1,2,4, got "
+                          f"{text!r}") from None
+    if any(v < 1 for v in vals):
+        raise ConfigError(f"{what}: expected positive integers, got {text!r}")
+    return vals

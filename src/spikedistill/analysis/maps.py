@@ -1,0 +1,205 @@
+"""Pictures of the SAMD maps: teacher CAM / Grad-CAM and student spike activation map.
+
+The maps are computed exactly as the SAMD loss computes them (:mod:`spikedistill.distill.
+functional`, with the switches of ``distill.ckd.samd`` resolved by
+:func:`spikedistill.distill.config.resolve_ckd`)::
+
+    student (spike_sum):  M_s[b] = sum_t sum_c F_s[t, b, c]              (stage output [T, B, C, H, W])
+    student (cam):        M_s[b] = ReLU( sum_c W_eff[k_b, c] * mean_t F_s[t, b, c] )
+    teacher (cam):        M_t[b] = ReLU( sum_c w[k_b, c] * F_t[b, c] ),  k_b = teacher argmax
+    teacher (gradcam_*):  Grad-CAM of the stage for the label (gradcam_label) or the teacher's
+                          prediction (gradcam_pred)
+
+then ``normalize_map`` (e.g. the released code's batch-global min-max; note that it depends on
+the whole batch, here the ``n`` pictured images) and ``P = scale_map(., scaling, tau)``, the
+distributions over the H*W positions that enter ``KL(P_t || P_s)``.
+
+The grid has one row per image: the de-normalised input, the raw teacher and student maps,
+the two distributions ``P_t`` and ``P_s``, and each raw map overlaid on the image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from spikedistill.distill import functional as Fn
+from spikedistill.errors import ConfigError
+
+#: methods whose SAMD switches live in ``distill.ckd``; any other method (ce, kd, ...) is
+#: pictured with the default CKDSNN preset
+CKD_METHODS = ("ckd", "ckd-released", "ckd-paper", "samd", "nld")
+
+
+def samd_settings(distill_cfg=None):
+    """The resolved ``distill.ckd.samd`` switches (presets filled in) for a run's ``distill``
+    config section (a :class:`~spikedistill.distill.config.DistillConfig` or None)."""
+    from spikedistill.distill.config import DistillConfig, resolve_ckd
+
+    cfg = distill_cfg if distill_cfg is not None else DistillConfig()
+    method = cfg.method if cfg.method in CKD_METHODS else "ckd"
+    return resolve_ckd(cfg, method=method).samd
+
+
+def _stage_index(stage: int, n_stages: int) -> int:
+    if stage == 0 or not -n_stages <= stage <= n_stages:
+        raise ConfigError(f"visualize: stage {stage} does not exist; the models have {n_stages} "
+                          f"stages (use 1..{n_stages}, or -1 for the last)")
+    return stage - 1 if stage > 0 else n_stages + stage
+
+
+def _student_classifier_weight(model: nn.Module) -> torch.Tensor:
+    from spikedistill.distill.methods import effective_classifier_weight
+    return effective_classifier_weight(model)
+
+
+def compute_maps(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 settings=None, stage: Optional[int] = None) -> Dict[str, torch.Tensor]:
+    """Student and teacher maps of one batch, as SAMD computes them.
+
+    ``settings``: resolved SAMD switches (:func:`samd_settings`; default preset when None);
+    ``stage``: 1-based stage (negative from the end), default the first configured SAMD stage.
+    Returns float32 CPU tensors: ``student_map`` / ``teacher_map`` (raw, ``(B, H, W)``),
+    ``student_norm`` / ``teacher_norm`` (after ``normalize_map``), ``student_p`` / ``teacher_p``
+    (``scale_map`` distributions reshaped to ``(B, H, W)``), ``classes`` (the class k of each
+    map), ``student_pred``, ``teacher_pred``, ``labels``; and ``stage`` (1-based).
+    """
+    sc = settings if settings is not None else samd_settings()
+    n_stages = len(student.stage_channels)
+    if len(teacher.stage_channels) != n_stages:
+        raise ConfigError(f"visualize: student has {n_stages} stages and teacher "
+                          f"{len(teacher.stage_channels)}; the maps need the same stages")
+    idx = _stage_index(stage if stage is not None else sc.stages[0], n_stages)
+    student.eval()
+    teacher.eval()
+    with torch.no_grad():
+        s_logits, s_feats = student(x, return_features=True)
+    if sc.teacher_map.startswith("gradcam"):
+        with torch.enable_grad():
+            xin = x.detach().clone().requires_grad_(True)
+            t_logits, t_feats = teacher(xin, return_features=True)
+            classes = y if sc.teacher_map == "gradcam_label" else t_logits.detach().argmax(1)
+            m_t = Fn.grad_cam(t_logits, t_feats[idx], classes)
+        t_logits = t_logits.detach()
+    else:
+        if idx != n_stages - 1:
+            raise ConfigError(f"visualize: a CAM teacher map exists only at the last stage "
+                              f"({n_stages}); stage {idx + 1} needs distill.ckd.samd.teacher_map="
+                              "gradcam_label or gradcam_pred")
+        with torch.no_grad():
+            t_logits, t_feats = teacher(x, return_features=True)
+            classes = t_logits.argmax(dim=1)
+            m_t = Fn.class_activation_map(t_feats[-1], teacher.classifier.weight, classes)
+    with torch.no_grad():
+        if sc.student_map == "cam":
+            m_s = Fn.class_activation_map(Fn.time_average(s_feats[idx]),
+                                          _student_classifier_weight(student), classes)
+        else:
+            m_s = Fn.spike_activation_map(s_feats[idx])
+        if m_s.shape != m_t.shape:
+            raise ConfigError(f"visualize: at stage {idx + 1} the student map is "
+                              f"{tuple(m_s.shape[1:])} and the teacher map {tuple(m_t.shape[1:])}")
+        n_s = Fn.normalize_map(m_s, sc.normalize)
+        n_t = Fn.normalize_map(m_t.detach(), sc.normalize)
+        p_s = Fn.scale_map(n_s, sc.scaling, sc.tau).view_as(m_s)
+        p_t = Fn.scale_map(n_t, sc.scaling, sc.tau).view_as(m_t)
+    cpu = lambda t: t.detach().float().cpu()  # noqa: E731
+    return {"student_map": cpu(m_s), "teacher_map": cpu(m_t), "student_norm": cpu(n_s),
+            "teacher_norm": cpu(n_t), "student_p": cpu(p_s), "teacher_p": cpu(p_t),
+            "classes": classes.detach().cpu(), "student_pred": s_logits.argmax(1).cpu(),
+            "teacher_pred": t_logits.argmax(1).cpu(), "labels": y.detach().cpu(),
+            "stage": idx + 1}
+
+
+def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``x * std + mean`` per channel, clamped to [0, 1]: ``[B, C, H, W]`` float."""
+    m = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
+    return (x.detach().float().cpu() * s + m).clamp(0, 1)
+
+
+def plot_maps(images: torch.Tensor, maps: Dict[str, Any], path, *,
+              class_names: Optional[Sequence[str]] = None, title: str = "") -> Path:
+    """PNG grid: per image, input | M_t | M_s | P_t | P_s | image + M_t | image + M_s.
+
+    ``images``: de-normalised ``[B, C, H, W]`` in [0, 1] (C = 1 or 3).
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = images.shape[0]
+    H, W = images.shape[-2:]
+    cols = ["input", "teacher map M_t", "student map M_s", "teacher P_t", "student P_s",
+            "input + M_t", "input + M_s"]
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.7 * len(cols), 1.8 * n + 0.6), dpi=80,
+                             squeeze=False)
+
+    def up(m):  # (h, w) map -> image size for overlays
+        return F.interpolate(m[None, None], size=(H, W), mode="bilinear",
+                             align_corners=False)[0, 0].numpy()
+
+    def name(k):
+        k = int(k)
+        return class_names[k] if class_names is not None and k < len(class_names) else str(k)
+
+    for i in range(n):
+        img = images[i].permute(1, 2, 0).numpy()
+        img_kw = {"cmap": "gray", "vmin": 0, "vmax": 1} if img.shape[2] == 1 else {}
+        img = img[:, :, 0] if img.shape[2] == 1 else img
+        panels = [None, maps["teacher_map"][i], maps["student_map"][i], maps["teacher_p"][i],
+                  maps["student_p"][i], maps["teacher_map"][i], maps["student_map"][i]]
+        for j, ax in enumerate(axes[i]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0 or j >= 5:
+                ax.imshow(img, **img_kw)
+            if 1 <= j <= 4:
+                ax.imshow(panels[j].numpy(), cmap="viridis")
+            elif j >= 5:
+                ax.imshow(up(panels[j]), cmap="jet", alpha=0.5)
+            if i == 0:
+                ax.set_title(cols[j], fontsize=8)
+        axes[i][0].set_ylabel(f"y={name(maps['labels'][i])}\nT:{name(maps['teacher_pred'][i])} "
+                              f"S:{name(maps['student_pred'][i])}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def visualize(student: nn.Module, teacher: nn.Module, loader, out, *, n: int = 16,
+              mean: Sequence[float], std: Sequence[float], distill_cfg=None,
+              stage: Optional[int] = None, class_names: Optional[Sequence[str]] = None) -> Path:
+    """Take the first ``n`` images of ``loader`` (``(x, y)`` batches, normalised), compute the
+    maps (:func:`compute_maps`) and write the PNG grid to ``out``."""
+    if int(n) < 1:
+        raise ConfigError(f"visualize: --n must be a positive integer, got {n!r}")
+    xs, ys, have = [], [], 0
+    for x, y in loader:
+        xs.append(x)
+        ys.append(y)
+        have += x.shape[0]
+        if have >= n:
+            break
+    if not xs:
+        raise ConfigError("visualize: the data loader yielded no images")
+    x, y = torch.cat(xs)[:n], torch.cat(ys)[:n]
+    device = next(student.parameters()).device
+    settings = samd_settings(distill_cfg)
+    maps = compute_maps(student, teacher.to(device), x.to(device), y.to(device), settings, stage)
+    title = (f"stage {maps['stage']}: teacher {settings.teacher_map}, student "
+             f"{settings.student_map}, normalize {settings.normalize}, scaling {settings.scaling} "
+             f"(tau {settings.tau})")
+    return plot_maps(denormalize(x, mean, std), maps, out, class_names=class_names, title=title)
+
+
+__all__ = ["compute_maps", "denormalize", "plot_maps", "samd_settings", "visualize"]

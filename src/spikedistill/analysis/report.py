@@ -1,0 +1,234 @@
+"""Analysis report of a trained student: accuracy, firing rates, FLOPs/SOPs, energy.
+
+:func:`analyze` evaluates a model on (a number of) batches of a loader while
+:class:`~spikedistill.analysis.counting.OpCounter` counts spikes and operations, optionally
+beside a teacher ANN and at several timesteps; :func:`write_report` writes ``report.md``,
+``report.json`` and ``firing_rates.png``. The counting conventions (firing rate, FLOPs, SOPs,
+``E = e_mac * MACs + e_ac * SOPs``) are those of :mod:`spikedistill.analysis.counting`.
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from spikedistill.analysis.counting import E_AC_PJ, E_MAC_PJ, OpCounter
+from spikedistill.errors import ConfigError
+
+PathLike = Any
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _batches(loader: Iterable, batches: Optional[int]):
+    """The first ``batches`` ``(x, y)`` pairs of ``loader`` (all when None)."""
+    it = iter(loader)
+    return islice(it, batches) if batches is not None else it
+
+
+def _logits(out):
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+@torch.no_grad()
+def evaluate_counted(model: nn.Module, batches: Iterable, *, e_mac: float = E_MAC_PJ,
+                     e_ac: float = E_AC_PJ) -> Dict[str, Any]:
+    """Top-1 accuracy (%) of ``model`` on ``batches`` of ``(x, y)`` with the op counts of
+    :meth:`OpCounter.summary` (per image). The model runs in eval mode; its mode is restored."""
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    correct = seen = 0
+    try:
+        with OpCounter(model) as counter:
+            for batch in batches:
+                x, y = batch[0].to(device), batch[1].to(device)
+                pred = _logits(model(x)).argmax(dim=1)
+                correct += int((pred == y).sum())
+                seen += int(y.numel())
+    finally:
+        model.train(was_training)
+    if seen == 0:
+        raise ConfigError("analysis: the data loader yielded no batches (check --batches and the "
+                          "dataset)")
+    summary = counter.summary(e_mac=e_mac, e_ac=e_ac)
+    summary["top1"] = 100.0 * correct / seen
+    return summary
+
+
+def _reiterable(loader: Iterable, batches: Optional[int], repeats: int):
+    """A loader that can be iterated ``repeats`` times: the loader itself when iterating it
+    twice gives fresh iterators, else the first ``batches`` batches kept in a list."""
+    if repeats <= 1 or iter(loader) is not loader:
+        return loader
+    return list(_batches(loader, batches))
+
+
+def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None,
+            teacher: Optional[nn.Module] = None, e_mac: float = E_MAC_PJ,
+            e_ac: float = E_AC_PJ, timesteps: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+    """Evaluate and count ``model`` on the first ``batches`` batches of ``loader``.
+
+    Returns a JSON-ready dict: ``model``, ``T`` (None for an ANN), ``images``, ``top1`` (%),
+    ``layers`` / ``neurons`` / ``totals`` (see :func:`spikedistill.analysis.counting.summarize`;
+    all per image), ``teacher`` (None, or ``model``, ``top1``, ``flops``, ``macs``, ``energy_mj``
+    = ``e_mac * FLOPs`` of the teacher on the same batches), ``energy_ratio`` (teacher energy /
+    student energy) and ``timesteps``: one row per T in ``timesteps`` (``T``, ``top1``,
+    ``firing_rate``, ``macs``, ``sops``, ``energy_mj``), evaluated by setting ``model.T``
+    (restored afterwards); only for models with a settable ``T``.
+    """
+    if batches is not None and int(batches) < 1:
+        raise ConfigError(f"analysis: --batches must be a positive integer, got {batches!r}")
+    timesteps = [int(t) for t in (timesteps or [])]
+    if any(t < 1 for t in timesteps):
+        raise ConfigError(f"analysis: --timesteps must be positive integers, got {timesteps}")
+    has_T = hasattr(model, "T")
+    if timesteps and not has_T:
+        raise ConfigError(f"analysis: --timesteps needs a spiking model with a T attribute; "
+                          f"{getattr(model, 'model_name', type(model).__name__)} has none")
+    data = _reiterable(loader, batches, 1 + len(timesteps) + (teacher is not None))
+
+    result = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac)
+    out: Dict[str, Any] = {
+        "model": getattr(model, "model_name", type(model).__name__),
+        "T": int(model.T) if has_T else None,
+        "images": result["images"],
+        "top1": result["top1"],
+        "layers": result["layers"],
+        "neurons": result["neurons"],
+        "totals": result["totals"],
+        "teacher": None,
+        "energy_ratio": None,
+        "timesteps": [],
+    }
+    if teacher is not None:
+        tres = evaluate_counted(teacher, _batches(data, batches), e_mac=e_mac, e_ac=e_ac)
+        t_energy = e_mac * tres["totals"]["flops"] * 1e-9
+        out["teacher"] = {"model": getattr(teacher, "model_name", type(teacher).__name__),
+                          "top1": tres["top1"], "flops": tres["totals"]["flops"],
+                          "macs": tres["totals"]["macs"], "energy_mj": t_energy}
+        s_energy = out["totals"]["energy_mj"]
+        out["energy_ratio"] = t_energy / s_energy if s_energy > 0 else None
+    if timesteps:
+        original = model.T
+        try:
+            for T in timesteps:
+                model.T = T
+                r = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac)
+                tot = r["totals"]
+                out["timesteps"].append({"T": T, "top1": r["top1"],
+                                         "firing_rate": tot["firing_rate"], "macs": tot["macs"],
+                                         "sops": tot["sops"], "energy_mj": tot["energy_mj"]})
+        finally:
+            model.T = original
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+def _g(x: float) -> str:
+    """Human-readable count: 2.285 G, 13.4 M, 512."""
+    x = float(x)
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.4g} {unit}"
+    return f"{x:.4g}"
+
+
+def to_markdown(result: Dict[str, Any]) -> str:
+    """The report as Markdown text."""
+    tot = result["totals"]
+    lines = [f"# Analysis of {result['model']}", ""]
+    lines += [f"- images evaluated: {result['images']}",
+              f"- timesteps T: {result['T']}",
+              f"- top-1: {result['top1']:.2f} %",
+              f"- network firing rate (total spikes / total neuron-timesteps): "
+              f"{tot['firing_rate']:.4f}",
+              f"- ANN-equivalent FLOPs (MACs, one timestep): {_g(tot['flops'])}",
+              f"- MACs per image (real-valued inputs): {_g(tot['macs'])}",
+              f"- SOPs per image (spike-driven inputs): {_g(tot['sops'])}",
+              f"- energy per image: {tot['energy_mj']:.6g} mJ "
+              f"(E = {tot['e_mac_pj']} pJ x MACs + {tot['e_ac_pj']} pJ x SOPs)"]
+    t = result.get("teacher")
+    if t:
+        ratio = result.get("energy_ratio")
+        lines += [f"- teacher {t['model']}: top-1 {t['top1']:.2f} %, FLOPs {_g(t['flops'])}, "
+                  f"energy {t['energy_mj']:.6g} mJ ({tot['e_mac_pj']} pJ x FLOPs)"
+                  + (f"; teacher / student energy = {ratio:.3g}" if ratio is not None else "")]
+    lines += ["", "## Synaptic layers", "",
+              "| layer | type | input | FLOPs/step | calls/image | input rate | MACs | SOPs | "
+              "energy (mJ) |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result["layers"]:
+        lines.append(f"| {r['name']} | {r['type']} | {r['input_kind']} | {_g(r['flops'])} | "
+                     f"{r['calls_per_image']:.3g} | {r['input_rate']:.4f} | {_g(r['macs'])} | "
+                     f"{_g(r['sops'])} | {r['energy_mj']:.4g} |")
+    if result["neurons"]:
+        lines += ["", "## Spiking layers", "", "| layer | neurons | firing rate | spikes/image |",
+                  "|---|---:|---:|---:|"]
+        for r in result["neurons"]:
+            lines.append(f"| {r['name']} | {r['neurons']} | {r['firing_rate']:.4f} | "
+                         f"{r['spikes_per_image']:.1f} |")
+    if result.get("timesteps"):
+        lines += ["", "## Accuracy and energy versus timesteps", "",
+                  "| T | top-1 (%) | firing rate | MACs | SOPs | energy (mJ) |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        for r in result["timesteps"]:
+            lines.append(f"| {r['T']} | {r['top1']:.2f} | {r['firing_rate']:.4f} | "
+                         f"{_g(r['macs'])} | {_g(r['sops'])} | {r['energy_mj']:.4g} |")
+    lines += ["", "Conventions: see `spikedistill.analysis.counting` (SOPs = r x calls x FLOPs "
+              "with r = mean(input != 0); the image-fed layer and real-valued inputs count as MACs).",
+              ""]
+    return "\n".join(lines)
+
+
+def plot_firing_rates(result: Dict[str, Any], path: PathLike) -> Path:
+    """Bar chart of the per-layer firing rates (PNG, matplotlib Agg)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["neurons"]
+    if not rows:
+        raise ConfigError(f"{result.get('model')}: no spiking (LIF) layers to plot")
+    names = [r["name"] for r in rows]
+    rates = [r["firing_rate"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(rows) + 2), 4.0), dpi=100)
+    ax.bar(range(len(rows)), rates, color="tab:blue")
+    avg = result["totals"]["firing_rate"]
+    ax.axhline(avg, color="tab:red", linestyle="--", label=f"network average {avg:.4f}")
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(names, rotation=75, fontsize=7)
+    ax.set_ylabel("firing rate (spikes / neuron / timestep)")
+    ax.set_title(f"{result.get('model')} (T = {result.get('T')})")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(result: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
+    """Write ``report.md``, ``report.json`` and (for SNNs) ``firing_rates.png`` to ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out / "report.md", "json": out / "report.json"}
+    paths["markdown"].write_text(to_markdown(result))
+    paths["json"].write_text(json.dumps(result, indent=2, default=float) + "\n")
+    if result["neurons"]:
+        paths["firing_rates"] = plot_firing_rates(result, out / "firing_rates.png")
+    return paths
+
+
+__all__ = ["analyze", "evaluate_counted", "plot_firing_rates", "to_markdown", "write_report"]

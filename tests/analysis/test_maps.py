@@ -1,0 +1,80 @@
+"""SAMD map pictures: the maps equal what the distillation loss uses; the PNG grid."""
+
+import pytest
+import torch
+
+from spikedistill.analysis.maps import compute_maps, denormalize, plot_maps, samd_settings, visualize
+from spikedistill.distill import build_method
+from spikedistill.distill import functional as Fn
+from spikedistill.distill.config import DistillConfig
+from spikedistill.errors import ConfigError
+from spikedistill.models import create_model
+
+from _analysis_helpers import check_png, randomize_bn
+
+
+def _pair():
+    torch.manual_seed(0)
+    s = randomize_bn(create_model("spiking_resnet20", num_classes=10, T=2, in_channels=1,
+                                  last_activation="lif",
+                                  neuron={"threshold": 0.5, "backend": "torch"}), seed=1)
+    t = randomize_bn(create_model("resnet20", num_classes=10, in_channels=1), seed=2)
+    return s, t
+
+
+@pytest.mark.parametrize("method", ["ckd-released", "ckd-paper"])
+def test_maps_match_the_samd_loss(method):
+    student, teacher = _pair()
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    cfg = DistillConfig(method=method)
+    settings = samd_settings(cfg)
+    maps = compute_maps(student, teacher, x, y, settings)
+    # the distiller's own SAMD term on the same batch (student in eval mode, beta = 1)
+    distiller = build_method(method, student, teacher, cfg)
+    distiller.train(False)
+    with torch.no_grad():
+        _, losses = distiller.forward_train(x, y)
+    mine = Fn.samd_loss(maps["student_map"], maps["teacher_map"], tau=settings.tau,
+                        normalize=settings.normalize, scaling=settings.scaling,
+                        tau_squared=settings.tau_squared, log_eps=settings.log_eps)
+    assert float(losses["samd"]) == pytest.approx(float(mine), rel=1e-5, abs=1e-7)
+    # student SAM = sum over t and c of the last stage's output
+    with torch.no_grad():
+        _, feats = student(x, return_features=True)
+    assert torch.allclose(maps["student_map"], feats[-1].sum(dim=(0, 2)))
+    assert maps["student_map"].shape == (6, 2, 2) and maps["stage"] == 3
+    # distributions over H*W
+    assert torch.allclose(maps["student_p"].sum(dim=(1, 2)), torch.ones(6), atol=1e-5)
+    if settings.teacher_map == "cam":
+        assert torch.equal(maps["classes"], maps["teacher_pred"])
+    else:
+        assert torch.equal(maps["classes"], y)
+
+
+def test_cam_only_at_last_stage():
+    student, teacher = _pair()
+    with pytest.raises(ConfigError, match="only at the last stage"):
+        compute_maps(student, teacher, torch.randn(2, 1, 8, 8), torch.zeros(2, dtype=torch.long),
+                     samd_settings(DistillConfig(method="ckd-released")), stage=1)
+    with pytest.raises(ConfigError, match="stage 5 does not exist"):
+        compute_maps(student, teacher, torch.randn(2, 1, 8, 8), torch.zeros(2, dtype=torch.long),
+                     stage=5)
+
+
+def test_visualize_png(tmp_path):
+    student, teacher = _pair()
+    data = [(torch.randn(3, 1, 8, 8), torch.randint(0, 10, (3,))) for _ in range(2)]
+    path = visualize(student, teacher, data, tmp_path / "maps.png", n=5, mean=(0.3,), std=(0.4,),
+                     distill_cfg=DistillConfig(method="ckd-paper"))
+    w, h = check_png(path, (700, 600))
+    assert h > w * 0.6                       # 5 rows of 7 panels
+    x = torch.full((1, 3, 2, 2), 10.0)
+    assert denormalize(x, (0.5, 0.5, 0.5), (0.1, 0.1, 0.1)).max() == 1.0
+
+
+def test_plot_maps_rgb(tmp_path):
+    maps = {k: torch.rand(2, 4, 4) for k in ("teacher_map", "student_map", "teacher_p", "student_p")}
+    maps.update(labels=torch.tensor([0, 1]), teacher_pred=torch.tensor([0, 1]),
+                student_pred=torch.tensor([1, 1]))
+    check_png(plot_maps(torch.rand(2, 3, 16, 16), maps, tmp_path / "g.png",
+                        class_names=["cat", "dog"]), (600, 200))
