@@ -1,0 +1,94 @@
+"""``spikedistill eval``: top-1 accuracy of a checkpoint on its dataset's test split.
+
+    spikedistill eval --checkpoint RUN_DIR/best.pt [--data.root PATH] [--set model.T=4]
+
+The dataset and model settings come from the config stored in the checkpoint; ``--config``,
+``--set`` and dotted flags override them (``model.T``, neuron settings and ``last_activation``
+can change at evaluation; anything that changes the weights' shapes is a CheckpointError).
+"""
+
+from __future__ import annotations
+
+import json
+
+from spikedistill.commands.common import overrides_from_args
+from spikedistill.config import build_config, read_yaml
+from spikedistill.errors import CheckpointError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="top-1 test accuracy of a checkpoint",
+                       description="top-1 test accuracy of a checkpoint on its dataset's test split",
+                       epilog="config keys: --set section.key=value or --section.key value")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="RUN_DIR/best.pt, RUN_DIR/last.pt, or a run directory (best.pt)")
+    p.add_argument("--config", default=None,
+                   help="YAML merged over the checkpoint's config (e.g. another data.root)")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
+                   metavar="KEY=VALUE", help="dotted overrides, e.g. --set model.T=4")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    p.set_defaults(func=run)
+
+
+def _deep_merge(dst: dict, src: dict) -> None:
+    """Merge mapping ``src`` into ``dst`` recursively (``src`` wins)."""
+    for key, value in src.items():
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            dst[key] = dict(dst[key])
+            _deep_merge(dst[key], value)
+        else:
+            dst[key] = value
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from spikedistill.engine.checkpoint import (checkpoint_meta, load_checkpoint,
+                                                load_model_from_checkpoint,
+                                                resolve_checkpoint_path)
+    from spikedistill.engine.distributed import resolve_device
+    from spikedistill.engine.trainer import (build_augmentations, eval_loader_for, evaluate,
+                                             load_data)
+    from spikedistill.models import model_kwargs
+
+    path = resolve_checkpoint_path(args.checkpoint, default_name="best.pt")
+    ckpt = load_checkpoint(path)
+    saved = dict(ckpt["config"] or {})
+    base = dict(saved)
+    if args.config:
+        _deep_merge(base, read_yaml(args.config))
+    cfg_saved = build_config(saved)
+    cfg = build_config(base, overrides_from_args(args))
+    meta = checkpoint_meta(ckpt)
+    del ckpt
+
+    splits = load_data(cfg)
+    K = int(meta["model_kwargs"].get("num_classes", splits.num_classes))
+    if K != splits.num_classes:
+        raise CheckpointError(f"checkpoint '{path}' predicts {K} classes but dataset "
+                              f"'{cfg.data.name}' has {splits.num_classes}")
+    # constructor arguments the overrides changed (T, neuron, last activation, ...)
+    before = model_kwargs(cfg_saved.model, K, splits.in_channels) if saved else {}
+    after = model_kwargs(cfg.model, K, splits.in_channels) if saved else {}
+    changed = {k: v for k, v in after.items() if before.get(k) != v}
+    device = resolve_device(cfg.train.device)
+    model, _ = load_model_from_checkpoint(path, device, **changed)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    _, test_aug = build_augmentations(cfg, splits)
+    loader = eval_loader_for(splits, cfg.train.eval_batch_size, device, augment=test_aug,
+                             channels_last=cfg.train.channels_last)
+    acc = evaluate(model, loader, device, cfg.train.amp, reduce=False)
+    T = getattr(model, "T", None) if getattr(model, "is_spiking", False) else None
+    info = {"checkpoint": str(path), "model": meta["model_name"], "T": T,
+            "dataset": cfg.data.name, "test_images": len(splits.test), "top1": acc,
+            "epoch": meta.get("epoch")}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        t_txt = f", T={T}" if T is not None else ""
+        print(f"{Path(path)}: {meta['model_name']}{t_txt} (epoch {meta.get('epoch')}) on "
+              f"{cfg.data.name} test ({len(splits.test)} images): top-1 {100.0 * acc:.2f} %")
+    return 0

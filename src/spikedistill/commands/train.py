@@ -1,0 +1,139 @@
+"""``spikedistill train-teacher | train | distill``: train an ANN teacher, a student alone, or a
+student distilled from a teacher checkpoint.
+
+    spikedistill train-teacher --config configs/cifar10/resnet19_teacher.yaml --data.root PATH
+    spikedistill train   --config configs/cifar10/resnet19_snn_t1.yaml --data.root PATH
+    spikedistill distill --config configs/cifar10/ckd_resnet19_t1.yaml --teacher RUN_DIR/best.pt
+    spikedistill train --resume RUN_DIR [--train.epochs 500]     # continue a stopped run
+
+All three run :func:`spikedistill.engine.run_training` (also under ``torchrun``) and end with a
+summary table on rank 0. With ``--resume`` and no ``--config`` the run's own config (stored in
+``RUN_DIR/last.pt``) is used, with ``--set`` / dotted flags applied on top.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from spikedistill.commands.common import add_config_args, load_from_args, overrides_from_args
+from spikedistill.config import Config
+from spikedistill.errors import ConfigError
+
+_HELP = {
+    "train-teacher": "train an ANN teacher (resnet19/resnet20) with cross-entropy",
+    "train": "train a spiking student (method from the config, default ce)",
+    "distill": "distill a spiking student from a teacher checkpoint (--teacher)",
+}
+
+
+def register(sub) -> None:
+    for name in ("train-teacher", "train", "distill"):
+        p = sub.add_parser(name, help=_HELP[name], description=_HELP[name],
+                           epilog="config keys: --set section.key=value or --section.key value")
+        add_config_args(p)
+        p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                       help="continue the run in RUN_DIR from its last.pt")
+        if name == "distill":
+            p.add_argument("--teacher", metavar="CKPT", default=None,
+                           help="teacher checkpoint (RUN_DIR/best.pt, or a run directory)")
+        p.set_defaults(func=run, command_name=name)
+
+
+def resolve_teacher_path(path: str) -> str:
+    """``RUN_DIR`` -> ``RUN_DIR/best.pt``; a file path is returned unchanged."""
+    p = Path(path).expanduser()
+    return str(p / "best.pt") if p.is_dir() else str(p)
+
+
+def config_from_args(args) -> Config:
+    """The run config: ``--config`` + overrides, or (``--resume`` without ``--config``) the
+    resumed run's stored config + overrides."""
+    if args.resume and not args.config:
+        from spikedistill.engine.trainer import config_for_resume
+        return config_for_resume(args.resume, overrides_from_args(args))
+    return load_from_args(args)
+
+
+def check_command(command: str, cfg: Config) -> None:
+    """Each command trains one kind of model: ConfigError naming the mismatch otherwise."""
+    from spikedistill.distill import method_requires_teacher
+    from spikedistill.models import list_models, model_role
+
+    role = model_role(cfg.model.name)
+    method = cfg.distill.method
+    if command == "train-teacher":
+        if role != "teacher":
+            raise ConfigError(f"train-teacher trains an ANN teacher ({', '.join(list_models('teacher'))}), "
+                              f"but model.name={cfg.model.name} is a spiking student; use "
+                              "'spikedistill train' or 'spikedistill distill' for students")
+        if method != "ce":
+            raise ConfigError(f"train-teacher trains with cross-entropy (distill.method=ce), got "
+                              f"distill.method={method}")
+        return
+    if role != "student":
+        raise ConfigError(f"'spikedistill {command}' trains a spiking student "
+                          f"({', '.join(list_models('student'))}), but model.name={cfg.model.name} "
+                          "is an ANN teacher; use 'spikedistill train-teacher'")
+    if command == "distill":
+        if not method_requires_teacher(method):
+            raise ConfigError(f"distill needs a method that learns from a teacher (e.g. kd, ckd), "
+                              f"got distill.method={method}; use 'spikedistill train' to train "
+                              "without a teacher")
+        if not cfg.teacher.checkpoint:
+            raise ConfigError("distill needs a teacher: pass --teacher RUN_DIR/best.pt "
+                              "(or set teacher.checkpoint)")
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+def _pct(value: Optional[float]) -> str:
+    if value is None or value != value:  # None or NaN
+        return "-"
+    return f"{100.0 * value:.2f} %"
+
+
+def summary_lines(result) -> List[str]:
+    """The end-of-run table: accuracies, every loss term's mean, T, time and speed."""
+    rows = [
+        ("run", result.run_dir),
+        ("model", result.model_name + (f" (T={result.T})" if result.T is not None else "")),
+        ("method", result.method),
+        ("best test acc", f"{_pct(result.best_acc)} (epoch {result.best_epoch})"),
+        ("last test acc", _pct(result.last_acc)),
+        ("teacher acc", _pct(result.teacher_acc)),
+    ]
+    rows += [(f"loss {k} (last epoch)", f"{v:.4f}") for k, v in result.loss_means.items()]
+    rows += [
+        ("T", str(result.T) if result.T is not None else "- (ANN)"),
+        ("epochs", f"{result.epochs}" + (f" (resumed at {result.start_epoch})"
+                                         if result.start_epoch else "")),
+        ("global batch", f"{result.global_batch} over {result.world_size} process(es)"),
+        ("wall time", _fmt_time(result.wall_time_s)),
+        ("images/s", f"{result.images_per_s:.0f}"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    bar = "-" * (width + 2 + max(len(v) for _, v in rows))
+    return [bar] + [f"{k.ljust(width)}  {v}" for k, v in rows] + [bar]
+
+
+def run(args) -> int:
+    from spikedistill.engine import distributed as D
+    from spikedistill.engine.trainer import run_training
+
+    command = args.command_name
+    cfg = config_from_args(args)
+    teacher = getattr(args, "teacher", None)
+    if teacher:
+        cfg.teacher.checkpoint = resolve_teacher_path(teacher)
+    check_command(command, cfg)
+    result = run_training(cfg, resume=args.resume)
+    if D.env_world()[0] == 0:
+        print("\n".join(summary_lines(result)), file=sys.stdout, flush=True)
+    return 0
