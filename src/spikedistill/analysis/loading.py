@@ -46,16 +46,16 @@ def run_config(meta: Dict[str, Any], overrides: Sequence[str] = ()):
     return build_config(cfg, overrides)
 
 
-def test_loader(cfg, device, batch_size: Optional[int] = None):
+def eval_loader(cfg, device, batch_size: Optional[int] = None):
     """``(in-order, normalised test loader, dataset splits)`` of the run config's dataset."""
-    from spikedistill.engine import test_loader_for
+    from spikedistill.engine import eval_loader_for
     from spikedistill.engine.trainer import load_data
 
     splits = load_data(cfg)
     bs = int(batch_size or cfg.train.eval_batch_size)
     if bs < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {bs}")
-    return test_loader_for(splits, bs, device), splits
+    return eval_loader_for(splits, bs, device), splits
 
 
 KNOWN_SIZES = {"cifar10": 32, "cifar100": 32}

@@ -1,0 +1,59 @@
+"""``spikedistill analyze``: accuracy, firing rates, FLOPs/SOPs and energy of a checkpoint.
+
+    spikedistill analyze --checkpoint RUN/best.pt [--data.root PATH] [--batches N]
+                         [--teacher TEACHER/best.pt] [--timesteps 1,2,4] [--out DIR]
+
+Writes ``report.md``, ``report.json`` and ``firing_rates.png`` to ``--out`` (default
+``RUN/analysis``) and prints the Markdown report. Conventions: :mod:`spikedistill.analysis.counting`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("analyze", help="firing rates, FLOPs/SOPs, energy and accuracy of a "
+                                       "checkpoint (Markdown + JSON + PNG)")
+    p.add_argument("--checkpoint", required=True, help="student (or ANN) checkpoint, e.g. RUN/best.pt")
+    p.add_argument("--teacher", default=None,
+                   help="teacher checkpoint for the ANN energy column (default: none)")
+    p.add_argument("--batches", type=int, default=None,
+                   help="evaluate only the first N test batches (default: the whole test set)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="test batch size (default: the run's train.eval_batch_size)")
+    p.add_argument("--timesteps", default=None,
+                   help="also evaluate at these T, e.g. 1,2,4 (accuracy-vs-T table)")
+    p.add_argument("--e-mac", type=float, default=4.6, help="energy per MAC in pJ (default 4.6)")
+    p.add_argument("--e-ac", type=float, default=0.9, help="energy per AC in pJ (default 0.9)")
+    p.add_argument("--out", default=None, help="output directory (default: RUN/analysis)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.epilog = "Dataset keys of the run config can be changed with --data.root PATH etc."
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from spikedistill.analysis.loading import (load_model, parse_int_list, resolve_device,
+                                               run_config, eval_loader)
+    from spikedistill.analysis.report import analyze, to_markdown, write_report
+    from spikedistill.commands.common import overrides_from_args
+    from spikedistill.errors import ConfigError
+
+    if args.batches is not None and args.batches < 1:
+        raise ConfigError(f"--batches must be a positive integer, got {args.batches}")
+    timesteps = parse_int_list(args.timesteps, "--timesteps")
+    device = resolve_device(args.device)
+    model, meta = load_model(args.checkpoint, device)
+    cfg = run_config(meta, overrides_from_args(args))
+    loader, _ = eval_loader(cfg, device, args.batch_size)
+    teacher = None
+    if args.teacher:
+        teacher, _ = load_model(args.teacher, device)
+    result = analyze(model, loader, batches=args.batches, teacher=teacher, e_mac=args.e_mac,
+                     e_ac=args.e_ac, timesteps=timesteps)
+    result["checkpoint"] = str(meta.get("path", args.checkpoint))
+    out = Path(args.out) if args.out else Path(meta.get("path", args.checkpoint)).parent / "analysis"
+    paths = write_report(result, out)
+    print(to_markdown(result))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

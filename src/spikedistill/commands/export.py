@@ -1,0 +1,50 @@
+"""``spikedistill export``: write a spiking student as a NIR graph.
+
+    spikedistill export --checkpoint RUN/best.pt --format nir OUT.nir [--allow-relu]
+                        [--input-shape C,H,W] [--T N]
+
+BatchNorm is folded into the convs, the LIF neurons become ``nir.LIF`` (tau = dt/(1-decay),
+r = tau/dt, dt = 1), residual additions are edges into a shared neuron node, the time-mean
+readout is an integrator ``nir.I(r = 1/T)``. A ReLU last activation is refused unless
+``--allow-relu``. See :mod:`spikedistill.analysis.nir_export`.
+"""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export a spiking student (NIR graph)")
+    p.add_argument("out", metavar="OUT", help="output file, e.g. student.nir")
+    p.add_argument("--checkpoint", required=True, help="student checkpoint, e.g. RUN/best.pt")
+    p.add_argument("--format", default="nir", choices=["nir"], help="export format (nir)")
+    p.add_argument("--allow-relu", action="store_true",
+                   help="export a ReLU last activation as a marked identity placeholder")
+    p.add_argument("--input-shape", default=None,
+                   help="C,H,W of one image (default: from the run's dataset)")
+    p.add_argument("--T", type=int, default=None,
+                   help="timesteps of the readout (default: the checkpoint's T)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import warnings
+
+    from spikedistill.analysis.loading import input_shape, load_model, run_config
+    from spikedistill.analysis.nir_export import export_nir
+    from spikedistill.commands.common import overrides_from_args
+    from spikedistill.errors import ConfigError
+
+    overrides = {} if args.T is None else {"T": args.T}
+    if args.T is not None and args.T < 1:
+        raise ConfigError(f"--T must be a positive integer, got {args.T}")
+    model, meta = load_model(args.checkpoint, "cpu", **overrides)
+    cfg = run_config(meta, overrides_from_args(args))
+    shape = input_shape(model, cfg, args.input_shape)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = export_nir(model, args.out, shape, allow_relu=args.allow_relu)
+    for w in caught:
+        print(f"warning: {w.message}")
+    print(f"wrote {path} (NIR graph of {meta.get('model_name')}, input {shape}, "
+          f"T = {model.T})")
+    return 0

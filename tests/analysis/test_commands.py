@@ -1,0 +1,87 @@
+"""End to end: analyze / visualize / plot / export on real one-epoch digits runs."""
+
+import json
+
+import nir
+import pytest
+import torch
+
+from spikedistill.cli import main
+
+from _analysis_helpers import check_png
+
+
+@pytest.mark.slow
+def test_analyze_command(digits_runs, tmp_path, capsys):
+    student, teacher = digits_runs
+    out = tmp_path / "an"
+    rc = main(["analyze", "--checkpoint", str(student / "best.pt"), "--teacher",
+               str(teacher / "best.pt"), "--batches", "1", "--timesteps", "1,2", "--out",
+               str(out), "--device", "cpu", "--data.test_subset", "32"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "# Analysis of spiking_resnet20" in printed and "teacher resnet20" in printed
+    r = json.loads((out / "report.json").read_text())
+    assert r["images"] == 32 and r["T"] == 2                # test_subset override applied
+    assert [row["T"] for row in r["timesteps"]] == [1, 2]
+    assert r["teacher"]["flops"] > 0 and r["totals"]["energy_mj"] > 0
+    check_png(out / "firing_rates.png", (300, 200))
+    assert main(["analyze", "--checkpoint", str(student / "best.pt"), "--timesteps", "0"]) == 2
+    assert "--timesteps" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_visualize_command(digits_runs, tmp_path, capsys):
+    student, teacher = digits_runs
+    out = tmp_path / "maps.png"
+    # no --teacher: the student run's teacher.checkpoint is used
+    assert main(["visualize", "--student", str(student / "best.pt"), "--n", "4", "--out",
+                 str(out), "--device", "cpu"]) == 0
+    check_png(out, (600, 400))
+    rc = main(["visualize", "--student", str(teacher / "best.pt"), "--teacher",
+               str(teacher / "best.pt")])
+    assert rc == 2 and "not a spiking student" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_plot_command(digits_runs, tmp_path):
+    student, teacher = digits_runs
+    assert main(["plot", str(student)]) == 0
+    check_png(student / "curves.png", (900, 300))
+    assert main(["plot", str(student), str(teacher), "--out", str(tmp_path / "both.png")]) == 0
+    check_png(tmp_path / "both.png", (800, 300))
+    assert main(["plot", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.slow
+def test_export_command(digits_runs, tmp_path, capsys):
+    from spikedistill.analysis.nir_export import run_nir
+    from spikedistill.engine import load_checkpoint, load_model_from_checkpoint
+    from spikedistill.engine.checkpoint import make_checkpoint, save_checkpoint
+    from spikedistill.models import create_model
+
+    student, teacher = digits_runs
+    out = tmp_path / "s.nir"
+    assert main(["export", "--checkpoint", str(student / "best.pt"), "--format", "nir",
+                 str(out)]) == 0
+    g = nir.read(str(out))
+    assert list(g.nodes["input"].input_type["input"]) == [1, 8, 8]
+    model, _ = load_model_from_checkpoint(student / "best.pt")
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model.double()(x)
+    assert torch.allclose(run_nir(g, x, 2).double(), ref, atol=1e-4)
+    # an ANN is refused; a ReLU-last student is refused unless --allow-relu
+    assert main(["export", "--checkpoint", str(teacher / "best.pt"), str(tmp_path / "t.nir")]) == 2
+    assert "spiking ResNet students only" in capsys.readouterr().err
+    cfg = load_checkpoint(student / "best.pt")["config"]
+    relu = create_model("spiking_resnet20", num_classes=10, T=2, in_channels=1,
+                        last_activation="relu")
+    save_checkpoint(make_checkpoint(model=relu, config=cfg, epoch=0), tmp_path / "relu.pt")
+    assert main(["export", "--checkpoint", str(tmp_path / "relu.pt"), str(tmp_path / "r.nir")]) == 2
+    assert "--allow-relu" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(tmp_path / "relu.pt"), "--allow-relu",
+                 "--T", "4", str(tmp_path / "r.nir")]) == 0
+    assert "warning:" in capsys.readouterr().out
+    g = nir.read(str(tmp_path / "r.nir"))
+    assert int(g.metadata["T"]) == 4 and str(g.nodes["layer3.2.act2"].metadata["activation"]) == "relu"
