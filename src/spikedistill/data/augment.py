@@ -174,28 +174,33 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return (r * 0.2989 + g * 0.587 + b * 0.114).floor_()
 
 
-def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``uint8(clamp(f * x + (1 - f) * other))`` with one factor per sample."""
-    f = factor.view(-1, 1, 1, 1)
-    return _to_uint8_values(x * f + other * (1.0 - f))
+def _blend(x: torch.Tensor, other: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``uint8(clamp(f * x + (1 - f) * other))`` with factor ``f = 1 + m`` per sample.
+
+    The weight of ``other`` is formed as ``-m`` rather than ``1 - f``: both are the same number,
+    but ``-m`` is exact in float32. torchvision adds the second term with a fused multiply-add,
+    so on rare pixels (well under 1 %) its truncated result differs from this one by 1.
+    """
+    f = (1.0 + m).view(-1, 1, 1, 1)
+    return _to_uint8_values(x * f + other * (-m).view(-1, 1, 1, 1))
 
 
 def op_brightness(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Brightness: blend with black, factor ``1 + m``: ``uint8((1 + m) x)``."""
-    return _blend(x, torch.zeros_like(x), 1.0 + m)
+    return _blend(x, torch.zeros_like(x), m)
 
 
 def op_color(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Color (saturation): blend with the floored luma image, factor ``1 + m`` (1 channel: identity)."""
     if x.shape[1] == 1:
         return x.clone()
-    return _blend(x, _grey(x), 1.0 + m)
+    return _blend(x, _grey(x), m)
 
 
 def op_contrast(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     """Contrast: blend with the mean of the floored luma image (a constant), factor ``1 + m``."""
     mean = _grey(x).mean(dim=(1, 2, 3), keepdim=True)
-    return _blend(x, mean, 1.0 + m)
+    return _blend(x, mean, m)
 
 
 def op_sharpness(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -213,8 +218,7 @@ def op_sharpness(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
     smooth = F.conv2d(x, kernel, groups=c).round_()
     out = x.clone()
     inner = out[:, :, 1:-1, 1:-1]
-    f = (1.0 + m).view(-1, 1, 1, 1)
-    inner.copy_(_to_uint8_values(inner + (1.0 - f) * (smooth - inner)))
+    inner.copy_(_to_uint8_values(inner + (-m).view(-1, 1, 1, 1) * (smooth - inner)))
     return out
 
 
@@ -230,12 +234,13 @@ def op_solarize(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
 
 
 def op_autocontrast(x: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
-    """AutoContrast per image and channel: ``uint8((x - lo) / ((hi - lo) / 255))``; flat channels unchanged."""
+    """AutoContrast per image and channel: ``uint8((x - lo) / ((hi - lo) / 255))`` with lo/hi the
+    channel's min/max; flat channels (hi == lo) are unchanged."""
     lo = x.amin(dim=(2, 3), keepdim=True)
     hi = x.amax(dim=(2, 3), keepdim=True)
     flat = hi == lo
     lo = torch.where(flat, torch.zeros_like(lo), lo)
-    inv_scale = torch.where(flat, torch.ones_like(hi), (hi - lo) / 255.0)
+    inv_scale = torch.where(flat, torch.ones_like(hi), (hi - lo) * (1.0 / 255.0))
     return _to_uint8_values((x - lo) / inv_scale)
 
 
