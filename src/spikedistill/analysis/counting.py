@@ -244,7 +244,7 @@ class OpCounter:
             rec.images += self._batch
             rec.kinds.add(self._kind(args[0]))
             rec.nonzero += int((x != 0).sum())
-            rec.input_sum += float(x.double().sum())
+            rec.input_sum += float(x.sum(dtype=torch.float64))
             rec.input_numel += x.numel()
         return hook
 
@@ -252,7 +252,7 @@ class OpCounter:
         def hook(module, args, out):
             s = out.detach()
             rec = self.neurons[name]
-            rec.spikes += float(s.double().sum())
+            rec.spikes += float(s.sum(dtype=torch.float64))
             rec.numel += s.numel()
             # LIF output is time-major [T, B, ...]: neurons per image per timestep
             rec.neurons = math.prod(s.shape[2:]) if s.dim() > 2 else 1
