@@ -155,6 +155,8 @@ class TrainConfig:
     eval_batch_size: int = 512
     max_steps_per_epoch: int = 0     # 0: the whole epoch (a cap is for smoke runs and benchmarks)
     threads: int = 0                 # torch CPU threads (0: leave torch's default)
+    find_unused_parameters: bool = False  # DDP: only for methods that skip parameters in a step
+    deterministic: bool = False      # deterministic CUDA kernels (bitwise-reproducible resume on GPU, slower)
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.epochs, _k(prefix, "epochs"), low=1)
