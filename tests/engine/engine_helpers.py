@@ -25,6 +25,7 @@ BASE = [
     "train.device=cpu",
     "run.progress=false",
     "run.tensorboard=false",
+    "run.plots=false",
 ]
 
 

@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 SMALL = ["data.train_subset=160", "data.test_subset=80", "train.epochs=2",
          "train.batch_size=16", "train.max_steps_per_epoch=3", "train.eval_batch_size=40",
-         "run.progress=false", "run.tensorboard=false", "train.threads=1", "train.device=cpu"]
+         "run.progress=false", "run.tensorboard=false", "run.plots=false", "train.threads=1", "train.device=cpu"]
 
 
 def _run(argv, capsys):

@@ -57,12 +57,14 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
 
 def test_run_records_and_result(tmp_path):
     cfg = tiny_config(tmp_path, "rec", ["train.epochs=2", "train.eval_every=2",
-                                         "run.tensorboard=true"])
+                                         "run.tensorboard=true", "run.plots=true"])
     res = run_training(cfg)
     run = tmp_path / "rec"
     assert {"config.yaml", "metrics.csv", "last.pt", "best.pt", "tensorboard"} <= {
         p.name for p in run.iterdir()}
     assert list(ck.list_temp_files(run)) == []
+    assert any(run.glob("*.png"))  # run.plots
+    assert any((run / "tensorboard").iterdir())
     rows = read_metrics_csv(run / "metrics.csv")
     assert list(rows[0])[:4] == ["epoch", "lr", "loss", "loss_ce"]
     assert rows[0]["test_acc"] == "" and rows[1]["test_acc"] != ""  # eval_every=2
@@ -115,11 +117,13 @@ def test_scheduler_shapes():
     one = build_config({}, ["train.scheduler=onecycle", "train.epochs=2", "train.lr=0.1"]).train
     opt = build_optimizer(p, one)
     sched = build_scheduler(opt, one, steps_per_epoch=10)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 / 25)
     peak = 0.0
     for _ in range(20):
         peak = max(peak, opt.param_groups[0]["lr"])
         opt.step(); sched.step()
     assert peak == pytest.approx(0.1, rel=1e-3)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 / 25 / 1e4)
     assert isinstance(build_optimizer(p, build_config({}, ["train.optimizer=adamw"]).train),
                       torch.optim.AdamW)
 
@@ -215,3 +219,16 @@ def test_diverging_loss_is_reported(tmp_path):
                                         "train.max_steps_per_epoch=3"])
     with pytest.raises(SpikeDistillError, match="diverged"):
         run_training(cfg)
+
+
+def test_channels_last_bf16_and_other_options_run(tmp_path):
+    cfg = tiny_config(tmp_path, "opts", ["train.epochs=1", "train.max_steps_per_epoch=2",
+                                         "train.channels_last=true", "train.amp=bf16",
+                                         "train.optimizer=adamw", "train.lr=0.001",
+                                         "train.scheduler=onecycle", "train.label_smoothing=0.1",
+                                         "train.deterministic=true"])
+    res = run_training(cfg)
+    assert math.isfinite(res.loss_means["ce"]) and 0.0 <= res.last_acc <= 1.0
+    ckpt = ck.load_checkpoint(tmp_path / "opts")
+    assert "exp_avg" in next(iter(ckpt["optimizer"]["state"].values()))  # AdamW state saved
+    torch.use_deterministic_algorithms(False)

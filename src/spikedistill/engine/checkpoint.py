@@ -92,7 +92,9 @@ def atomic_torch_save(obj: Any, path: PathLike) -> Path:
 
 def capture_rng_state() -> Dict[str, Any]:
     """The state of every random generator a training step may touch (python, numpy, torch CPU
-    and, when CUDA is initialised, every CUDA device), as tensors and plain values."""
+    and, when CUDA is initialised, the current CUDA device: under DDP each rank drives one
+    GPU, and touching the others would create CUDA contexts on them), as tensors and plain
+    values."""
     np_state = np.random.get_state()
     state: Dict[str, Any] = {
         "python": random.getstate(),
@@ -102,7 +104,7 @@ def capture_rng_state() -> Dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state(torch.cuda.current_device())
     return state
 
 
@@ -116,11 +118,9 @@ def restore_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"].cpu())
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available():
-        if len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
-        else:  # a different machine: restore what fits
-            for i, s in enumerate(cuda[: torch.cuda.device_count()]):
-                torch.cuda.set_rng_state(s.cpu(), i)
+        if isinstance(cuda, (list, tuple)):  # older layout: one state per device
+            cuda = cuda[torch.cuda.current_device()] if len(cuda) > torch.cuda.current_device() else cuda[0]
+        torch.cuda.set_rng_state(cuda.cpu(), torch.cuda.current_device())
 
 
 # --------------------------------------------------------------------------------------------

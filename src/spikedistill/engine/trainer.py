@@ -134,6 +134,21 @@ def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def configure_determinism(deterministic: bool) -> None:
+    """Deterministic kernels (``train.deterministic``) or the fastest ones (cuDNN autotuning).
+
+    On CPU the loop is deterministic either way; on CUDA bitwise-reproducible runs (and hence
+    resumes that match an uninterrupted run exactly) need deterministic kernels.
+    """
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -276,23 +291,30 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg, steps_per_epoch
     """A per-step LR schedule over ``train.epochs * steps_per_epoch`` steps.
 
     ``cosine``: linear warm-up for ``warmup_epochs`` then cosine to 0; ``constant``: warm-up then
-    flat; ``onecycle``: :class:`torch.optim.lr_scheduler.OneCycleLR` peaking at ``train.lr``
-    after ``warmup_epochs`` (30 % of the run when 0).
+    flat; ``onecycle``: the one-cycle policy (as :class:`torch.optim.lr_scheduler.OneCycleLR`
+    with its defaults, without momentum cycling): cosine from ``lr / 25`` up to ``lr`` over
+    ``warmup_epochs`` (30 % of the run when 0), then cosine down to ``lr / 25 / 1e4``.
+    Implemented as a :class:`~torch.optim.lr_scheduler.LambdaLR`, so any run length works and
+    the state dict holds no closures.
     """
     total = max(1, int(train_cfg.epochs) * int(steps_per_epoch))
     warmup = int(round(float(train_cfg.warmup_epochs) * steps_per_epoch))
     warmup = min(max(warmup, 0), total)
     kind = train_cfg.scheduler
-    if kind == "onecycle":
-        pct = warmup / total if warmup > 0 else 0.3
-        pct = min(max(pct, 1.0 / total), 0.99)
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=train_cfg.lr,
-                                                   total_steps=total, pct_start=pct)
-    if kind not in ("cosine", "constant"):
+    if kind not in ("cosine", "constant", "onecycle"):
         raise ConfigError(f"config key 'train.scheduler': expected cosine, onecycle or constant, "
                           f"got {kind!r}")
+    initial, final = 1.0 / 25.0, 1.0 / 25.0 / 1e4
+    up = max(1, warmup if warmup > 0 else int(round(0.3 * total)))
+
+    def anneal(start: float, end: float, pct: float) -> float:
+        return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, pct))))
 
     def factor(step: int) -> float:
+        if kind == "onecycle":
+            if step < up:
+                return anneal(initial, 1.0, step / up)
+            return anneal(1.0, final, (step - up) / max(1, total - up))
         if warmup > 0 and step < warmup:
             return (step + 1) / warmup
         if kind == "constant":
@@ -365,6 +387,7 @@ def run_training(cfg: Optional[Config] = None, *, resume: Optional[Union[str, os
 
     if tc.threads and tc.threads > 0:
         torch.set_num_threads(int(tc.threads))
+    configure_determinism(bool(tc.deterministic))
     info = D.init_distributed(tc.device)
     try:
         return _run(cfg, info, ckpt, on_epoch_end, t_start)
@@ -379,6 +402,16 @@ def _warn(msg: str) -> None:
 
 def _log(msg: str) -> None:
     D.print_main(msg)
+
+
+def _plot_curves(run_dir: Path) -> None:
+    """Loss/accuracy curves next to ``metrics.csv`` (``run.plots``); a plotting failure only
+    warns."""
+    try:
+        from spikedistill.analysis.curves import plot_run_curves
+        plot_run_curves(run_dir)
+    except Exception as exc:  # matplotlib missing, headless quirks: the run itself succeeded
+        _warn(f"could not draw the training curves ({type(exc).__name__}: {exc})")
 
 
 def _run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
@@ -471,8 +504,7 @@ def _run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
     if info.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        ddp_kwargs: Dict[str, Any] = {"find_unused_parameters": bool(
-            getattr(tc, "find_unused_parameters", False))}
+        ddp_kwargs: Dict[str, Any] = {"find_unused_parameters": bool(tc.find_unused_parameters)}
         if device.type == "cuda":
             ddp_kwargs.update(device_ids=[device.index], output_device=device.index)
         distiller.student = DDP(student, **ddp_kwargs)
@@ -670,6 +702,8 @@ def _run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
 
     if logger is not None:
         logger.close()
+        if cfg.run.plots and history:
+            _plot_curves(run_dir)
     if not history:
         raise SpikeDistillError("no epoch was trained")
     if start_epoch >= tc.epochs:
