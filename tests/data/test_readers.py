@@ -378,3 +378,25 @@ def test_digits_split_values_and_determinism():
     assert key(ours, ours_labels) == key(scaled, raw.target)
     sub = load_dataset("digits", train_subset=100, test_subset=50)
     assert np.bincount(sub.train.labels.numpy()).tolist() == [10] * 10 and len(sub.test) == 50
+
+
+# ---------------------------------------------------------------------------------- tar scanning
+
+
+@pytest.mark.parametrize("suffix", ["tar", "tar.gz"])
+def test_fast_tar_scan_agrees_with_tarfile(tmp_path, suffix):
+    archive = write_archive(tmp_path / f"tree.{suffix}", make_tree_files(), prefix="./top/")
+    entries = readers.scan_tar(archive)
+    with tarfile.open(archive) as tf:
+        expected = {m.name: (m.offset_data, m.size) for m in tf.getmembers() if m.isfile()}
+    assert entries == expected and len(entries) == 3 * (N_TRAIN + N_TEST)
+
+
+def test_pax_long_names_fall_back_to_tarfile(tmp_path, cache):
+    long_cls = "c" * 120  # member paths over 100 characters need pax headers
+    files = {k.replace("/ant/", f"/{long_cls}/"): v for k, v in make_tree_files().items()}
+    archive = write_archive(tmp_path / "long.tar.gz", files)
+    assert readers.scan_tar(archive) is None
+    ds = load_dataset("imagefolder", archive, cache_dir=cache)
+    assert ds.class_names == sorted(["bee", "cat", long_cls])
+    assert len(ds.train) == 3 * N_TRAIN
