@@ -232,3 +232,29 @@ def test_channels_last_bf16_and_other_options_run(tmp_path):
     ckpt = ck.load_checkpoint(tmp_path / "opts")
     assert "exp_avg" in next(iter(ckpt["optimizer"]["state"].values()))  # AdamW state saved
     torch.use_deterministic_algorithms(False)
+
+
+def test_progress_bar_on_a_terminal(tmp_path, monkeypatch):
+    import io
+    import types
+
+    from spikedistill.engine import logging as run_logging
+    from spikedistill.engine import trainer
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(run_logging, "sys", types.SimpleNamespace(stderr=term))
+    monkeypatch.setattr(trainer, "PROGRESS_EVERY", 1)
+    cfg = tiny_config(tmp_path, "bar", ["train.epochs=1", "train.max_steps_per_epoch=2",
+                                        "run.progress=true"])
+    run_training(cfg)
+    shown = term.getvalue()
+    assert "epoch 1/1" in shown and "loss=" in shown and "acc=" in shown and "img_s=" in shown
+
+    term.seek(0); term.truncate()
+    quiet = tiny_config(tmp_path, "quiet", ["train.epochs=1", "train.max_steps_per_epoch=1"])
+    run_training(quiet)  # run.progress=false
+    assert term.getvalue() == ""
