@@ -107,7 +107,10 @@ class SpikingResNet(nn.Module):
         """Direct encoding: stem conv once on ``[B, C, H, W]``, repeated to ``[T, B, C, H, W]``,
         then BN over the B*T samples and LIF."""
         y = self.stem(x)
+        fmt = (torch.channels_last if y.is_contiguous(memory_format=torch.channels_last)
+               and not y.is_contiguous() else torch.contiguous_format)
         y = y.unsqueeze(0).expand(self.T, *y.shape).reshape(self.T * y.shape[0], *y.shape[1:])
+        y = y.contiguous(memory_format=fmt)   # keep channels_last through the repeat
         return self.stem_lif(_unfold(self.stem_bn(y), self.T))
 
     def forward(self, x: torch.Tensor, return_features: bool = False):

@@ -31,16 +31,20 @@ BACKENDS = ("torch", "triton", "auto")
 def lif_multistep_torch(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0,
                         surrogate: str = "triangle", alpha: float = 1.0,
                         detach_reset: bool = False) -> torch.Tensor:
-    """Reference Python loop over T of the LIF equations above; returns spikes like ``x``."""
-    u = torch.zeros_like(x[0])
+    """Reference Python loop over T of the LIF equations above; returns spikes like ``x``.
+
+    The membrane is kept in fp32 whatever ``x``'s dtype (bf16 rounding of ``h`` would flip
+    spikes near the threshold), so this loop and the Triton kernel give identical spikes."""
+    xf = x.float()
+    u = torch.zeros_like(xf[0])
     out = []
-    for t in range(x.shape[0]):
-        h = decay * u + x[t]
+    for t in range(xf.shape[0]):
+        h = decay * u + xf[t]
         s = spike(h - threshold, surrogate, alpha)
         keep = 1.0 - (s.detach() if detach_reset else s)
         u = keep * h
         out.append(s)
-    return torch.stack(out, dim=0)
+    return torch.stack(out, dim=0).to(x.dtype)
 
 
 def _triton_usable(x: torch.Tensor, surrogate: str):
