@@ -105,11 +105,16 @@ class AugmentConfig:
     autoaugment: bool = True         # CIFAR-10 policy (also used for CIFAR-100, as released)
     random_erasing: float = 0.5      # probability; 0 disables
     erasing_scale: Tuple[float, float] = (0.02, 0.2)
+    erasing_ratio: Tuple[float, float] = (0.3, 3.3)
+    erasing_value: Union[float, str] = 0.0   # fill after normalisation: a number, or "random" (N(0, 1))
     normalize: bool = True
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.crop_padding, _k(prefix, "crop_padding"), low=0)
         check_range(self.random_erasing, _k(prefix, "random_erasing"), low=0.0, high=1.0)
+        if isinstance(self.erasing_value, str) and self.erasing_value != "random":
+            raise ConfigError(f"config key '{_k(prefix, 'erasing_value')}': expected a number or "
+                              f"'random', got {self.erasing_value!r}")
 
 
 @dataclass
