@@ -30,6 +30,9 @@ def test_yaml_plus_overrides(tmp_path):
 
 def test_int_is_accepted_for_float_but_not_the_reverse():
     assert load_config(None, ["train.lr=1"]).train.lr == 1.0
+    assert load_config(None, ["train.weight_decay=1e-4"]).train.weight_decay == 1e-4
+    with pytest.raises(ConfigError, match="'train.lr': expected a number, got 'fast'"):
+        load_config(None, ["train.lr=fast"])
     with pytest.raises(ConfigError, match="'train.epochs': expected an integer, got 2.5"):
         load_config(None, ["train.epochs=2.5"])
 
