@@ -13,8 +13,10 @@ install:
 demo: install
 	$(PYTHON) -m spikedistill demo
 
+# One torch thread per test process: two xdist workers on two cores; more threads than cores
+# makes oneDNN's OpenMP spin-waits 10-20x slower.
 test: install
-	$(PYTHON) -m pytest -q -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n 2 --dist loadfile --durations=10
 
 bench-cpu: install
 	$(PYTHON) benchmarks/train_step.py
