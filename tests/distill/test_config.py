@@ -64,7 +64,7 @@ def test_presets_fill_only_unset_fields():
     assert (released.samd.normalize, released.samd.tau_squared, released.samd.teacher_map,
             released.nld.mode) == ("batch_minmax", False, "cam", "released")
     assert (paper.samd.normalize, paper.samd.tau_squared, paper.samd.teacher_map,
-            paper.nld.mode) == ("none", True, "gradcam_label", "paper")
+            paper.nld.mode) == ("sample_minmax", True, "gradcam_label", "paper")
     for r in (released, paper):
         assert (r.samd.stages, r.samd.scaling, r.samd.tau, r.nld.weight, r.nld.tau, r.beta,
                 r.gamma) == ([-1], "softmax", 2.0, 0.1, 2.0, 1.0, 1.0)

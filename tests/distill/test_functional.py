@@ -233,7 +233,8 @@ def _samd_by_hand(ms, mt, tau, normalize, eps, tau_squared):
 
 @pytest.mark.parametrize("normalize,eps,tau_squared,tau", [
     ("batch_minmax", 1e-10, False, 2.0),      # released
-    ("none", 0.0, True, 2.0),                 # paper preset
+    ("sample_minmax", 0.0, True, 2.0),        # paper preset
+    ("none", 0.0, True, 2.0),                 # the paper equation on raw maps
     ("sample_minmax", 0.0, False, 1.0),
 ])
 def test_samd_golden(normalize, eps, tau_squared, tau):
