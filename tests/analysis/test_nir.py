@@ -1,7 +1,6 @@
 """NIR export: file round trip, every node's parameters against the model, and the exported
 graph run in discrete time equals the PyTorch student."""
 
-import warnings
 
 import nir
 import numpy as np

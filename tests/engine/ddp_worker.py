@@ -7,7 +7,6 @@ epoch 1 and resumed. Each rank writes ``OUT/rank{r}.json`` with what the test ch
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 

@@ -68,7 +68,7 @@ layers real-valued (``n_l = 1``), counted with the same hooks.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch

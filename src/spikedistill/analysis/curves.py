@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Dict, List, Sequence, Union
 
+from spikedistill.analysis.figures import pyplot, save_figure
 from spikedistill.errors import SpikeDistillError
 
 PathLike = Union[str, Path]
@@ -66,9 +67,7 @@ def loss_columns(cols: Dict[str, List[float]]) -> List[str]:
 
 
 def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     return plt
 
 
@@ -103,11 +102,7 @@ def plot_run_curves(run_dir: PathLike, out: PathLike = None) -> List[Path]:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     fig.suptitle(str(run if run.is_dir() else run.parent), fontsize=9)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return [out]
+    return [save_figure(fig, out)]
 
 
 def plot_runs(run_dirs: Sequence[PathLike], out: PathLike) -> Path:
@@ -137,12 +132,7 @@ def plot_runs(run_dirs: Sequence[PathLike], out: PathLike) -> Path:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 __all__ = ["loss_columns", "plot_run_curves", "plot_runs", "read_metrics"]

@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from spikedistill.distill import functional as Fn
+from spikedistill.analysis.figures import pyplot, save_figure
 from spikedistill.errors import ConfigError
 
 #: methods whose SAMD switches live in ``distill.ckd``; any other method (ce, kd, ...) is
@@ -128,9 +129,7 @@ def plot_maps(images: torch.Tensor, maps: Dict[str, Any], path, *,
 
     ``images``: de-normalised ``[B, C, H, W]`` in [0, 1] (C = 1 or 3).
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = images.shape[0]
     H, W = images.shape[-2:]
@@ -168,12 +167,7 @@ def plot_maps(images: torch.Tensor, maps: Dict[str, Any], path, *,
                               f"S:{name(maps['student_pred'][i])}", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def visualize(student: nn.Module, teacher: nn.Module, loader, out, *, n: int = 16,

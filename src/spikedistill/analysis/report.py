@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from itertools import islice
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from spikedistill.analysis.counting import E_AC_PJ, E_MAC_PJ, OpCounter
+from spikedistill.analysis.figures import pyplot, save_figure
 from spikedistill.errors import ConfigError
 
 PathLike = Any
@@ -193,9 +194,7 @@ def to_markdown(result: Dict[str, Any]) -> str:
 
 def plot_firing_rates(result: Dict[str, Any], path: PathLike) -> Path:
     """Bar chart of the per-layer firing rates (PNG, matplotlib Agg)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = result["neurons"]
     if not rows:
@@ -211,12 +210,7 @@ def plot_firing_rates(result: Dict[str, Any], path: PathLike) -> Path:
     ax.set_ylabel("firing rate (spikes / neuron / timestep)")
     ax.set_title(f"{result.get('model')} (T = {result.get('T')})")
     ax.legend(loc="upper right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(result: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:

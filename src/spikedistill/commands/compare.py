@@ -286,9 +286,8 @@ def _pct(v: Optional[float]) -> Optional[float]:
 
 
 def _bar_chart(rows: Sequence[Dict[str, Any]], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from spikedistill.analysis.figures import pyplot
+    plt = pyplot()
 
     def clean(v):
         return v if v is not None and math.isfinite(v) else 0.0

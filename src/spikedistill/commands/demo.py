@@ -43,7 +43,7 @@ def run(args) -> int:
     for name, method in (("snn_ce", "ce"), ("snn_ckd", "ckd")):
         cfg = _cfg(name, args, out, [f"teacher.checkpoint={teacher_ckpt}"] if method != "ce" else [])
         res = run_training(cfg)
-        rows.append((f"student (SNN spiking_resnet20)", str(cfg.model.T), method, res))
+        rows.append(("student (SNN spiking_resnet20)", str(cfg.model.T), method, res))
     total = time.perf_counter() - t0
 
     print()

@@ -98,7 +98,7 @@ class Distiller(nn.Module):
         with self.teacher_context():
             out = self.teacher(x, return_features=return_features)
         if self.teacher_mode == "frozen":
-            out = _clone_tree(out)
+            out = map_tensors(torch.Tensor.clone, out)
         return out
 
     def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -121,11 +121,12 @@ class Distiller(nn.Module):
         return self.forward_test(x)
 
 
-def _clone_tree(obj):
+def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], obj):
+    """Apply ``fn`` to every tensor in a (nested) list/tuple, keeping the structure."""
     if isinstance(obj, torch.Tensor):
-        return obj.clone()
+        return fn(obj)
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_clone_tree(o) for o in obj)
+        return type(obj)(map_tensors(fn, o) for o in obj)
     return obj
 
 

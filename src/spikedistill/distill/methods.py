@@ -21,13 +21,13 @@ Teacher outputs are always targets (detached), also with ``teacher.mode=released
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List
 
 import torch
 import torch.nn as nn
 
 from spikedistill.distill import functional as Fn
-from spikedistill.distill.base import Distiller, register_method, unwrap
+from spikedistill.distill.base import Distiller, map_tensors, register_method, unwrap
 from spikedistill.distill.config import DistillConfig, resolve_ckd
 from spikedistill.errors import ConfigError
 
@@ -63,14 +63,6 @@ def effective_classifier_weight(model: nn.Module) -> torch.Tensor:
     return model.classifier.weight
 
 
-def _detach_tree(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach()
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_detach_tree(o) for o in obj)
-    return obj
-
-
 class _TeacherStudent(Distiller):
     """Shared helpers: shapes of the two networks, teacher targets."""
 
@@ -90,7 +82,7 @@ class _TeacherStudent(Distiller):
 
     def teacher_targets(self, x: torch.Tensor, return_features: bool = True):
         """Teacher logits (and stage features) as constants."""
-        return _detach_tree(self.run_teacher(x, return_features=return_features))
+        return map_tensors(torch.Tensor.detach, self.run_teacher(x, return_features=return_features))
 
     def _n_stages(self) -> int:
         n_s, n_t = len(self._s.stage_channels), len(self._t.stage_channels)
@@ -248,7 +240,7 @@ class CKD(_TeacherStudent):
             for j, idx in enumerate(self.stages):
                 maps[idx] = Fn.grad_cam(t_logits, t_feats[idx], classes,
                                         retain_graph=j < len(self.stages) - 1)
-        return t_logits.detach(), _detach_tree(t_feats), maps, classes
+        return t_logits.detach(), map_tensors(torch.Tensor.detach, t_feats), maps, classes
 
     def _teacher(self, x, y):
         if self.use_samd and self.settings.samd.teacher_map.startswith("gradcam"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict
 
-from spikedistill.models import resnet, spiking_resnet  # noqa: F401  (registration)
+from spikedistill.models import resnet, spiking_resnet  # noqa: F401  (registers the models)
 from spikedistill.models.registry import ROLES, create_model, list_models, model_role, register_model
 
 

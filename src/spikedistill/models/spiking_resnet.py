@@ -13,7 +13,7 @@ EnOF's RepAct) or LIF (``"lif"``). Head: GAP per timestep, mean over T, ``Linear
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
