@@ -46,8 +46,15 @@ def run_config(meta: Dict[str, Any], overrides: Sequence[str] = ()):
     return build_config(cfg, overrides)
 
 
-def eval_loader(cfg, device, batch_size: Optional[int] = None):
-    """``(in-order, normalised test loader, dataset splits)`` of the run config's dataset."""
+def eval_loader(cfg, device, batch_size: Optional[int] = None, *, sample: bool = False):
+    """``(normalised test loader, dataset splits)`` of the run config's dataset.
+
+    In order by default. With ``sample=True`` the test set is visited in one fixed random
+    permutation (seed 0): the first few batches are then a representative sample rather than
+    the first classes of a class-sorted test split (CIFAR's ImageFolder copies are sorted, so the
+    first 2,048 images are two classes).
+    """
+    from spikedistill.data import DeviceLoader, build_augment
     from spikedistill.engine import eval_loader_for
     from spikedistill.engine.trainer import load_data
 
@@ -55,7 +62,13 @@ def eval_loader(cfg, device, batch_size: Optional[int] = None):
     bs = int(batch_size or cfg.train.eval_batch_size)
     if bs < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {bs}")
-    return eval_loader_for(splits, bs, device), splits
+    if not sample:
+        return eval_loader_for(splits, bs, device), splits
+    loader = DeviceLoader(splits.test.images, splits.test.labels, bs, shuffle=True,
+                          drop_last=False, augment=build_augment(False, splits.mean, splits.std),
+                          device=device, seed=0)
+    loader.set_epoch(0)
+    return loader, splits
 
 
 KNOWN_SIZES = {"cifar10": 32, "cifar100": 32}

@@ -19,7 +19,8 @@ def register(sub) -> None:
     p.add_argument("--teacher", default=None,
                    help="teacher checkpoint for the ANN energy column (default: none)")
     p.add_argument("--batches", type=int, default=None,
-                   help="evaluate only the first N test batches (default: the whole test set)")
+                   help="evaluate only N test batches, drawn in a fixed random order so that they are a "
+                        "representative sample (default: the whole test set, in order)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="test batch size (default: the run's train.eval_batch_size)")
     p.add_argument("--timesteps", default=None,
@@ -45,7 +46,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     model, meta = load_model(args.checkpoint, device)
     cfg = run_config(meta, overrides_from_args(args))
-    loader, _ = eval_loader(cfg, device, args.batch_size)
+    loader, _ = eval_loader(cfg, device, args.batch_size, sample=args.batches is not None)
     teacher = None
     if args.teacher:
         teacher, _ = load_model(args.teacher, device)

@@ -44,7 +44,7 @@ def run(args) -> int:
         raise ConfigError("visualize needs a teacher: pass --teacher TEACHER/best.pt (the "
                           "student run has no teacher.checkpoint)")
     teacher, _ = load_model(teacher_path, device)
-    loader, splits = eval_loader(cfg, device, max(1, min(int(args.n), 512)))
+    loader, splits = eval_loader(cfg, device, max(1, min(int(args.n), 512)), sample=True)
     out = Path(args.out) if args.out else Path(meta.get("path", args.student)).parent / "maps.png"
     path = visualize(student, teacher, loader, out, n=args.n, mean=splits.mean, std=splits.std,
                      distill_cfg=cfg.distill, stage=args.stage,
