@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from spikedistill.atomic import atomic_write_text
 from spikedistill.distill.config import DistillConfig
 from spikedistill.errors import ConfigError
 
@@ -406,10 +407,7 @@ def load_config(path: Optional[Union[str, os.PathLike]] = None,
 
 def save_config(cfg: Config, path: Union[str, os.PathLike]) -> None:
     """Write the resolved config as YAML (atomically)."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    os.replace(tmp, p)
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def describe_keys(cls: type = Config, prefix: str = "") -> List[str]:

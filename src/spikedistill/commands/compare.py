@@ -21,11 +21,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from spikedistill.atomic import atomic_write, atomic_write_text
 from spikedistill.commands.common import add_config_args, load_from_args
 from spikedistill.errors import ConfigError
 
@@ -124,9 +124,7 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> Optional[Tuple[str, A
 
 
 def _write_json(path: Path, data: Dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def _finite(v: Any) -> Any:
@@ -310,10 +308,8 @@ def _bar_chart(rows: Sequence[Dict[str, Any]], path: Path, title: str) -> None:
     ax.legend(loc="upper right", ncol=2)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------

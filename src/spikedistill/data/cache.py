@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from spikedistill.atomic import atomic_write
 from spikedistill.data.readers import RawDataset
 
 CACHE_ENV = "SPIKEDISTILL_CACHE"
@@ -83,20 +83,13 @@ def load_cached(path: Path, key: str) -> RawDataset | None:
 
 
 def save_cached(path: Path, key: str, data: RawDataset) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + ``os.replace``); failures only warn."""
-    tmp = None
+    """Write ``data`` to ``path`` atomically (:func:`spikedistill.atomic.atomic_write`);
+    failures only warn."""
+    def write(handle):
+        np.savez(handle, key=np.array(key), class_names=np.array(data.class_names, dtype=str),
+                 **{name: getattr(data, name) for name in _ARRAYS})
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, key=np.array(key), class_names=np.array(data.class_names, dtype=str),
-                     **{name: getattr(data, name) for name in _ARRAYS})
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        atomic_write(path, write)
     except (OSError, zipfile.BadZipFile) as exc:
         warnings.warn(f"could not write dataset cache {path}: {exc}", stacklevel=2)
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from spikedistill.atomic import atomic_write
 from spikedistill.errors import CheckpointError
 
 FORMAT = "spikedistill-checkpoint"
@@ -46,44 +46,9 @@ PathLike = Union[str, os.PathLike]
 # atomic writing
 # --------------------------------------------------------------------------------------------
 
-def _fsync_dir(directory: Path) -> None:
-    """Flush a directory entry to disk (best effort: not every platform allows it)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_torch_save(obj: Any, path: PathLike) -> Path:
-    """``torch.save(obj, path)`` atomically.
-
-    The object is written to a temporary file in the destination directory, flushed and
-    ``fsync``-ed, then renamed over ``path`` with :func:`os.replace`. If anything fails on the
-    way the temporary file is removed and the previous ``path`` (if any) is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
+    """``torch.save(obj, path)`` atomically (:func:`spikedistill.atomic.atomic_write`)."""
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 # --------------------------------------------------------------------------------------------

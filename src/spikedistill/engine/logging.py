@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from spikedistill.atomic import atomic_write_text
+
 #: Leading CSV columns; loss columns (``loss``, ``loss_<term>``) follow, then the trailing ones.
 LEAD_COLUMNS = ("epoch", "lr")
 TRAIL_COLUMNS = ("train_acc", "test_acc", "best_acc", "images_per_s", "epoch_time_s",
@@ -54,9 +56,7 @@ def write_metrics_csv(path: os.PathLike, history: Sequence[Dict[str, Any]]) -> N
     writer.writerow(cols)
     for row in history:
         writer.writerow([_fmt(row.get(c)) for c in cols])
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_text(path, buf.getvalue())
 
 
 def read_metrics_csv(path: os.PathLike) -> List[Dict[str, str]]:
