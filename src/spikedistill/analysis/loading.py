@@ -54,7 +54,6 @@ def eval_loader(cfg, device, batch_size: Optional[int] = None, *, sample: bool =
     the first classes of a class-sorted test split (CIFAR's ImageFolder copies are sorted, so the
     first 2,048 images are two classes).
     """
-    from spikedistill.data import DeviceLoader, build_augment
     from spikedistill.engine import eval_loader_for
     from spikedistill.engine.trainer import load_data
 
@@ -62,13 +61,7 @@ def eval_loader(cfg, device, batch_size: Optional[int] = None, *, sample: bool =
     bs = int(batch_size or cfg.train.eval_batch_size)
     if bs < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {bs}")
-    if not sample:
-        return eval_loader_for(splits, bs, device), splits
-    loader = DeviceLoader(splits.test.images, splits.test.labels, bs, shuffle=True,
-                          drop_last=False, augment=build_augment(False, splits.mean, splits.std),
-                          device=device, seed=0)
-    loader.set_epoch(0)
-    return loader, splits
+    return eval_loader_for(splits, bs, device, shuffle=sample), splits
 
 
 KNOWN_SIZES = {"cifar10": 32, "cifar100": 32}

@@ -254,14 +254,16 @@ def build_loaders(cfg: Config, splits, device: torch.device, rank: int, world_si
 
 
 def eval_loader_for(splits, batch_size: int, device: torch.device, rank: int = 0,
-                    world_size: int = 1, augment=None, *, channels_last: bool = False):
-    """An in-order evaluation loader over this rank's shard of ``splits.test`` (normalised with
-    the dataset's mean/std unless ``augment`` is given)."""
+                    world_size: int = 1, augment=None, *, channels_last: bool = False,
+                    shuffle: bool = False):
+    """An evaluation loader over this rank's shard of ``splits.test`` (normalised with the
+    dataset's mean/std unless ``augment`` is given): in order, or with ``shuffle`` in one fixed
+    permutation (seed 0, epoch 0)."""
     from spikedistill.data import DeviceLoader, build_augment
 
     if augment is None:
         augment = build_augment(False, splits.mean, splits.std)
-    return DeviceLoader(splits.test.images, splits.test.labels, batch_size, shuffle=False,
+    return DeviceLoader(splits.test.images, splits.test.labels, batch_size, shuffle=shuffle,
                         drop_last=False, augment=augment, device=device, seed=0, rank=rank,
                         world_size=world_size, channels_last=channels_last)
 
