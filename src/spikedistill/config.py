@@ -68,11 +68,38 @@ class NeuronConfig:
         check_range(self.alpha, _k(prefix, "alpha"), low=0.0, low_open=True)
 
 
+MODEL_SOURCES = ("spikedistill", "spikingjelly", "torchvision", "timm", "python")
+TEACHER_FRAMES = ("mean", "per_step")
+
+
+def _check_source(cfg, prefix: str) -> None:
+    """Shared checks of ``source`` / ``arch`` / ``features`` / ``classifier``."""
+    check_choice(cfg.source, MODEL_SOURCES, _k(prefix, "source"))
+    if cfg.source != "spikedistill" and not cfg.arch:
+        raise ConfigError(f"config key '{_k(prefix, 'arch')}': {prefix}.source={cfg.source} needs "
+                          "the architecture's name, e.g. resnet18 (python: 'package.module:factory')")
+    if cfg.source == "python" and ":" not in str(cfg.arch):
+        raise ConfigError(f"config key '{_k(prefix, 'arch')}': expected 'package.module:factory' "
+                          f"for source python, got {cfg.arch!r}")
+
+
 @dataclass
 class ModelConfig:
-    """The network being trained (an SNN student or, for ``train-teacher``, an ANN)."""
+    """The network being trained (an SNN student or, for ``train-teacher``, an ANN).
+
+    ``source: spikedistill`` builds the registered model ``name``; another source builds
+    ``arch`` from that library (``spikingjelly``: ``spikingjelly.activation_based.model``,
+    ``torchvision``/``timm``: their model factories, ``python``: ``package.module:factory``)
+    with ``kwargs``, tapped at the modules ``features`` (dotted paths) with ``classifier``
+    the module producing the logits.
+    """
 
     name: str = "spiking_resnet20"
+    source: str = "spikedistill"     # spikedistill | spikingjelly | torchvision | timm | python
+    arch: Optional[str] = None       # architecture of an external source
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # its extra constructor arguments
+    features: List[str] = field(default_factory=list)     # tapped module paths (external models)
+    classifier: Optional[str] = None  # module producing the logits (external models)
     T: int = 1                       # timesteps (students only)
     width_mult: Optional[int] = None  # None: the architecture's default (resnet19: 8, resnet20: 1)
     last_activation: str = "relu"    # relu (released code, EnOF's RepAct) | lif
@@ -82,18 +109,39 @@ class ModelConfig:
         check_range(self.T, _k(prefix, "T"), low=1)
         check_range(self.width_mult, _k(prefix, "width_mult"), low=1)
         check_choice(self.last_activation, ("relu", "lif"), _k(prefix, "last_activation"))
+        _check_source(self, prefix or "model")
 
 
 @dataclass
 class TeacherConfig:
-    """The ANN teacher for distillation; its architecture is read from its checkpoint."""
+    """The ANN teacher for distillation.
+
+    ``source: spikedistill``: our own checkpoint (``checkpoint``; its architecture is read from
+    it). ``torchvision`` / ``timm`` / ``python``: ``arch`` built offline with ``kwargs`` and its
+    weights from the local state-dict file ``weights`` (``.pth`` / ``.safetensors``); nothing is
+    downloaded. ``features`` / ``classifier`` name its taps (defaults per architecture family).
+    ``frames``: how an ANN sees a frame sequence ``[T, B, C, H, W]``: ``mean`` (one image, the
+    mean frame) or ``per_step`` (every frame, logits and features averaged over T).
+    """
 
     checkpoint: Optional[str] = None
+    source: str = "spikedistill"     # spikedistill | torchvision | timm | python
+    arch: Optional[str] = None
+    weights: Optional[str] = None    # state-dict file of an external teacher
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    features: List[str] = field(default_factory=list)
+    classifier: Optional[str] = None
+    frames: str = "mean"             # mean | per_step
     mode: str = "frozen"             # frozen: eval + inference_mode | released: train-mode BN, as released
     min_accuracy: Optional[float] = None  # refuse a teacher below this test accuracy (None: warn below chance)
 
     def validate(self, prefix: str = "") -> None:
         check_choice(self.mode, ("frozen", "released"), _k(prefix, "mode"))
+        check_choice(self.frames, TEACHER_FRAMES, _k(prefix, "frames"))
+        _check_source(self, prefix or "teacher")
+        if self.source == "spikingjelly":
+            raise ConfigError(f"config key '{_k(prefix or 'teacher', 'source')}': a teacher is an "
+                              "ANN; spikingjelly models are students (model.source)")
 
 
 @dataclass

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from spikedistill.models.common import conv3x3, shortcut, stage_plan
+from spikedistill.models.contract import DistillModel
 from spikedistill.models.registry import register_model
 
 
@@ -33,10 +34,11 @@ class BasicBlock(nn.Module):
         return self.act2(o + (x if self.shortcut is None else self.shortcut(x)))
 
 
-class ResNet(nn.Module):
-    """ANN ResNet for CIFAR-sized inputs; stage outputs ``[B, C, H, W]``."""
+class ResNet(DistillModel):
+    """ANN ResNet for CIFAR-sized inputs; taps ``layer1..3`` ``[B, C, H, W]``."""
 
     is_spiking = False
+    feature_names = ("layer1", "layer2", "layer3")
 
     def __init__(self, arch: str, num_classes: int = 10, width_mult: Optional[int] = None,
                  in_channels: int = 3):
@@ -52,9 +54,8 @@ class ResNet(nn.Module):
                                                      stride if i == 0 else 1)
                                           for i in range(n_blocks)]))
         self.layer1, self.layer2, self.layer3 = stages
-        self.stage_channels = tuple(p[1] for p in plan)
-        self.feature_dim = self.stage_channels[-1]
-        self.fc = nn.Linear(self.feature_dim, num_classes)
+        self.feature_channels = tuple(p[1] for p in plan)
+        self.fc = nn.Linear(self.feature_channels[-1], num_classes)
 
     @property
     def classifier(self) -> nn.Linear:
@@ -66,9 +67,11 @@ class ResNet(nn.Module):
         """Pre-classifier feature ``(B, C)``: global average pooling."""
         return last_stage.mean(dim=(2, 3))
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
+    def forward(self, x: torch.Tensor, return_features: bool = False,
+                timestep_logits: bool = False):
         if x.dim() != 4:
-            raise ValueError(f"expected images [B, C, H, W], got shape {tuple(x.shape)}")
+            raise ValueError(f"expected images [B, C, H, W], got shape {tuple(x.shape)} (an ANN "
+                             "takes frames through teacher.frames)")
         f1 = self.layer1(self.stem_act(self.stem_bn(self.stem(x))))
         f2 = self.layer2(f1)
         f3 = self.layer3(f2)

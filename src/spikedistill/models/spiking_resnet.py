@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from spikedistill.errors import ConfigError
 from spikedistill.models.common import conv3x3, shortcut, stage_plan
+from spikedistill.models.contract import DistillModel, linear_chain_weight
 from spikedistill.models.registry import register_model
 from spikedistill.neurons import LIF
 
@@ -57,10 +58,12 @@ class SpikingBasicBlock(nn.Module):
         return self.act2(_unfold(o, T))
 
 
-class SpikingResNet(nn.Module):
-    """Spiking ResNet for CIFAR-sized inputs (any H, W divisible by 4)."""
+class SpikingResNet(DistillModel):
+    """Spiking ResNet for CIFAR-sized inputs (any H, W divisible by 4); taps ``layer1..3``
+    ``[T, B, C, H, W]``. Input: images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``."""
 
     is_spiking = True
+    feature_names = ("layer1", "layer2", "layer3")
 
     def __init__(self, arch: str, num_classes: int = 10, T: int = 1,
                  width_mult: Optional[int] = None, in_channels: int = 3,
@@ -89,14 +92,18 @@ class SpikingResNet(nn.Module):
                                                 last_activation if is_last else "lif"))
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
-        self.stage_channels = tuple(p[1] for p in plan)
-        self.feature_dim = self.stage_channels[-1]
-        self.head = nn.Sequential(nn.Linear(self.feature_dim, 256), nn.Linear(256, num_classes))
+        self.feature_channels = tuple(p[1] for p in plan)
+        self.head = nn.Sequential(nn.Linear(self.feature_channels[-1], 256),
+                                  nn.Linear(256, num_classes))
 
     @property
     def classifier(self) -> nn.Linear:
         """The layer producing the logits: ``Linear(256, K)``."""
         return self.head[1]
+
+    def classifier_weight(self) -> torch.Tensor:
+        """``W_2 W_1`` ``[K, C]``: the head is linear, so the CAM weights are its product."""
+        return linear_chain_weight(self.head)
 
     @staticmethod
     def pool(last_stage: torch.Tensor) -> torch.Tensor:
@@ -105,7 +112,13 @@ class SpikingResNet(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Direct encoding: stem conv once on ``[B, C, H, W]``, repeated to ``[T, B, C, H, W]``,
-        then BN over the B*T samples and LIF."""
+        then BN over the B*T samples and LIF. Frames ``[T, B, C, H, W]``: the stem conv runs on
+        every frame (folded ``[T*B, C, H, W]``)."""
+        if x.dim() == 5:
+            if x.shape[0] != self.T:
+                raise ValueError(f"frame input has {x.shape[0]} timesteps but the model runs "
+                                 f"T={self.T}; set model.T to the number of frames")
+            return self.stem_lif(_unfold(self.stem_bn(self.stem(_fold(x))), self.T))
         y = self.stem(x)
         fmt = (torch.channels_last if y.is_contiguous(memory_format=torch.channels_last)
                and not y.is_contiguous() else torch.contiguous_format)
@@ -113,13 +126,21 @@ class SpikingResNet(nn.Module):
         y = y.contiguous(memory_format=fmt)   # keep channels_last through the repeat
         return self.stem_lif(_unfold(self.stem_bn(y), self.T))
 
-    def forward(self, x: torch.Tensor, return_features: bool = False):
-        if x.dim() != 4:
-            raise ValueError(f"expected images [B, C, H, W], got shape {tuple(x.shape)}")
+    def forward(self, x: torch.Tensor, return_features: bool = False,
+                timestep_logits: bool = False):
+        """Logits ``z_s = head(mean_t GAP(F_3[t]))`` ``[B, K]``; with ``timestep_logits``
+        ``z_s[t] = head(GAP(F_3[t]))`` ``[T, B, K]`` (their mean over t is ``z_s``: the head is
+        linear)."""
+        if x.dim() not in (4, 5):
+            raise ValueError(f"expected images [B, C, H, W] or frames [T, B, C, H, W], got shape "
+                             f"{tuple(x.shape)}")
         f1 = self.layer1(self.encode(x))
         f2 = self.layer2(f1)
         f3 = self.layer3(f2)
-        logits = self.head(self.pool(f3))
+        if timestep_logits:
+            logits = self.head(f3.mean(dim=(3, 4)))
+        else:
+            logits = self.head(self.pool(f3))
         if return_features:
             return logits, [f1, f2, f3]
         return logits
