@@ -190,6 +190,10 @@ class DataConfig:
         if self.name not in DATASETS:
             raise ConfigError(f"config key '{key}': unknown dataset {self.name!r}; registered "
                               f"datasets: {', '.join(DATASETS.names())}")
+        if getattr(DATASETS.get(self.name), "frames", False) and self.augment.autoaugment:
+            raise ConfigError(f"config key '{_k(prefix, 'augment.autoaugment')}': dataset "
+                              f"{self.name!r} holds frame sequences and AutoAugment is for single "
+                              "images; set data.augment.autoaugment=false")
         for name in ("train_subset", "test_subset"):
             check_range(getattr(self, name), _k(prefix, name), low=0)
         check_range(self.image_size, _k(prefix, "image_size"), low=1)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import importlib
 import threading
 import warnings
-from importlib import metadata
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from spikedistill.errors import ConfigError
@@ -68,6 +67,8 @@ def load_plugins(*, reload: bool = False) -> List[Tuple[str, str, Optional[str]]
         if _plugins_state["loaded"] and not reload:
             return LOADED_PLUGINS
         _plugins_state["loaded"] = True      # before importing: a plugin may query registries
+        from importlib import metadata   # here: its import costs ~20 ms
+
         seen = {name for name, _, _ in LOADED_PLUGINS}
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if ep.name in seen:
