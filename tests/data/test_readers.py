@@ -15,7 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from spikedistill.data import CIFAR_MEAN, DATASETS, class_balanced_indices, load_dataset
+from spikedistill.data import (CIFAR_MEAN, DATASETS, channel_stats, class_balanced_indices,
+                               load_dataset)
+from spikedistill.data import datasets as datasets_module
 from spikedistill.data import readers
 from spikedistill.errors import DataError
 
@@ -102,7 +104,31 @@ def test_image_folder_round_trip(tmp_path, cache, form):
         assert part.images.dtype == torch.uint8 and part.labels.dtype == torch.int64
         assert np.array_equal(part.images.numpy(), images), f"{form}: {split} pixels differ"
         assert np.array_equal(part.labels.numpy(), labels)
-    assert ds.mean == CIFAR_MEAN
+    # no registered constants: the training split's own per-channel mean / population std
+    pixels = ds.train.images.double() / 255
+    assert ds.info["normalization"] == "train-split"
+    assert np.allclose(ds.mean, pixels.mean(dim=(0, 2, 3)).numpy(), atol=1e-12)
+    assert np.allclose(ds.std, pixels.std(dim=(0, 2, 3), unbiased=False).numpy(), atol=1e-12)
+    assert ds.mean != CIFAR_MEAN
+
+
+def test_normalisation_from_config_wins_and_is_checked(tmp_path, cache):
+    root = write_dir(tmp_path / "tree", make_tree_files())
+    ds = load_dataset("imagefolder", root, cache_dir=cache, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.1])
+    assert (ds.mean, ds.std, ds.info["normalization"]) == ((0.5, 0.4, 0.3), (0.2, 0.2, 0.1), "config")
+    with pytest.raises(DataError, match="expected 3 values each"):
+        load_dataset("imagefolder", root, cache_dir=cache, mean=[0.5], std=[0.2])
+
+
+def test_channel_stats_chunked_equals_one_pass(monkeypatch):
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(37, 3, 2, 5, 4), dtype=np.uint8)   # [N, T, C, H, W]
+    one = channel_stats(frames)
+    monkeypatch.setattr(datasets_module, "_ONE_PASS_ELEMENTS", 100)      # force many chunks
+    chunked = channel_stats(frames)
+    x = frames.astype(np.float64).transpose(2, 0, 1, 3, 4).reshape(2, -1) / 255
+    assert np.allclose(one[0], x.mean(1), atol=1e-13) and np.allclose(one[1], x.std(1), atol=1e-13)
+    assert np.allclose(chunked[0], one[0], atol=1e-13) and np.allclose(chunked[1], one[1], atol=1e-13)
 
 
 def test_val_split_and_grayscale_to_rgb(tmp_path, cache):

@@ -1,5 +1,8 @@
 """Batched, per-sample image augmentation that runs on the tensor's device.
 
+Batches are uint8 images ``[B, C, H, W]`` or frame sequences ``[B, T, C, H, W]``; a sequence
+gets one geometric draw per sample, shared by all its frames (AutoAugment is for images only).
+
 Pipeline (the CKDSNN CIFAR recipe, in this order): random crop with zero padding, horizontal
 flip, AutoAugment (CIFAR-10 policy), ToTensor (divide by 255), Normalize, RandomErasing.
 
@@ -22,6 +25,8 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from spikedistill.errors import ConfigError
 
 OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Color", "Posterize", "Solarize",
        "Contrast", "Sharpness", "Brightness", "AutoContrast", "Equalize", "Invert")
@@ -368,12 +373,35 @@ class BatchAugment:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None, *,
                  return_record: bool = False):
-        """Augment a uint8 batch ``[B, C, H, W]``; see the class docstring."""
+        """Augment a uint8 batch ``[B, C, H, W]``, or a batch of frame sequences ``[B, T, C, H,
+        W]`` (same layout out); see the class docstring.
+
+        Frames: every geometric draw (crop offset, flip, erasing box and its noise) is made once
+        per sample, exactly as for a ``[B, C, H, W]`` batch, and applied to all ``T`` frames, so
+        ``aug(x, g1)[:, t] == aug(x[:, t], g2)`` for every ``t`` when ``g1`` and ``g2`` start from
+        the same seed. AutoAugment is refused for frames: its colour ops are not defined on a
+        sequence (ConfigError on ``data.augment.autoaugment``).
+        """
+        if x.ndim == 5:
+            if self.autoaugment:
+                raise ConfigError("config key 'data.augment.autoaugment': AutoAugment is for single "
+                                  "images; a frame dataset ([N, T, C, H, W]) needs "
+                                  "data.augment.autoaugment=false")
+            b, t, c, h, w = x.shape
+            out, record = self._apply(x.reshape(b, t * c, h, w), generator, c)
+            out = out.reshape(b, t, c, h, w)
+            return (out, record) if return_record else out
         if x.ndim != 4:
-            raise ValueError(f"expected a batch [B, C, H, W], got shape {tuple(x.shape)}")
-        b, c, h, w = x.shape
+            raise ValueError(f"expected a batch [B, C, H, W] or frames [B, T, C, H, W], got shape "
+                             f"{tuple(x.shape)}")
+        out, record = self._apply(x, generator, x.shape[1])
+        return (out, record) if return_record else out
+
+    def _apply(self, x: torch.Tensor, g: torch.Generator | None, c: int):
+        """The pipeline on ``[B, K*C, H, W]``: ``K`` frames of ``c`` channels share every draw."""
+        b, kc, h, w = x.shape
+        k = kc // c
         dev = x.device
-        g = generator
         record: dict[str, torch.Tensor] = {}
         out = x.to(torch.float32)
         if self.random_crop and self.crop_padding > 0:
@@ -382,7 +410,7 @@ class BatchAugment:
             padded = F.pad(out, (p, p, p, p))
             rows = offsets[:, 0:1] + torch.arange(h, device=dev)
             cols = offsets[:, 1:2] + torch.arange(w, device=dev)
-            out = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+            out = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(kc, device=dev)[None, :, None, None],
                          rows[:, None, :, None], cols[:, None, None, :]]
             record["crop_offset"] = offsets
         else:
@@ -404,17 +432,16 @@ class BatchAugment:
         if self.normalize:
             if len(self.mean) != c:
                 raise ValueError(f"mean/std have {len(self.mean)} channels but the batch has {c}")
-            mean = torch.tensor(self.mean, dtype=out.dtype, device=dev).view(1, c, 1, 1)
-            std = torch.tensor(self.std, dtype=out.dtype, device=dev).view(1, c, 1, 1)
+            mean = torch.tensor(self.mean, dtype=out.dtype, device=dev).view(1, c, 1, 1).repeat(1, k, 1, 1)
+            std = torch.tensor(self.std, dtype=out.dtype, device=dev).view(1, c, 1, 1).repeat(1, k, 1, 1)
             out = (out - mean) / std
         if self.random_erasing > 0:
-            out, erase, box = self._erase(out, g)
+            out, erase, box = self._erase(out, g, c)
         else:
             erase = torch.zeros(b, dtype=torch.bool, device=dev)
             box = torch.zeros(b, 4, dtype=torch.long, device=dev)
         record["erase"], record["erase_box"] = erase, box
-        out = out.contiguous()
-        return (out, record) if return_record else out
+        return out.contiguous(), record
 
     def _autoaugment(self, x: torch.Tensor, g: torch.Generator | None):
         """Apply one random CIFAR-10 sub-policy per sample (both stages, each with its own coin)."""
@@ -439,9 +466,10 @@ class BatchAugment:
                 x = x.index_copy(0, idx, part)
         return x, {"subpolicy": sub, "op": op_record, "magnitude": torch.where(applied, magnitude, 0.0)}
 
-    def _erase(self, x: torch.Tensor, g: torch.Generator | None):
-        """RandomErasing, vectorised over samples and over torchvision's 10 tries (see class docs)."""
-        b, c, h, w = x.shape
+    def _erase(self, x: torch.Tensor, g: torch.Generator | None, c: int):
+        """RandomErasing, vectorised over samples and over torchvision's 10 tries (see class docs);
+        ``x`` is ``[B, K*c, H, W]`` and the ``K`` frames share the box and the noise."""
+        b, kc, h, w = x.shape
         dev = x.device
         tries = 10
         area = float(h * w)
@@ -465,7 +493,7 @@ class BatchAugment:
         in_cols = (cols[None, :] >= left[:, None]) & (cols[None, :] < (left + ew)[:, None])
         mask = (in_rows[:, :, None] & in_cols[:, None, :] & erase[:, None, None])[:, None]
         if self.erasing_value == "random":
-            fill = torch.randn(x.shape, generator=g, device=dev, dtype=x.dtype)
+            fill = torch.randn((b, c, h, w), generator=g, device=dev, dtype=x.dtype).repeat(1, kc // c, 1, 1)
         else:
             fill = torch.full_like(x, float(self.erasing_value))
         box = torch.stack([top, left, eh, ew], dim=1) * erase[:, None]

@@ -1,18 +1,13 @@
-"""``load_dataset``: one entry point over the readers, with the decode cache and subsets.
+"""``load_dataset``: one entry point over the registered datasets, with subsets and resizing.
 
-Names (:data:`DATASETS`):
-
-- ``digits``: scikit-learn's embedded 8x8 digits (1 channel), no root needed.
-- ``cifar10``: ``root`` is the canonical pickle folder (``cifar-10-batches-py`` or its parent), or
-  an ImageFolder tree as a folder or a ``.tar``/``.tar.gz``/``.tgz``/``.zip`` archive (e.g. the
-  JPEG copy ``../shared/data/cifar10-jpeg.tar.gz``), or a folder holding such an archive.
-- ``cifar100``: the canonical pickle folder (``cifar-100-python`` or its parent) or an ImageFolder.
-- ``imagefolder``: any ImageFolder tree (folder or archive).
-
-ImageFolder sources are decoded once and cached as ``.npz`` (see :mod:`spikedistill.data.cache`).
-``train_subset``/``test_subset`` pick a class-balanced subset (N // K images of every class, the
-first N % K classes one more), chosen deterministically from ``subset_seed``; when the full
-decode is not cached yet only the chosen images are decoded.
+A dataset is registered in its own module (:mod:`spikedistill.data.sets`: ``digits``,
+``cifar10``/``cifar100``, ``imagefolder``; plugins add more) with its reader, sizes, class
+names and normalisation constants (:mod:`spikedistill.data.registry`). ``load_dataset`` looks the
+name up, asks the reader for the data, checks it against what the dataset declared, cuts the
+class-balanced subsets (N // K samples of every class, the first N % K classes one more, chosen
+deterministically from ``subset_seed``), resizes, and fixes the per-channel mean/std: the
+config's (``data.mean``/``data.std``), else the dataset's registered constants, else those of the
+training split itself. Frame datasets give ``[N, T, C, H, W]`` uint8 samples.
 """
 
 from __future__ import annotations
@@ -20,23 +15,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from spikedistill.data import cache as _cache
 from spikedistill.data import readers
+from spikedistill.data.registry import ReadRequest
 from spikedistill.errors import DataError
-
-DATASETS = ("digits", "cifar10", "cifar100", "imagefolder")
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2023, 0.1994, 0.2010)
-CIFAR10_ARCHIVE_NAMES = ("cifar10-jpeg.tar.gz",)
+from spikedistill.plugins import DATASETS
 
 
 @dataclass
 class Split:
-    """One split on the CPU: ``images`` uint8 ``[N, C, H, W]``, ``labels`` int64 ``[N]``."""
+    """One split on the CPU: ``images`` uint8 ``[N, C, H, W]`` (frames: ``[N, T, C, H, W]``),
+    ``labels`` int64 ``[N]``."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -50,6 +43,7 @@ class DatasetSplits:
     """A loaded dataset: train/test splits plus what models and augmentation need to know.
 
     ``mean``/``std`` are per-channel normalisation constants for images scaled to [0, 1].
+    ``frames``: the samples are ``[T, C, H, W]`` sequences of ``T`` frames (else ``T`` is None).
     """
 
     name: str
@@ -63,6 +57,8 @@ class DatasetSplits:
     std: tuple[float, ...]
     source: str = ""
     info: dict = field(default_factory=dict)
+    frames: bool = False
+    T: int | None = None
 
 
 def class_balanced_indices(labels: np.ndarray, n: int, num_classes: int, seed: int, *, what: str = "subset") -> np.ndarray:
@@ -90,9 +86,14 @@ def class_balanced_indices(labels: np.ndarray, n: int, num_classes: int, seed: i
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
-    """Resize uint8 ``[N, C, H, W]`` to ``size x size`` (bilinear, antialiased), rounded to uint8."""
+    """Resize uint8 ``[N, C, H, W]`` (or ``[N, T, C, H, W]``, every frame alike) to ``size x
+    size`` (bilinear, antialiased), rounded to uint8."""
     if images.shape[-1] == size and images.shape[-2] == size:
         return images
+    if images.ndim == 5:
+        n, t = images.shape[:2]
+        flat = _resize(images.reshape(n * t, *images.shape[2:]), size)
+        return flat.reshape(n, t, *flat.shape[1:])
     out = []
     for start in range(0, len(images), 4096):
         x = torch.from_numpy(images[start:start + 4096]).float()
@@ -102,72 +103,40 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, images.shape[1], size, size), np.uint8)
 
 
-def _detect_cifar_source(name: str, root: Path) -> tuple[str, Path]:
-    """Decide whether a cifar10/cifar100 root is a pickle folder or an ImageFolder (dir/archive)."""
-    folder = readers.CIFAR10_FOLDER if name == "cifar10" else readers.CIFAR100_FOLDER
-    if not root.exists():
-        archive_hint = " or the archive cifar10-jpeg.tar.gz" if name == "cifar10" else ""
-        raise DataError(f"{name} root {root} does not exist (expected a folder holding {folder}/{archive_hint}, "
-                        f"or an ImageFolder tree/archive with train/ and test/)")
-    if root.is_file():
-        return "imagefolder", root
-    found = readers.find_cifar_folder(root, folder)
-    if found is not None:
-        return "pickle", found
-    if any((root / s).is_dir() for s in ("train",)):
-        return "imagefolder", root
-    if name == "cifar10":
-        for archive in CIFAR10_ARCHIVE_NAMES:
-            if (root / archive).is_file():
-                return "imagefolder", root / archive
-    archives = sorted(p.name for p in root.iterdir() if readers.is_archive(p))
-    archive_hint = " or the archive cifar10-jpeg.tar.gz" if name == "cifar10" else ""
-    raise DataError(f"{name} root {root} holds neither {folder}/{archive_hint} nor an ImageFolder train/ "
-                    f"folder (expected a folder holding {folder}/, that folder itself, or an ImageFolder "
-                    f"folder/.tar/.tar.gz/.zip){'; archives here: ' + ', '.join(archives) if archives else ''}")
-
-
-def _load_image_folder(root: Path, *, image_size, cache_dir, use_cache, train_subset, test_subset,
-                       subset_seed) -> tuple[readers.RawDataset, dict]:
-    """Read an ImageFolder source through the cache; returns the (already subsetted) data + info."""
-    readers.check_image_folder_root(root)
-    info: dict = {"cache": "off"}
-    key = entry = None
-    if use_cache:
-        cache_dir = Path(cache_dir) if cache_dir else _cache.default_cache_dir()
-        key = _cache.fingerprint(root, image_size=image_size, reader="imagefolder")
-        tag = root.name.split(".")[0] or "imagefolder"
-        entry = _cache.cache_path(cache_dir, tag, key)
-        info["cache_file"] = str(entry)
-        data = _cache.load_cached(entry, key)
-        if data is not None:
-            info["cache"] = "hit"
-            return _subset(data, train_subset, test_subset, subset_seed), info
-    if train_subset > 0 or test_subset > 0:
-        # decode only the chosen images; the full decode is cached by the first full load
-        def choose(index: readers.FolderIndex) -> dict[str, np.ndarray]:
-            k = len(index.class_names)
-            return {"train": class_balanced_indices(index.labels("train"), train_subset, k, subset_seed,
-                                                    what="train_subset"),
-                    "test": class_balanced_indices(index.labels("test"), test_subset, k, subset_seed + 1,
-                                                   what="test_subset")}
-
-        info["cache"] = "partial-decode"
-        return readers.read_image_folder(root, image_size=image_size, select=choose), info
-    data = readers.read_image_folder(root, image_size=image_size)
-    if entry is not None:
-        _cache.save_cached(entry, key, data)
-        info["cache"] = "written"
-    return data, info
-
-
-def _subset(data: readers.RawDataset, train_subset: int, test_subset: int, seed: int) -> readers.RawDataset:
-    """Class-balanced train/test subsets of decoded data (same choice as the partial decode)."""
+def subset_raw(data: readers.RawDataset, train_subset: int, test_subset: int, seed: int) -> readers.RawDataset:
+    """Class-balanced train/test subsets of decoded data (the test subset uses ``seed + 1``)."""
     k = len(data.class_names)
     tr = class_balanced_indices(data.train_labels, train_subset, k, seed, what="train_subset")
     te = class_balanced_indices(data.test_labels, test_subset, k, seed + 1, what="test_subset")
     return readers.RawDataset(data.train_images[tr], data.train_labels[tr], data.test_images[te],
                               data.test_labels[te], data.class_names, source=data.source)
+
+
+_ONE_PASS_ELEMENTS = 1 << 26
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel ``mean_c = E[x/255]`` and ``std_c = sqrt(E[(x/255 - mean_c)^2])`` (population
+    std) over every sample, frame and pixel of uint8 ``[N, C, H, W]`` / ``[N, T, C, H, W]``."""
+    axes = tuple(i for i in range(images.ndim) if i != images.ndim - 3)
+    if images.size <= _ONE_PASS_ELEMENTS:
+        pixels = images.astype(np.float64) / 255.0
+        return (tuple(float(v) for v in pixels.mean(axis=axes)),
+                tuple(float(v) for v in pixels.std(axis=axes)))
+    channels = images.shape[-3]
+    count = images.size // channels
+    step = max(1, _ONE_PASS_ELEMENTS // max(1, images[0].size))
+    total = np.zeros(channels)
+    for start in range(0, len(images), step):
+        total += (images[start:start + step].astype(np.float64) / 255.0).sum(axis=axes)
+    mean = total / count
+    shape = [1] * images.ndim
+    shape[-3] = channels
+    sq = np.zeros(channels)
+    for start in range(0, len(images), step):
+        d = images[start:start + step].astype(np.float64) / 255.0 - mean.reshape(shape)
+        sq += (d * d).sum(axis=axes)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in np.sqrt(sq / count))
 
 
 def load_dataset(
@@ -180,58 +149,64 @@ def load_dataset(
     image_size: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    options: dict | None = None,
 ) -> DatasetSplits:
-    """Load dataset ``name`` (one of :data:`DATASETS`) into CPU uint8 tensors.
+    """Load the registered dataset ``name`` into CPU uint8 tensors.
 
     ``train_subset``/``test_subset``: class-balanced subset sizes (0 = all), chosen by
-    ``subset_seed``. ``image_size``: resize every image to a square of that side. ``cache_dir``:
-    where decoded ImageFolder data is cached (default ``$SPIKEDISTILL_CACHE`` or
+    ``subset_seed``. ``image_size``: resize every image (frame) to a square of that side.
+    ``cache_dir``: where decoded ImageFolder data is cached (default ``$SPIKEDISTILL_CACHE`` or
     ``~/.cache/spikedistill``); ``use_cache=False`` never reads or writes the cache.
-    Normalisation constants: CIFAR's for cifar10/cifar100/imagefolder, the train split's own
-    per-channel mean/std for digits.
+    ``mean``/``std``: normalisation constants (None: the dataset's registered ones, else the
+    training split's own, see :func:`channel_stats`). ``options``: the reader's own options
+    (``data.kwargs``).
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset '{name}' (data.name); known datasets: {', '.join(DATASETS)}")
+    registry = DATASETS
+    if name not in registry:
+        names = [n for n, _ in registry.items()]
+        raise DataError(f"unknown dataset '{name}' (data.name); registered datasets: {', '.join(names)}")
+    spec = registry.get(name)
     for what, value in (("train_subset", train_subset), ("test_subset", test_subset)):
         if not isinstance(value, (int, np.integer)) or value < 0:
             raise DataError(f"{what} must be an integer >= 0 (0 = all), got {value!r}")
     if image_size is not None and (not isinstance(image_size, (int, np.integer)) or image_size < 1):
         raise DataError(f"image_size must be a positive integer or None, got {image_size!r}")
-    info: dict = {}
-    if name == "digits":
-        data = _subset(readers.read_digits(), train_subset, test_subset, subset_seed)
-        source = data.source
-    else:
-        if root is None or str(root) == "":
-            hint = (f"a folder holding {readers.CIFAR10_FOLDER}/ or the archive cifar10-jpeg.tar.gz"
-                    if name == "cifar10" else f"a folder holding {readers.CIFAR100_FOLDER}/"
-                    if name == "cifar100" else "an ImageFolder folder or archive")
-            raise DataError(f"dataset '{name}' needs a root (data.root): {hint}")
-        root = Path(root).expanduser()
-        kind, path = ("imagefolder", root) if name == "imagefolder" else _detect_cifar_source(name, root)
-        if kind == "pickle":
-            reader = readers.read_cifar10_pickles if name == "cifar10" else readers.read_cifar100_pickles
-            data = _subset(reader(path), train_subset, test_subset, subset_seed)
-            info["format"] = "cifar-pickle"
-        else:
-            data, info = _load_image_folder(path, image_size=image_size, cache_dir=cache_dir, use_cache=use_cache,
-                                            train_subset=train_subset, test_subset=test_subset,
-                                            subset_seed=subset_seed)
-            info["format"] = "imagefolder"
-        source = str(path)
-        expected = {"cifar10": 10, "cifar100": 100}.get(name)
-        if expected is not None and len(data.class_names) != expected:
-            raise DataError(f"{source} has {len(data.class_names)} classes but {name} has {expected}")
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        raise DataError(f"data.kwargs: dataset '{name}' does not take {', '.join(unknown)}"
+                        f"{'; it takes: ' + ', '.join(spec.options) if spec.options else ' (it takes none)'}")
+    if spec.needs_root and (root is None or str(root) == ""):
+        raise DataError(f"dataset '{name}' needs a root (data.root): {spec.root_hint}")
+    request = ReadRequest(name=name, root=Path(root).expanduser() if root not in (None, "") else None,
+                          image_size=image_size, cache_dir=cache_dir, use_cache=use_cache,
+                          train_subset=int(train_subset), test_subset=int(test_subset),
+                          subset_seed=int(subset_seed), options=options)
+    out = spec.reader(request)
+    data, info = out if isinstance(out, tuple) else (out, {})
+    info = dict(info)
+    if info.pop("subset", None) != "applied":
+        data = subset_raw(data, train_subset, test_subset, subset_seed)
+    source = info.pop("source", None) or data.source
+    _check_declared(spec, data, source)
     train_images, test_images = data.train_images, data.test_images
     if image_size is not None:
         train_images, test_images = _resize(train_images, image_size), _resize(test_images, image_size)
-    channels = int(train_images.shape[1])
-    if name == "digits":
-        pixels = train_images.astype(np.float64) / 255.0
-        mean = tuple(float(v) for v in pixels.mean(axis=(0, 2, 3)))
-        std = tuple(float(v) for v in pixels.std(axis=(0, 2, 3)))
+    channels = int(train_images.shape[-3])
+    if mean is not None or std is not None:
+        if mean is None or std is None or len(mean) != channels or len(std) != channels:
+            raise DataError(f"data.mean/data.std: expected {channels} values each for the "
+                            f"{channels} channels of '{name}', got {mean!r} / {std!r}")
+        mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        info["normalization"] = "config"
+    elif spec.mean is not None:
+        mean, std = spec.mean[:channels], spec.std[:channels]
+        info["normalization"] = "registered"
     else:
-        mean, std = CIFAR_MEAN[:channels], CIFAR_STD[:channels]
+        mean, std = channel_stats(train_images)
+        info["normalization"] = "train-split"
     return DatasetSplits(
         name=name,
         train=Split(torch.from_numpy(np.ascontiguousarray(train_images)), torch.from_numpy(data.train_labels.copy())),
@@ -244,4 +219,33 @@ def load_dataset(
         std=tuple(std),
         source=source,
         info=info,
+        frames=train_images.ndim == 5,
+        T=int(train_images.shape[1]) if train_images.ndim == 5 else None,
     )
+
+
+def _check_declared(spec, data: readers.RawDataset, source: str) -> None:
+    """The data a reader returned must match what its dataset declared."""
+    if spec.num_classes is not None and len(data.class_names) != spec.num_classes:
+        raise DataError(f"{source} has {len(data.class_names)} classes but {spec.name} has {spec.num_classes}")
+    ndim = 5 if spec.frames else 4
+    for split, images in (("train", data.train_images), ("test", data.test_images)):
+        if images.ndim != ndim:
+            shape = "[N, T, C, H, W]" if spec.frames else "[N, C, H, W]"
+            raise DataError(f"dataset '{spec.name}' ({source}): {split} images must be {shape}, "
+                            f"got shape {tuple(images.shape)}")
+        if spec.frames and images.shape[1] != spec.T:
+            raise DataError(f"dataset '{spec.name}' ({source}): {split} has {images.shape[1]} "
+                            f"frames per sample but the dataset declares T={spec.T}")
+        if spec.in_channels is not None and images.shape[-3] != spec.in_channels:
+            raise DataError(f"dataset '{spec.name}' ({source}): {split} images have "
+                            f"{images.shape[-3]} channels but the dataset declares {spec.in_channels}")
+
+
+def load_from_config(data_cfg, *, use_cache: bool = True) -> DatasetSplits:
+    """:func:`load_dataset` with the arguments of a ``data`` config section
+    (:class:`spikedistill.config.DataConfig`)."""
+    d = data_cfg
+    return load_dataset(d.name, d.root, train_subset=d.train_subset, test_subset=d.test_subset,
+                        subset_seed=d.subset_seed, image_size=d.image_size, cache_dir=d.cache_dir,
+                        use_cache=use_cache, mean=d.mean, std=d.std, options=d.kwargs)

@@ -23,6 +23,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from spikedistill.errors import ConfigError
+
 _MASK64 = (1 << 64) - 1
 
 
@@ -65,9 +67,13 @@ def epoch_indices(n: int, *, shuffle: bool, seed: int, epoch: int, rank: int = 0
 
 
 class DeviceLoader:
-    """Iterate ``(x float32 [B, C, H, W], y int64 [B])`` batches on ``device``.
+    """Iterate ``(x float32 [B, C, H, W], y int64 [B])`` batches on ``device``; for frame data
+    (uint8 ``[N, T, C, H, W]``) ``x`` is time-major ``[T, B, C, H, W]``.
 
-    ``images`` (uint8 ``[N, C, H, W]``) and ``labels`` are moved to ``device`` once.
+    ``images`` (uint8 ``[N, C, H, W]`` or ``[N, T, C, H, W]``) and ``labels`` are moved to
+    ``device`` once. The augmentation sees the gathered batch in the stored layout (``[B, C, H,
+    W]`` / ``[B, T, C, H, W]``) and must return the same layout; the loader then moves the time
+    axis first.
     ``batch_size`` is per process. ``augment`` is a callable ``(x_uint8, generator) -> float32``
     (e.g. :class:`spikedistill.data.BatchAugment`); None gives ``x / 255``. ``drop_last`` drops
     the final short batch. ``channels_last`` returns batches in channels-last memory format.
@@ -77,8 +83,12 @@ class DeviceLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool,
                  drop_last: bool = False, augment: Callable | None = None, device: str | torch.device = "cpu",
                  seed: int = 0, rank: int = 0, world_size: int = 1, channels_last: bool = False) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
+        if images.dtype != torch.uint8 or images.ndim not in (4, 5):
+            raise ValueError(f"images must be uint8 [N, C, H, W] or frames [N, T, C, H, W], got "
+                             f"{images.dtype} {tuple(images.shape)}")
+        if images.ndim == 5 and channels_last:
+            raise ConfigError("config key 'train.channels_last': frame batches [T, B, C, H, W] have "
+                              "no channels-last layout; set train.channels_last=false")
         if labels.shape != (images.shape[0],):
             raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
         if batch_size < 1:
@@ -96,6 +106,7 @@ class DeviceLoader:
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.channels_last = bool(channels_last)
+        self.frames = images.ndim == 5
         self.epoch = 0
 
     @property
@@ -134,6 +145,8 @@ class DeviceLoader:
             x = self.images.index_select(0, idx)
             y = self.labels.index_select(0, idx)
             x = self.augment(x, gen) if self.augment is not None else x.to(torch.float32) / 255.0
-            if self.channels_last:
+            if self.frames:
+                x = x.transpose(0, 1).contiguous()        # [B, T, C, H, W] -> [T, B, C, H, W]
+            elif self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y

@@ -34,8 +34,8 @@ TEST_SPLIT_NAMES = ("test", "val")
 class RawDataset:
     """Decoded dataset as numpy arrays.
 
-    ``train_images``/``test_images`` are uint8 ``[N, C, H, W]``; ``train_labels``/``test_labels``
-    int64 ``[N]`` with values in ``range(len(class_names))``.
+    ``train_images``/``test_images`` are uint8 ``[N, C, H, W]`` (frame datasets: ``[N, T, C, H,
+    W]``); ``train_labels``/``test_labels`` int64 ``[N]`` with values in ``range(len(class_names))``.
     """
 
     train_images: np.ndarray
@@ -49,8 +49,9 @@ class RawDataset:
         for split in ("train", "test"):
             images = getattr(self, f"{split}_images")
             labels = getattr(self, f"{split}_labels")
-            if images.dtype != np.uint8 or images.ndim != 4:
-                raise DataError(f"{self.source}: {split} images must be uint8 [N, C, H, W], "
+            if images.dtype != np.uint8 or images.ndim not in (4, 5):
+                raise DataError(f"{self.source}: {split} images must be uint8 [N, C, H, W] "
+                                "(frames: [N, T, C, H, W]), "
                                 f"got {images.dtype} with shape {tuple(images.shape)}")
             if labels.shape != (images.shape[0],):
                 raise DataError(f"{self.source}: {split} has {images.shape[0]} images but labels of "

@@ -131,50 +131,11 @@ def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], obj):
 
 
 # --------------------------------------------------------------------------------------------
-# registry
+# registry (lives in spikedistill.distill.registry; re-exported here)
 # --------------------------------------------------------------------------------------------
 
-_METHODS: Dict[str, Callable[..., Distiller]] = {}
-
-
-def register_method(name: str):
-    """Class decorator registering a Distiller (or a factory returning one) under ``name``."""
-
-    def deco(obj):
-        if name in _METHODS:
-            raise ValueError(f"method {name!r} is registered twice")
-        _METHODS[name] = obj
-        if isinstance(obj, type):
-            obj.method_name = name
-        return obj
-
-    return deco
-
-
-def list_methods() -> List[str]:
-    return sorted(_METHODS)
-
-
-def method_requires_teacher(name: str) -> bool:
-    obj = get_method(name)
-    return bool(getattr(obj, "requires_teacher", True))
-
-
-def get_method(name: str):
-    if name not in _METHODS:
-        raise ConfigError(f"config key 'distill.method': unknown method {name!r}; "
-                          f"registered methods: {', '.join(list_methods())}")
-    return _METHODS[name]
-
-
-def build_method(name: str, student: nn.Module, teacher: Optional[nn.Module] = None, cfg=None,
-                 teacher_mode: str = "frozen") -> Distiller:
-    """Instantiate method ``name``; ``cfg`` is the ``distill`` config section (or None for
-    the defaults)."""
-    if cfg is None:
-        from spikedistill.distill.config import DistillConfig
-        cfg = DistillConfig(method=name)
-    return get_method(name)(student, teacher, cfg, teacher_mode=teacher_mode)
+from spikedistill.distill.registry import (build_method, get_method, list_methods,  # noqa: E402,F401
+                                           method_requires_teacher, register_method)
 
 
 @register_method("ce")

@@ -1,7 +1,10 @@
-"""Typed configuration of the distillation methods (the ``distill`` section of a run config).
+"""Typed configuration of the built-in distillation methods (``distill.<section>``).
 
 ``method`` picks a registered method by name (see :func:`spikedistill.distill.list_methods`);
-each method reads its own sub-section, so ``--set distill.method=kd distill.kd.tau=4`` works::
+each method registers the dataclass of its own sub-section with it
+(``@register_method("kd", config=KDConfig)``, :mod:`spikedistill.distill.registry`), so
+``--set distill.method=kd distill.kd.tau=4`` works. :class:`DistillConfig` itself (``method``,
+``ce_weight`` and the registered sections) lives in :mod:`spikedistill.config`. Built-ins::
 
     distill.method            ce | kd | kdsnn | bkdsnn | enof | samd | nld | ckd | ckd-released | ckd-paper
     distill.ce_weight         weight of CE(z_s, y) in every method
@@ -30,6 +33,13 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
+
+from spikedistill.config import DistillConfig, check_choice, check_range
+from spikedistill.errors import ConfigError
+
+__all__ = ["BKDSNNConfig", "CKDConfig", "CKD_PRESETS", "DEFAULT_CKD_PRESET", "DistillConfig",
+           "EnOFConfig", "KDConfig", "KDSNNConfig", "METHOD_PRESETS", "NLDConfig", "SAMDConfig",
+           "preset_for", "resolve_ckd"]
 
 NORMALIZE_CHOICES = ("batch_minmax", "sample_minmax", "none")
 SCALING_CHOICES = ("softmax", "zscore", "l2", "none")
@@ -73,12 +83,6 @@ def _k(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _checks():
-    # imported lazily: spikedistill.config imports this module
-    from spikedistill.config import check_choice, check_range
-    return check_choice, check_range
-
-
 @dataclass
 class KDConfig:
     """Hinton KD: ``CE + weight * tau^2 KL(softmax(z_t/tau) || softmax(z_s/tau))``."""
@@ -87,7 +91,6 @@ class KDConfig:
     weight: float = 1.0
 
     def validate(self, prefix: str = "") -> None:
-        _, check_range = _checks()
         check_range(self.tau, _k(prefix, "tau"), low=0.0, low_open=True)
         check_range(self.weight, _k(prefix, "weight"), low=0.0)
 
@@ -103,7 +106,6 @@ class KDSNNConfig:
     stage: int = -1                  # 1-based stage, or negative from the end (-1: last)
 
     def validate(self, prefix: str = "") -> None:
-        _, check_range = _checks()
         check_range(self.tau, _k(prefix, "tau"), low=0.0, low_open=True)
         check_range(self.kd_weight, _k(prefix, "kd_weight"), low=0.0)
         check_range(self.feature_weight, _k(prefix, "feature_weight"), low=0.0)
@@ -121,13 +123,11 @@ class BKDSNNConfig:
     mask_ratio: float = 0.15
 
     def validate(self, prefix: str = "") -> None:
-        _, check_range = _checks()
         check_range(self.tau, _k(prefix, "tau"), low=0.0, low_open=True)
         check_range(self.kd_weight, _k(prefix, "kd_weight"), low=0.0)
         check_range(self.feature_weight, _k(prefix, "feature_weight"), low=0.0)
         check_range(self.mask_ratio, _k(prefix, "mask_ratio"), low=0.0, high=1.0)
         if self.mask_ratio >= 1.0:
-            from spikedistill.errors import ConfigError
             raise ConfigError(f"config key '{_k(prefix, 'mask_ratio')}': expected a value < 1 "
                               f"(1 masks every channel), got {self.mask_ratio!r}")
 
@@ -141,7 +141,6 @@ class EnOFConfig:
     weight: float = 1.0
 
     def validate(self, prefix: str = "") -> None:
-        _, check_range = _checks()
         check_range(self.tau, _k(prefix, "tau"), low=0.0, low_open=True)
         check_range(self.weight, _k(prefix, "weight"), low=0.0)
 
@@ -160,7 +159,6 @@ class SAMDConfig:
     log_eps: Optional[float] = None      # added to both probabilities before the log (0: exact)
 
     def validate(self, prefix: str = "") -> None:
-        check_choice, check_range = _checks()
         if self.normalize is not None:
             check_choice(self.normalize, NORMALIZE_CHOICES, _k(prefix, "normalize"))
         check_choice(self.scaling, SCALING_CHOICES, _k(prefix, "scaling"))
@@ -170,7 +168,6 @@ class SAMDConfig:
         check_range(self.tau, _k(prefix, "tau"), low=0.0, low_open=True)
         check_range(self.log_eps, _k(prefix, "log_eps"), low=0.0)
         if not self.stages:
-            from spikedistill.errors import ConfigError
             raise ConfigError(f"config key '{_k(prefix, 'stages')}': expected at least one stage, "
                               "e.g. [-1] (the last stage) or [1, 3]")
         for i, s in enumerate(self.stages):
@@ -187,18 +184,15 @@ class NLDConfig:
     tau: float = 2.0
 
     def validate(self, prefix: str = "") -> None:
-        check_choice, check_range = _checks()
         if self.mode is not None:
             check_choice(self.mode, NLD_MODE_CHOICES, _k(prefix, "mode"))
         check_range(self.weight, _k(prefix, "weight"), low=0.0)
         check_range(self.sigma, _k(prefix, "sigma"), low=0.0, low_open=True)
         check_range(self.tau, _k(prefix, "tau"), low=0.0, low_open=True)
         if self.mode == "fixed" and self.sigma is None:
-            from spikedistill.errors import ConfigError
             raise ConfigError(f"config key '{_k(prefix, 'sigma')}': NLD mode 'fixed' needs a noise "
                               "standard deviation, e.g. sigma=1.0")
         if self.mode == "released" and self.weight > 1.0:
-            from spikedistill.errors import ConfigError
             raise ConfigError(f"config key '{_k(prefix, 'weight')}': the released NLD mixes "
                               f"probabilities, so the weight must be <= 1, got {self.weight!r}")
 
@@ -214,36 +208,14 @@ class CKDConfig:
     nld: NLDConfig = field(default_factory=NLDConfig)
 
     def validate(self, prefix: str = "") -> None:
-        check_choice, check_range = _checks()
         if self.preset is not None:
             check_choice(self.preset, PRESET_CHOICES, _k(prefix, "preset"))
         check_range(self.beta, _k(prefix, "beta"), low=0.0)
         check_range(self.gamma, _k(prefix, "gamma"), low=0.0)
 
 
-@dataclass
-class DistillConfig:
-    """Which method trains the student, the weight of the plain cross-entropy term, and each
-    method's own sub-section."""
-
-    method: str = "ce"
-    ce_weight: float = 1.0
-    kd: KDConfig = field(default_factory=KDConfig)
-    kdsnn: KDSNNConfig = field(default_factory=KDSNNConfig)
-    bkdsnn: BKDSNNConfig = field(default_factory=BKDSNNConfig)
-    enof: EnOFConfig = field(default_factory=EnOFConfig)
-    ckd: CKDConfig = field(default_factory=CKDConfig)
-
-    def validate(self, prefix: str = "") -> None:
-        check_choice, check_range = _checks()
-        from spikedistill.distill import list_methods
-        check_choice(self.method, list_methods(), _k(prefix, "method"))
-        check_range(self.ce_weight, _k(prefix, "ce_weight"), low=0.0)
-
-
 def _check_stage(stage: int, key: str) -> None:
     if stage == 0:
-        from spikedistill.errors import ConfigError
         raise ConfigError(f"config key '{key}': stages are numbered from 1 (or from the end with "
                           "-1 = last); got 0")
 
@@ -255,7 +227,6 @@ def preset_for(cfg: DistillConfig, method: Optional[str] = None) -> str:
     chosen = cfg.ckd.preset
     if fixed is not None:
         if chosen is not None and chosen != fixed:
-            from spikedistill.errors import ConfigError
             raise ConfigError(f"config key 'distill.ckd.preset': method {method!r} fixes the "
                               f"preset to {fixed!r}, got {chosen!r} (use distill.method=ckd with "
                               "distill.ckd.preset=... instead)")

@@ -28,7 +28,8 @@ import torch.nn as nn
 
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import Distiller, map_tensors, register_method, unwrap
-from spikedistill.distill.config import DistillConfig, resolve_ckd
+from spikedistill.distill.config import (BKDSNNConfig, CKDConfig, DistillConfig, EnOFConfig,
+                                         KDConfig, KDSNNConfig, resolve_ckd)
 from spikedistill.errors import ConfigError
 
 
@@ -92,7 +93,7 @@ class _TeacherStudent(Distiller):
         return n_s
 
 
-@register_method("kd")
+@register_method("kd", config=KDConfig)
 class KD(_TeacherStudent):
     """Hinton KD: ``CE + weight * tau^2 KL(softmax(z_t/tau) || softmax(z_s/tau))``
     (``distill.kd.tau``, ``distill.kd.weight``)."""
@@ -109,7 +110,7 @@ class KD(_TeacherStudent):
                         "kd": c.weight * Fn.kd_loss(logits, t_logits, tau=c.tau)}
 
 
-@register_method("kdsnn")
+@register_method("kdsnn", config=KDSNNConfig)
 class KDSNN(_TeacherStudent):
     """KDSNN: ``CE + kd_weight * KD + feature_weight * MSE(A(mean_t F_s), F_t)`` at
     ``distill.kdsnn.stage``; ``A`` a 1x1 conv adapter (``extras["adapter"]``) where the channel
@@ -135,7 +136,7 @@ class KDSNN(_TeacherStudent):
                         "feat": c.feature_weight * Fn.feature_mse_loss(f_s, t_feats[self.stage])}
 
 
-@register_method("bkdsnn")
+@register_method("bkdsnn", config=BKDSNNConfig)
 class BKDSNN(_TeacherStudent):
     """BKDSNN: ``CE + kd_weight * KD + feature_weight * sum((G(M * mean_t F_s) - F_t)^2) / B`` on
     the last stage, ``M`` a fresh random channel mask (ratio ``distill.bkdsnn.mask_ratio``) and
@@ -164,7 +165,7 @@ class BKDSNN(_TeacherStudent):
                         "bkd": c.feature_weight * bkd}
 
 
-@register_method("enof")
+@register_method("enof", config=EnOFConfig)
 class EnOF(_TeacherStudent):
     """EnOF's LAF: ``CE + weight * tau^2 KL(softmax(z_t/tau) || softmax(W_t pool(F_s)/tau))``,
     ``W_t`` the teacher's classifier (detached: never trained). A ``Linear(C_s, C_t)`` adapter
@@ -189,7 +190,7 @@ class EnOF(_TeacherStudent):
         return logits, {"ce": self.cross_entropy(logits, y), "laf": self.ec.weight * laf}
 
 
-@register_method("ckd")
+@register_method("ckd", config=CKDConfig)
 class CKD(_TeacherStudent):
     """CKDSNN: ``CE(z_s, y) + beta * L_SAMD + gamma * L_NLD`` (``distill.ckd``).
 
@@ -291,24 +292,24 @@ class CKD(_TeacherStudent):
         return logits, losses
 
 
-@register_method("ckd-released")
+@register_method("ckd-released", config=CKDConfig, section="ckd")
 class CKDReleased(CKD):
     """CKDSNN with every unset switch as in the released code (``distill.ckd`` overrides win)."""
 
 
-@register_method("ckd-paper")
+@register_method("ckd-paper", config=CKDConfig, section="ckd")
 class CKDPaper(CKD):
     """CKDSNN with every unset switch as the paper describes it (``distill.ckd`` overrides win)."""
 
 
-@register_method("samd")
+@register_method("samd", config=CKDConfig, section="ckd")
 class SAMDOnly(CKD):
     """Ablation: ``CE + beta * L_SAMD`` (switches from ``distill.ckd.samd``)."""
 
     use_nld = False
 
 
-@register_method("nld")
+@register_method("nld", config=CKDConfig, section="ckd")
 class NLDOnly(CKD):
     """Ablation: ``CE + gamma * L_NLD`` (switches from ``distill.ckd.nld``)."""
 

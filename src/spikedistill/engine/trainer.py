@@ -209,11 +209,9 @@ def per_rank_batch(train_cfg, world_size: int) -> Tuple[int, int]:
 
 def load_data(cfg: Config):
     """The dataset described by ``cfg.data`` (CPU uint8 tensors)."""
-    from spikedistill.data import load_dataset
+    from spikedistill.data import load_from_config
 
-    d = cfg.data
-    return load_dataset(d.name, d.root, train_subset=d.train_subset, test_subset=d.test_subset,
-                        subset_seed=d.subset_seed, image_size=d.image_size, cache_dir=d.cache_dir)
+    return load_from_config(cfg.data)
 
 
 def build_augmentations(cfg: Config, splits):

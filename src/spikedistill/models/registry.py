@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional
 import torch.nn as nn
 
 from spikedistill.errors import ConfigError
+from spikedistill.plugins import load_plugins
 
 ROLES = ("student", "teacher")
 _MODELS: Dict[str, Dict[str, Any]] = {}
@@ -33,6 +34,7 @@ def register_model(name: str, role: str):
 
 def list_models(role: Optional[str] = None) -> List[str]:
     """Registered model names, optionally only those of one role."""
+    load_plugins()
     return sorted(n for n, e in _MODELS.items() if role is None or e["role"] == role)
 
 
@@ -41,6 +43,7 @@ def model_role(name: str) -> str:
 
 
 def _entry(name: str) -> Dict[str, Any]:
+    load_plugins()
     if name not in _MODELS:
         raise ConfigError(f"config key 'model.name': unknown model {name!r}; registered models: "
                           f"{', '.join(list_models())}")

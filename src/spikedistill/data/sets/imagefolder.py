@@ -1,0 +1,27 @@
+"""``imagefolder``: any ImageFolder tree (``train/<class>/*``, ``test/`` or ``val/``) as a folder
+or a ``.tar``/``.tar.gz``/``.tgz``/``.zip`` archive.
+
+Decoded once and cached as ``.npz`` (:mod:`spikedistill.data.cache`) under a name and key made
+from the dataset's name, the source's fingerprint and the options that change the pixels
+(``image_size``). With ``train_subset``/``test_subset`` and no full decode cached yet, only the
+chosen images are decoded. Normalisation: no constants are registered, so ``load_dataset``
+computes the mean/std of the training split (or ``data.mean``/``data.std`` give them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spikedistill.data import readers
+from spikedistill.data.registry import ReadRequest, register_dataset
+from spikedistill.data.sets._folder import read_cached_folder
+
+
+@register_dataset("imagefolder", root_hint="an ImageFolder folder or archive",
+                  description="any ImageFolder tree (folder, tar, zip)")
+def read(request: ReadRequest) -> tuple[readers.RawDataset, dict]:
+    """Any ImageFolder tree; the class names are its folder names."""
+    root = Path(request.root).expanduser()
+    data, info = read_cached_folder(request, root)
+    info.update(format="imagefolder", source=str(root))
+    return data, info

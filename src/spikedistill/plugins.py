@@ -1,0 +1,173 @@
+"""Registries by name and plugins through entry points (torch-free; the config layer).
+
+A :class:`Registry` maps names to entries (a factory plus metadata). Every query
+(:meth:`Registry.get`, :meth:`Registry.names`, ``in``) first makes sure its vocabulary is
+complete: the built-in *provider* modules named when the registry was made are imported once
+(they register their entries on import, timm style), then every plugin is loaded once
+(:func:`load_plugins`).
+
+The registries whose names the config validates are made here, by the names of the modules
+that fill them, so that ``import spikedistill.config`` pulls in neither torch nor the methods:
+
+    METHODS    distillation methods   (filled by spikedistill.distill; entry meta: config, section)
+    DATASETS   datasets               (filled by spikedistill.data.sets)
+
+Models have their own registry (:mod:`spikedistill.models.registry`), which loads the plugins
+through the same :func:`load_plugins`.
+
+Plugins
+-------
+A distribution declares entry points in the group :data:`ENTRY_POINT_GROUP`::
+
+    [project.entry-points."spikedistill.plugins"]
+    my_stuff = "my_package.spikedistill_plugin"            # import the module
+    other = "my_package.plugin:register"                   # import, then call register()
+
+Importing (or calling) the plugin registers its models, methods and datasets through the usual
+decorators. A plugin that fails to load gives one warning naming it and its entry point, and
+the rest keeps working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+from spikedistill.errors import ConfigError
+
+ENTRY_POINT_GROUP = "spikedistill.plugins"
+
+_plugins_lock = threading.RLock()
+_plugins_state = {"loaded": False}
+#: ``(entry point name, value, error or None)`` of every plugin :func:`load_plugins` tried.
+LOADED_PLUGINS: List[Tuple[str, str, Optional[str]]] = []
+
+
+def _call_spec(spec: str) -> None:
+    """Import ``module`` or ``module:function`` (and call the function)."""
+    module_name, _, attr = spec.partition(":")
+    module = importlib.import_module(module_name.strip())
+    if attr:
+        fn = module
+        for part in attr.strip().split("."):
+            fn = getattr(fn, part)
+        fn()
+
+
+def load_plugins(*, reload: bool = False) -> List[Tuple[str, str, Optional[str]]]:
+    """Load every entry point of the group :data:`ENTRY_POINT_GROUP` once per process.
+
+    Returns :data:`LOADED_PLUGINS`. A failing plugin is reported by one ``RuntimeWarning``
+    (``spikedistill plugin 'NAME' (VALUE) failed to load: ERROR``) and recorded with its error.
+    ``reload=True`` looks at the entry points again (plugins already imported stay imported).
+    """
+    with _plugins_lock:
+        if _plugins_state["loaded"] and not reload:
+            return LOADED_PLUGINS
+        _plugins_state["loaded"] = True      # before importing: a plugin may query registries
+        from importlib import metadata   # here: its import costs ~20 ms
+
+        seen = {name for name, _, _ in LOADED_PLUGINS}
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if ep.name in seen:
+                continue
+            try:
+                _call_spec(ep.value)
+                LOADED_PLUGINS.append((ep.name, ep.value, None))
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
+                message = f"{type(exc).__name__}: {exc}"
+                LOADED_PLUGINS.append((ep.name, ep.value, message))
+                warnings.warn(f"spikedistill plugin '{ep.name}' ({ep.value}) failed to load: "
+                              f"{message}", RuntimeWarning, stacklevel=2)
+        return LOADED_PLUGINS
+
+
+class Registry:
+    """Entries by name, complete on first query.
+
+    ``kind``: the singular noun in messages ("method"); ``key``: the dotted config key that
+    names an entry ("distill.method"), used in the unknown-name error; ``providers``: modules
+    imported (once, lazily) before the first query, which register the built-in entries.
+    """
+
+    def __init__(self, kind: str, key: str, providers: Iterable[str] = ()) -> None:
+        self.kind = kind
+        self.key = key
+        self.providers: Tuple[str, ...] = tuple(providers)
+        self._entries: Dict[str, Dict[str, Any]] = {}
+        self._ready = False
+        self._lock = threading.RLock()
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            self._ready = True               # before importing: providers register into us
+            try:
+                for name in self.providers:
+                    importlib.import_module(name)
+            except BaseException:
+                self._ready = False
+                raise
+        load_plugins()
+
+    def register(self, name: str, obj: Any, **meta: Any) -> Any:
+        """Add ``obj`` under ``name`` with ``meta``; a second registration of a name is an error."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+        with self._lock:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = {"obj": obj, **meta}
+        return obj
+
+    def decorator(self, name: str, **meta: Any) -> Callable[[Any], Any]:
+        """``@registry.decorator(name, **meta)``: register the decorated object."""
+        def deco(obj):
+            return self.register(name, obj, **meta)
+        return deco
+
+    def names(self) -> List[str]:
+        """Every registered name, sorted."""
+        self._ensure()
+        return sorted(self._entries)
+
+    def __iter__(self):
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __contains__(self, name: object) -> bool:
+        self._ensure()
+        return name in self._entries
+
+    def entry(self, name: str) -> Dict[str, Any]:
+        """The entry (``{"obj": ..., **meta}``); ConfigError naming :attr:`key` and every
+        registered name when ``name`` is unknown."""
+        self._ensure()
+        if name not in self._entries:
+            raise ConfigError(f"config key '{self.key}': unknown {self.kind} {name!r}; "
+                              f"registered {self.kind}s: {', '.join(self.names())}")
+        return self._entries[name]
+
+    def get(self, name: str) -> Any:
+        """The registered object of ``name`` (see :meth:`entry`)."""
+        return self.entry(name)["obj"]
+
+    def items(self) -> List[Tuple[str, Dict[str, Any]]]:
+        """``(name, entry)`` pairs in registration order (built-ins first, then plugins)."""
+        self._ensure()
+        return list(self._entries.items())
+
+
+#: Distillation methods; entry meta ``config`` (dataclass of its ``distill.<section>``, or
+#: None) and ``section`` (the sub-section's name).
+METHODS = Registry("method", "distill.method", providers=("spikedistill.distill",))
+
+#: Datasets; the entry is a :class:`spikedistill.data.registry.DatasetSpec`.
+DATASETS = Registry("dataset", "data.name", providers=("spikedistill.data.sets",))
