@@ -31,14 +31,14 @@ def student():
     # threshold 0.5: every layer of the randomly initialised net spikes (1.0 goes silent deep down)
     cfg = _cfg("model.arch=spiking_resnet18",
                "model.kwargs={spiking_neuron: IFNode, v_threshold: 0.5, detach_reset: true, "
-               "surrogate_function: {name: Sigmoid, alpha: 4.0}}")
+               "surrogate_function: {name: Sigmoid, alpha: 2.5}}")
     return build_model(cfg.model, K, 3, SHAPE)
 
 
 def _peer(model):
     """SpikingJelly's own network with the adapter's weights, in multi-step mode."""
     net = spiking_resnet.spiking_resnet18(spiking_neuron=neuron.IFNode, v_threshold=0.5,
-                                          surrogate_function=surrogate.Sigmoid(alpha=4.0),
+                                          surrogate_function=surrogate.Sigmoid(alpha=2.5),
                                           detach_reset=True, num_classes=K)
     functional.set_step_mode(net, "m")
     net.load_state_dict({k[len("net."):]: v for k, v in model.state_dict().items()})
@@ -83,7 +83,7 @@ def test_state_is_reset_between_forwards(student):
 def test_spiking_modules_and_taps(student):
     sn = student.net.layer4[1].sn2
     assert isinstance(sn, neuron.IFNode) and sn.v_threshold == 0.5 and sn.detach_reset
-    assert isinstance(sn.surrogate_function, surrogate.Sigmoid) and sn.surrogate_function.alpha == 4.0
+    assert isinstance(sn.surrogate_function, surrogate.Sigmoid) and sn.surrogate_function.alpha == 2.5
     sj_neurons = [n for n, m in student.named_modules() if isinstance(m, neuron.BaseNode)]
     assert [n for n, _ in student.spiking_modules()] == sj_neurons
     assert len(sj_neurons) == 17          # sn1 + 2 per BasicBlock (8 blocks)
