@@ -1,4 +1,10 @@
-"""Model registry (timm style): students and teachers registered and built by name."""
+"""Model registry (timm style): students and teachers registered and built by name.
+
+Besides the registered names, ``"<source>/<arch>"`` names a network of another library
+(``spikingjelly/sew_resnet18``, ``torchvision/resnet18``, ``timm/resnet10t``,
+``python/package.module:factory``; see :mod:`spikedistill.models.external`), so that a
+checkpoint's ``model_name`` / ``model_kwargs`` rebuild external models too.
+"""
 
 from __future__ import annotations
 
@@ -38,16 +44,23 @@ def list_models(role: Optional[str] = None) -> List[str]:
     return sorted(n for n, e in _MODELS.items() if role is None or e["role"] == role)
 
 
-def model_role(name: str) -> str:
+def model_role(name: str) -> Optional[str]:
+    """``"student"`` or ``"teacher"``; None for a ``python/...`` model (decided when built:
+    a student if it holds spiking neurons)."""
     return _entry(name)["role"]
 
 
 def _entry(name: str) -> Dict[str, Any]:
     load_plugins()
-    if name not in _MODELS:
-        raise ConfigError(f"config key 'model.name': unknown model {name!r}; registered models: "
-                          f"{', '.join(list_models())}")
-    return _MODELS[name]
+    if name in _MODELS:
+        return _MODELS[name]
+    from spikedistill.models.external import SOURCE_ROLES, external_factory, split_external_name
+    ext = split_external_name(name)
+    if ext is not None:
+        return {"factory": external_factory(*ext), "role": SOURCE_ROLES[ext[0]]}
+    raise ConfigError(f"config key 'model.name': unknown model {name!r}; registered models: "
+                      f"{', '.join(list_models())} (or '<source>/<arch>' with source "
+                      f"{', '.join(SOURCE_ROLES)})")
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
@@ -66,5 +79,6 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     model = factory(**plain)
     model.model_name = name
     model.model_kwargs = plain
-    model.model_role = entry["role"]
+    model.model_role = entry["role"] or ("student" if getattr(model, "is_spiking", False)
+                                         else "teacher")
     return model
