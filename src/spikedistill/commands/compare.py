@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from spikedistill.atomic import atomic_write, atomic_write_text
-from spikedistill.commands.common import add_config_args, load_from_args
+from spikedistill.commands.common import add_config_args, load_from_args, training_callbacks
 from spikedistill.errors import ConfigError
 
 RESULT_KEYS = ("best_acc", "last_acc", "best_epoch", "loss_means", "teacher_acc", "images_per_s",
@@ -169,10 +169,10 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
             raise ConfigError(f"run directory '{run_dir}' holds a run with a different config "
                               f"(key '{diff[0]}': {diff[1]!r} there, {diff[2]!r} now); use another "
                               "--out or delete it")
-        result = run_training(None, resume=run_dir)
+        result = run_training(None, resume=run_dir, callbacks=training_callbacks())
     else:
         log(f"compare: {key}: training")
-        result = run_training(cfg)
+        result = run_training(cfg, callbacks=training_callbacks())
     record = {k: _finite(getattr(result, k)) for k in RESULT_KEYS}
     record.update(method=method, seed=seed, config=wanted)
     result_path.parent.mkdir(parents=True, exist_ok=True)

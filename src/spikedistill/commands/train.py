@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from spikedistill.commands.common import add_config_args, load_from_args, overrides_from_args
+from spikedistill.commands.common import (add_config_args, load_from_args, overrides_from_args,
+                                          training_callbacks)
 from spikedistill.config import Config
 from spikedistill.errors import ConfigError
 
@@ -133,7 +134,7 @@ def run(args) -> int:
     if teacher:
         cfg.teacher.checkpoint = resolve_teacher_path(teacher)
     check_command(command, cfg)
-    result = run_training(cfg, resume=args.resume)
+    result = run_training(cfg, resume=args.resume, callbacks=training_callbacks())
     if D.env_world()[0] == 0:
         print("\n".join(summary_lines(result)), file=sys.stdout, flush=True)
     return 0

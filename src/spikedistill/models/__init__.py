@@ -25,9 +25,10 @@ def model_kwargs(model_cfg, num_classes: int, in_channels: int) -> Dict[str, Any
     return kwargs
 
 
-def build_model(model_cfg, num_classes: int, in_channels: int):
+def build_model(model_cfg, num_classes: int, in_channels: int, input_shape=None):
     """The model a ``model`` config section describes, for a dataset with ``num_classes``
-    classes and ``in_channels`` input channels."""
+    classes and ``in_channels`` input channels (``input_shape`` ``(C, H, W)``: used by external
+    sources)."""
     return create_model(model_cfg.name, **model_kwargs(model_cfg, num_classes, in_channels))
 
 
