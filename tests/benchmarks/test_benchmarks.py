@@ -4,17 +4,21 @@ Speed is never asserted here (that is what the scripts report on a GPU); these t
 the one-command benchmarks stay runnable and that their correctness checks pass.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(args, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+def _run(args, tmp_path, env=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env or {}))
     out = tmp_path / "out.json"
     proc = subprocess.run([sys.executable, *args, "--json", str(out)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -22,12 +26,56 @@ def _run(args, tmp_path):
     return json.loads(out.read_text()), proc.stdout
 
 
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_lif_kernel_benchmark_on_cpu(tmp_path):
-    data, stdout = _run(["benchmarks/lif_kernel.py", "--T", "1", "4", "--dtype", "fp32",
-                         "--impl", "torch_loop"], tmp_path)
-    rows = [r for r in data["results"] if r.get("impl") == "torch_loop"]
-    assert {r["T"] for r in rows} == {1, 4}
-    assert all(r["check"].startswith("ok") for r in rows), rows
+    # the Triton kernel through the CPU interpreter, checked against the hand-written fp32
+    # forward/BPTT of the benchmark (not the torch loop it is timed against)
+    data, stdout = _run(["benchmarks/lif_kernel.py", "--T", "1", "4", "--dtype", "fp32", "bf16",
+                         "--impl", "torch_loop", "triton"], tmp_path,
+                        env={"TRITON_INTERPRET": "1"})
+    rows = {(r["impl"], r["T"], r["dtype"]): r for r in data["results"]}
+    for T in (1, 4):
+        for dtype in ("fp32", "bf16"):
+            tri = rows[("triton", T, dtype)]
+            assert tri["status"] == "ok" and tri["check"] == "ok", tri
+            assert tri["spike_mismatches"] == 0 and 0.0 < tri["firing_rate"] < 1.0
+        loop = rows[("torch_loop", T, "fp32")]
+        assert loop["check"] == "ok" and loop["spike_mismatches"] == 0, loop
+
+
+def test_lif_kernel_check_catches_a_wrong_kernel():
+    lif = _load("lif_kernel")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 2, 16, 8, 8, generator=g) * 0.8 + 0.6
+    gs = torch.randn(x.shape, generator=g)
+    assert lif.check_against_reference(lif.torch_loop, x, gs)["spike_mismatches"] == 0
+
+    def wrong_threshold(v):
+        return lif.torch_loop(v + 0.05)
+
+    def wrong_surrogate(v):  # right spikes, gradient of a detached reset
+        u, out = torch.zeros_like(v[0]), []
+        for t in range(v.shape[0]):
+            h = lif.DECAY * u + v[t]
+            s = lif._TriangleSpike.apply(h - lif.THRESHOLD)
+            u = (1.0 - s.detach()) * h
+            out.append(s)
+        return torch.stack(out)
+
+    bad = lif.check_against_reference(wrong_threshold, x, gs)
+    assert bad["spike_mismatches"] > 0
+    bad = lif.check_against_reference(wrong_surrogate, x, gs)
+    assert bad["spike_mismatches"] == 0 and bad["grad_rel_err"] > 1e-2
+    args = lif.parse_args(["--device", "cpu", "--iters", "1", "--warmup", "0", "--skip-fwd"])
+    rec = lif.bench_one("triton", wrong_surrogate, "tiny", 4, "fp32", 2, torch.device("cpu"),
+                        args, 1.0)
+    assert rec["check"] == "MISMATCH"
 
 
 def test_train_step_benchmark_on_cpu(tmp_path, reference_step):
@@ -38,3 +86,26 @@ def test_train_step_benchmark_on_cpu(tmp_path, reference_step):
     assert all(r["status"] == "ok" for r in kinds.values()), kinds
     assert all(r["images_per_s"] > 0 for r in kinds.values())
     assert "ours" in stdout and "reference" in stdout
+    parity = data["parity"]["1"]
+    assert parity["status"] == "ok" and parity["max_rel_diff"] <= 1e-4
+    assert len(parity["losses_ours"]) == 2 and parity["losses_ours"][0] != parity["losses_ours"][1]
+
+
+def test_train_step_parity_catches_a_wrong_step(reference_step, monkeypatch):
+    from spikedistill.engine import loop
+
+    ts = _load("train_step")
+    kw = dict(T=1, width_mult=1, batch=4, num_classes=10, device=torch.device("cpu"),
+              neuron_backend="torch", seed=0)
+    assert ts.parity_check(reference_step, **kw)["status"] == "ok"
+    real = loop.train_step
+
+    def no_weight_decay(distiller, x, y, optimizer, **k):  # a step that drops weight decay
+        for group in optimizer.param_groups:
+            group["weight_decay"] = 0.0
+        return real(distiller, x, y, optimizer, **k)
+
+    monkeypatch.setattr(loop, "train_step", no_weight_decay)
+    bad = ts.parity_check(reference_step, **kw)
+    assert bad["status"] == "MISMATCH"
+    assert bad["losses_ours"][0] == pytest.approx(bad["losses_reference"][0], rel=1e-5)
