@@ -266,3 +266,31 @@ def test_curves_come_from_the_cli_not_the_engine(tmp_path, capsys):
                                                   "run.plots=true"]))
     assert not any((tmp_path / "engine").glob("*.png"))
     capsys.readouterr()
+
+
+def test_evaluate_shows_an_ann_frames_as_teacher_frames_says():
+    from spikedistill.engine.loop import evaluate
+
+    class ReluSum(nn.Module):  # logits [sum relu(x), 0.5]: class 0 iff the input has mass > 0.5
+        is_spiking = False
+
+        def forward(self, x):
+            s = torch.relu(x).flatten(1).sum(1)
+            return torch.stack([s, torch.full_like(s, 0.5)], dim=1)
+
+    x = torch.stack([torch.ones(3, 1, 2, 2), -torch.ones(3, 1, 2, 2)])  # [T=2, B=3, C, H, W]
+    y = torch.zeros(3, dtype=torch.long)
+    # mean frame: relu(0) = 0 -> class 1 (wrong); per step: mean(4, 0) = 2 > 0.5 -> class 0
+    assert evaluate(ReluSum(), [(x, y)], "cpu", "fp32", frames="mean") == 0.0
+    assert evaluate(ReluSum(), [(x, y)], "cpu", "fp32", frames="per_step") == 1.0
+
+
+def test_distill_command_accepts_an_external_teacher():
+    from spikedistill.commands.train import check_command
+    from spikedistill.config import build_config
+
+    ext = build_config({}, ["distill.method=kd", "teacher.source=torchvision",
+                            "teacher.arch=resnet18", "teacher.weights=w.pth"])
+    check_command("distill", ext)  # no teacher.checkpoint needed
+    with pytest.raises(ConfigError, match="distill needs a teacher"):
+        check_command("distill", build_config({}, ["distill.method=kd"]))
