@@ -5,7 +5,7 @@
 PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install demo test bench-cpu
+.PHONY: install demo test bench-cpu gpu-check
 
 # SpikingJelly 2.0's wheel requires torchaudio (no build for torch 2.14) but never imports it:
 # it goes in without its requirements; what its modules import (loguru, h5py) is in the dev extra.
@@ -24,3 +24,8 @@ test: install
 bench-cpu: install
 	$(PYTHON) benchmarks/train_step.py
 	$(PYTHON) benchmarks/lif_kernel.py
+
+# The checks that need one GPU, in one command (< 8 minutes): make gpu-check DATA=PATH/cifar10-jpeg.tar.gz
+DATA ?= ../shared/data/cifar10-jpeg.tar.gz
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py --data $(DATA) --json gpu_check.json

@@ -6,12 +6,18 @@ weight decay 1e-4 on the student):
 * ``reference``: the released step, re-created in ``shared/bench/reference_step.py`` (teacher in
   train mode with backward through it, [B, T] layout, float32 spikes, one host sync per step).
 * ``lean``     : the same model code with a frozen teacher under ``inference_mode`` and no sync.
-* ``ours``     : spikedistill -- ``create_model("spiking_resnet19", T=T, width_mult=W)``,
+* ``ours``     : spikedistill's product: the engine's own ``engine.loop.train_step`` (the step
+  ``run_training`` runs) on ``create_model("spiking_resnet19", T=T, width_mult=W)``,
   ``create_model("resnet19", width_mult=W)``, ``build_method("ckd-released", ...)`` (teacher
   frozen: eval + ``inference_mode``), loss = sum of the method's weighted terms, autocast in
   ``--dtype``, channels_last weights and input, neuron backend ``--neuron-backend`` (``auto``:
   the fused Triton LIF on CUDA), optionally ``torch.compile`` of the student (``--compile``).
 * ``ours_torch``: ``ours`` with the pure-torch neuron loop (to see the kernel's share).
+
+Before ``ours`` is timed at a T, a loss-parity check runs the engine's step next to the
+reference ``lean_step`` (frozen teacher) in fp32 with the same weights (copied from the
+reference models), inputs, SGD settings and NLD noise for two steps; the first losses must
+agree to 1e-5 and the second (after one update) to 2e-3 (relative), else ``ours`` is reported ``parity_failed`` and the script exits 1.
 
 All kinds are timed by ``reference_step.measure`` (CUDA events between consecutive steps, idle
 gaps included; peak memory from ``torch.cuda.max_memory_allocated`` after a reset) and credited
@@ -59,21 +65,91 @@ def load_reference(path: Optional[str]):
     return mod
 
 
+def _copy_by_order(src: torch.nn.Module, dst: torch.nn.Module) -> None:
+    """Copy every tensor of ``src``'s state dict into ``dst``'s (same registration order and
+    shapes: the reference models and ours are built layer for layer alike)."""
+    s, d = list(src.state_dict().values()), dst.state_dict()
+    if len(s) != len(d):
+        raise RuntimeError(f"state dicts differ in length ({len(s)} vs {len(d)})")
+    with torch.no_grad():
+        for (k, v), w in zip(d.items(), s):
+            if v.shape != w.shape:
+                raise RuntimeError(f"{k}: {tuple(v.shape)} vs {tuple(w.shape)}")
+            v.copy_(w)
+
+
+def _ours_method(*, T: int, width_mult: int, num_classes: int, neuron_backend: str):
+    from spikedistill.distill import build_method
+    from spikedistill.models import create_model
+
+    student = create_model("spiking_resnet19", T=T, width_mult=width_mult,
+                           num_classes=num_classes, neuron={"backend": neuron_backend})
+    teacher = create_model("resnet19", width_mult=width_mult, num_classes=num_classes)
+    return build_method("ckd-released", student, teacher, None)  # teacher frozen
+
+
+def _engine_step(method, x, y, opt, device, amp, scaler, step_no: int, steps: int):
+    """The engine's own training step (``spikedistill.engine.loop.train_step``)."""
+    from spikedistill.distill.context import StepContext
+    from spikedistill.engine.loop import takes_context, train_step
+
+    ctx = StepContext.at(0, step_no % steps, epochs=1, steps_per_epoch=steps)
+    _, _, total = train_step(method, x, y, opt, scaler=scaler, device=device, amp_dtype=amp,
+                             ctx=ctx, pass_ctx=takes_context(method))
+    return total.detach()
+
+
+def parity_check(ref, *, T: int, width_mult: int, batch: int, num_classes: int,
+                 device: torch.device, neuron_backend: str, seed: int, steps: int = 2,
+                 rtol_first: float = 1e-5, rtol_later: float = 2e-3) -> Dict:
+    """Loss parity of the engine's step against the reference ``lean_step`` (frozen teacher,
+    fp32): the same weights (copied from the reference models), inputs, SGD settings and NLD
+    noise (the RNG is seeded identically before each step) for ``steps`` steps.
+
+    The first losses must agree to ``rtol_first`` (relative): same function, same numbers.
+    Later losses check that the updates agree, to ``rtol_later``: the two layouts ([T, B]
+    vs [B, T]) sum the gradients in different orders, and after one update such rounding
+    differences flip a few near-threshold spikes (measured: 6e-4 at T = 4, width 1)."""
+    rec: Dict = {"T": T, "steps": steps, "rtol_first": rtol_first, "rtol_later": rtol_later}
+    try:
+        ref_s, ref_t = ref.build_models("resnet19", T, num_classes, width_mult, device, seed)
+        method = _ours_method(T=T, width_mult=width_mult, num_classes=num_classes,
+                              neuron_backend=neuron_backend)
+        _copy_by_order(ref_s, method.student)
+        _copy_by_order(ref_t, method.teacher)
+        method = method.to(device)
+        method.train()
+        opt_ref = ref.make_optimizer(ref_s)
+        opt = torch.optim.SGD(list(method.trainable_parameters()), **SGD)
+        x, y = ref.make_synthetic_batch(batch, num_classes, device, seed)
+        lr_, lo_ = [], []
+        for i in range(steps):
+            torch.manual_seed(seed + 1000 + i)
+            loss_ref, _ = ref.lean_step(ref_s, ref_t, opt_ref, x, y, None)
+            torch.manual_seed(seed + 1000 + i)
+            loss_ours = _engine_step(method, x, y, opt, device, None, None, i, steps)
+            lr_.append(float(loss_ref))
+            lo_.append(float(loss_ours))
+        rel = [abs(a - b) / max(abs(a), 1e-12) for a, b in zip(lr_, lo_)]
+        ok = rel[0] <= rtol_first and all(r <= rtol_later for r in rel[1:])
+        rec.update(losses_reference=lr_, losses_ours=lo_, rel_diff=rel, max_rel_diff=max(rel),
+                   status="ok" if ok else "MISMATCH")
+    except Exception as exc:  # noqa: BLE001 - reported, and 'ours' is then not timed
+        rec.update(status="error", error=f"{type(exc).__name__}: {str(exc)[:300]}")
+    return rec
+
+
 def ours_setup(ref, *, T: int, width_mult: int, batch: int, num_classes: int, dtype: str,
                device: torch.device, neuron_backend: str, compile_student: bool,
-               channels_last: bool, seed: int) -> Callable[[], Callable[[], torch.Tensor]]:
-    """A setup() for ``ref.measure``: builds spikedistill's CKD step and returns it."""
+               channels_last: bool, seed: int, steps: int = 1
+               ) -> Callable[[], Callable[[], torch.Tensor]]:
+    """A setup() for ``ref.measure``: spikedistill's CKD method and optimiser, stepped by the
+    engine's own ``train_step``."""
 
     def setup():
-        # imported here so that the reference-only part runs even without these modules
-        from spikedistill.distill import build_method
-        from spikedistill.models import create_model
-
         torch.manual_seed(seed)
-        student = create_model("spiking_resnet19", T=T, width_mult=width_mult,
-                               num_classes=num_classes, neuron={"backend": neuron_backend})
-        teacher = create_model("resnet19", width_mult=width_mult, num_classes=num_classes)
-        method = build_method("ckd-released", student, teacher, None)  # teacher frozen
+        method = _ours_method(T=T, width_mult=width_mult, num_classes=num_classes,
+                              neuron_backend=neuron_backend)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         method = method.to(device=device, memory_format=fmt)
         method.train()
@@ -87,21 +163,14 @@ def ours_setup(ref, *, T: int, width_mult: int, batch: int, num_classes: int, dt
         x, y = ref.make_synthetic_batch(batch, num_classes, device, seed)
         x = x.contiguous(memory_format=fmt)
         amp = ref.DTYPES[dtype]
+        amp = None if amp == torch.float32 else amp
         scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+        counter = [0]
 
         def step():
-            with ref.autocast_context(device.type, amp):
-                _, losses = method.forward_train(x, y)
-                loss = sum(losses.values())
-            opt.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                opt.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            return loss.detach()
+            counter[0] += 1
+            return _engine_step(method, x, y, opt, device, amp, scaler, counter[0] - 1,
+                                max(steps, 1))
 
         return step
 
@@ -199,7 +268,14 @@ def main(argv=None) -> int:
 
     results: List[Dict] = []
     arch = "resnet19"
+    parity: Dict[int, Dict] = {}
     for T in args.T:
+        if any(k.startswith("ours") for k in args.kind):
+            parity[T] = parity_check(ref, T=T, width_mult=args.width_mult,
+                                     batch=min(args.batch, 16), num_classes=args.classes,
+                                     device=device, neuron_backend=args.neuron_backend,
+                                     seed=args.seed)
+            print(json.dumps({"parity": parity[T]}), flush=True)
         for dtype in args.dtype:
             flops = ref.flops_per_image(arch, T, args.width_mult, args.classes)
             for kind in args.kind:
@@ -207,12 +283,17 @@ def main(argv=None) -> int:
                     rec = ref.bench_reference(arch, T, dtype, kind, args.batch, device,
                                               args.steps, args.warmup, args.classes,
                                               args.width_mult, args.seed)
+                elif parity[T]["status"] != "ok":
+                    rec = {"arch": arch, "T": T, "dtype": dtype, "kind": kind,
+                           "batch": args.batch, "width_mult": args.width_mult,
+                           "status": "parity_failed", "error": json.dumps(parity[T])[:300]}
                 else:
                     backend = "torch" if kind == "ours_torch" else args.neuron_backend
                     setup = ours_setup(ref, T=T, width_mult=args.width_mult, batch=args.batch,
                                        num_classes=args.classes, dtype=dtype, device=device,
                                        neuron_backend=backend, compile_student=args.compile,
-                                       channels_last=not args.no_channels_last, seed=args.seed)
+                                       channels_last=not args.no_channels_last, seed=args.seed,
+                                      steps=args.steps + args.warmup)
                     rec = ref.measure(setup, device=device, batch=args.batch, steps=args.steps,
                                       warmup=args.warmup, flops_per_image=flops, arch=arch,
                                       width_mult=args.width_mult, T=T, dtype=dtype, kind=kind,
@@ -234,10 +315,16 @@ def main(argv=None) -> int:
     if summary:
         print()
         print(format_summary(summary))
+    for T, p in parity.items():
+        print(f"parity T={T}: {p['status']} (max relative loss difference "
+              f"{p.get('max_rel_diff', float('nan')):.2e} over {p['steps']} fp32 steps vs lean_step)")
     if args.json:
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results,
-                                               "summary": summary}, indent=2, default=str))
-    return 0 if all(r.get("status") in ("ok", "oom") for r in results) else 1
+                                               "summary": summary,
+                                               "parity": {str(k): v for k, v in parity.items()}},
+                                              indent=2, default=str))
+    ok = all(r.get("status") in ("ok", "oom") for r in results)
+    return 0 if ok and all(p["status"] == "ok" for p in parity.values()) else 1
 
 
 if __name__ == "__main__":

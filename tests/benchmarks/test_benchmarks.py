@@ -4,17 +4,21 @@ Speed is never asserted here (that is what the scripts report on a GPU); these t
 the one-command benchmarks stay runnable and that their correctness checks pass.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(args, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+def _run(args, tmp_path, env=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env or {}))
     out = tmp_path / "out.json"
     proc = subprocess.run([sys.executable, *args, "--json", str(out)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -22,12 +26,56 @@ def _run(args, tmp_path):
     return json.loads(out.read_text()), proc.stdout
 
 
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_lif_kernel_benchmark_on_cpu(tmp_path):
-    data, stdout = _run(["benchmarks/lif_kernel.py", "--T", "1", "4", "--dtype", "fp32",
-                         "--impl", "torch_loop"], tmp_path)
-    rows = [r for r in data["results"] if r.get("impl") == "torch_loop"]
-    assert {r["T"] for r in rows} == {1, 4}
-    assert all(r["check"].startswith("ok") for r in rows), rows
+    # the Triton kernel through the CPU interpreter, checked against the hand-written fp32
+    # forward/BPTT of the benchmark (not the torch loop it is timed against)
+    data, stdout = _run(["benchmarks/lif_kernel.py", "--T", "1", "4", "--dtype", "fp32", "bf16",
+                         "--impl", "torch_loop", "triton"], tmp_path,
+                        env={"TRITON_INTERPRET": "1"})
+    rows = {(r["impl"], r["T"], r["dtype"]): r for r in data["results"]}
+    for T in (1, 4):
+        for dtype in ("fp32", "bf16"):
+            tri = rows[("triton", T, dtype)]
+            assert tri["status"] == "ok" and tri["check"] == "ok", tri
+            assert tri["spike_mismatches"] == 0 and 0.0 < tri["firing_rate"] < 1.0
+        loop = rows[("torch_loop", T, "fp32")]
+        assert loop["check"] == "ok" and loop["spike_mismatches"] == 0, loop
+
+
+def test_lif_kernel_check_catches_a_wrong_kernel():
+    lif = _load("lif_kernel")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 2, 16, 8, 8, generator=g) * 0.8 + 0.6
+    gs = torch.randn(x.shape, generator=g)
+    assert lif.check_against_reference(lif.torch_loop, x, gs)["spike_mismatches"] == 0
+
+    def wrong_threshold(v):
+        return lif.torch_loop(v + 0.05)
+
+    def wrong_surrogate(v):  # right spikes, gradient of a detached reset
+        u, out = torch.zeros_like(v[0]), []
+        for t in range(v.shape[0]):
+            h = lif.DECAY * u + v[t]
+            s = lif._TriangleSpike.apply(h - lif.THRESHOLD)
+            u = (1.0 - s.detach()) * h
+            out.append(s)
+        return torch.stack(out)
+
+    bad = lif.check_against_reference(wrong_threshold, x, gs)
+    assert bad["spike_mismatches"] > 0
+    bad = lif.check_against_reference(wrong_surrogate, x, gs)
+    assert bad["spike_mismatches"] == 0 and bad["grad_rel_err"] > 1e-2
+    args = lif.parse_args(["--device", "cpu", "--iters", "1", "--warmup", "0", "--skip-fwd"])
+    rec = lif.bench_one("triton", wrong_surrogate, "tiny", 4, "fp32", 2, torch.device("cpu"),
+                        args, 1.0)
+    assert rec["check"] == "MISMATCH"
 
 
 def test_train_step_benchmark_on_cpu(tmp_path, reference_step):
@@ -38,3 +86,69 @@ def test_train_step_benchmark_on_cpu(tmp_path, reference_step):
     assert all(r["status"] == "ok" for r in kinds.values()), kinds
     assert all(r["images_per_s"] > 0 for r in kinds.values())
     assert "ours" in stdout and "reference" in stdout
+    parity = data["parity"]["1"]
+    assert parity["status"] == "ok" and parity["rel_diff"][0] <= 1e-5
+    assert len(parity["losses_ours"]) == 2 and parity["losses_ours"][0] != parity["losses_ours"][1]
+
+
+def test_train_step_parity_catches_a_wrong_step(reference_step, monkeypatch):
+    from spikedistill.engine import loop
+
+    ts = _load("train_step")
+    kw = dict(T=1, width_mult=1, batch=4, num_classes=10, device=torch.device("cpu"),
+              neuron_backend="torch", seed=0)
+    assert ts.parity_check(reference_step, **kw)["status"] == "ok"
+    real = loop.train_step
+
+    class NoStep:  # an optimiser whose step does nothing: the update is lost
+        def __init__(self, opt):
+            self.opt = opt
+
+        def zero_grad(self, set_to_none=True):
+            self.opt.zero_grad(set_to_none=set_to_none)
+
+        def step(self):
+            pass
+
+    def lost_update(distiller, x, y, optimizer, **k):
+        return real(distiller, x, y, NoStep(optimizer), **k)
+
+    monkeypatch.setattr(loop, "train_step", lost_update)
+    bad = ts.parity_check(reference_step, **kw)
+    assert bad["status"] == "MISMATCH"
+    assert bad["losses_ours"][0] == pytest.approx(bad["losses_reference"][0], rel=1e-5)
+
+
+def test_gpu_check_on_cpu_writes_every_part(tmp_path):
+    # every part at tiny CPU sizes on the digits; the step benchmark is pointed at a missing
+    # reference so that its failure is recorded while the other parts still run
+    out = tmp_path / "gpu_check.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu",
+                           "--json", str(out), "--reference", str(tmp_path / "missing.py")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # one part failed
+    data = json.loads(out.read_text())
+    assert set(data) >= {"meta", "triton_tests", "lif_kernel", "train_step", "end_to_end", "ok"}
+    assert {"torch", "triton", "device_name", "cuda"} <= set(data["meta"])
+    assert data["ok"] is False
+    tt = data["triton_tests"]
+    assert tt["status"] == "ok" and tt["failed"] == 0 and tt["skipped"] > 0  # CUDA cases skip
+    assert data["lif_kernel"]["status"] == "ok"
+    assert all(r["check"] == "ok" for r in data["lif_kernel"]["headline"] if r["dtype"] == "fp32")
+    assert data["train_step"]["status"] == "error"
+    assert "reference step not found" in data["train_step"]["error"]
+    e2e = data["end_to_end"]
+    assert e2e["status"] == "ok" and e2e["dataset"] == "digits"
+    for role in ("teacher", "student"):
+        assert 0.0 <= e2e[role]["best_acc"] <= 1.0 and e2e[role]["images_per_s"] > 0
+    assert e2e["student"]["teacher_acc"] == e2e["teacher"]["best_acc"]
+    assert e2e["teacher_record"]["arch"] == "resnet20" and len(e2e["teacher_record"]["sha256"]) == 64
+    assert {"ce", "samd", "nld"} == set(e2e["student"]["loss_means"])
+
+
+def test_pytest_summary_parsing():
+    gc = _load("gpu_check")
+    assert gc.pytest_counts("....\n3 passed, 2 skipped, 1 failed, 4 deselected in 1.0s\n") == {
+        "passed": 3, "failed": 1, "skipped": 2, "errors": 0, "deselected": 4}
+    assert gc.pytest_counts("1 error in 0.1s")["errors"] == 1

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from engine_helpers import state_dicts_equal, tiny_config
+from spikedistill.commands.common import training_callbacks
 from spikedistill.config import build_config
 from spikedistill.engine import checkpoint as ck
 from spikedistill.engine.logging import read_metrics_csv
@@ -58,7 +59,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
 def test_run_records_and_result(tmp_path):
     cfg = tiny_config(tmp_path, "rec", ["train.epochs=2", "train.eval_every=2",
                                          "run.tensorboard=true", "run.plots=true"])
-    res = run_training(cfg)
+    res = run_training(cfg, callbacks=training_callbacks())  # curves: the commands' callback
     run = tmp_path / "rec"
     assert {"config.yaml", "metrics.csv", "last.pt", "best.pt", "tensorboard"} <= {
         p.name for p in run.iterdir()}
@@ -239,7 +240,7 @@ def test_progress_bar_on_a_terminal(tmp_path, monkeypatch):
     import types
 
     from spikedistill.engine import logging as run_logging
-    from spikedistill.engine import trainer
+    from spikedistill.engine import callbacks
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -247,7 +248,7 @@ def test_progress_bar_on_a_terminal(tmp_path, monkeypatch):
 
     term = Terminal()
     monkeypatch.setattr(run_logging, "sys", types.SimpleNamespace(stderr=term))
-    monkeypatch.setattr(trainer, "PROGRESS_EVERY", 1)
+    monkeypatch.setattr(callbacks, "PROGRESS_EVERY", 1)
     cfg = tiny_config(tmp_path, "bar", ["train.epochs=1", "train.max_steps_per_epoch=2",
                                         "run.progress=true"])
     run_training(cfg)

@@ -8,7 +8,8 @@ are merged in that order into one :class:`~spikedistill.config.Config`.
 from __future__ import annotations
 
 import argparse
-from typing import List, Optional, Sequence
+import sys
+from typing import Any, List, Optional, Sequence
 
 from spikedistill.config import Config, load_config
 from spikedistill.errors import ConfigError
@@ -58,3 +59,25 @@ def load_from_args(args: argparse.Namespace, extra_overrides: Sequence[str] = ()
     ``extra_overrides`` applied last."""
     return load_config(path if path is not None else getattr(args, "config", None),
                        overrides_from_args(args) + list(extra_overrides))
+
+
+class CurvesCallback:
+    """Training callback (``run_training(..., callbacks=[CurvesCallback()])``): at the end of a
+    run with ``run.plots`` on, rank 0 draws the loss/accuracy curves next to ``metrics.csv``
+    (:func:`spikedistill.analysis.curves.plot_run_curves`). A plotting failure only warns: the
+    run itself succeeded."""
+
+    def on_run_end(self, run, result) -> None:
+        if not (run.is_main and run.cfg.run.plots and result.history):
+            return
+        try:
+            from spikedistill.analysis.curves import plot_run_curves
+            plot_run_curves(run.run_dir)
+        except Exception as exc:  # matplotlib missing, headless quirks
+            print(f"WARNING: could not draw the training curves ({type(exc).__name__}: {exc})",
+                  file=sys.stderr, flush=True)
+
+
+def training_callbacks() -> List[Any]:
+    """The callbacks every training command attaches (curves: ``run.plots``)."""
+    return [CurvesCallback()]

@@ -19,6 +19,7 @@ continues interrupted ones from their ``last.pt``, and rewrites the summary:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import statistics
@@ -26,11 +27,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from spikedistill.atomic import atomic_write, atomic_write_text
-from spikedistill.commands.common import add_config_args, load_from_args
+from spikedistill.commands.common import add_config_args, load_from_args, training_callbacks
 from spikedistill.errors import ConfigError
 
 RESULT_KEYS = ("best_acc", "last_acc", "best_epoch", "loss_means", "teacher_acc", "images_per_s",
-               "wall_time_s", "run_dir")
+               "wall_time_s", "run_dir", "teacher")
 
 
 def register(sub) -> None:
@@ -141,7 +142,11 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
     cfg = base_cfg.copy()
     cfg.distill.method = method
     cfg.train.seed = seed
-    cfg.teacher.checkpoint = teacher if method_requires_teacher(method) else None
+    if method_requires_teacher(method):
+        cfg.teacher.checkpoint = teacher
+    else:  # the student alone: no teacher is built, whatever its source
+        cfg.teacher.checkpoint = None
+        cfg.teacher.source = "spikedistill"
     cfg.run.out_dir = str(out / "runs")
     cfg.run.name = key
     cfg.run.progress = False
@@ -169,10 +174,10 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
             raise ConfigError(f"run directory '{run_dir}' holds a run with a different config "
                               f"(key '{diff[0]}': {diff[1]!r} there, {diff[2]!r} now); use another "
                               "--out or delete it")
-        result = run_training(None, resume=run_dir)
+        result = run_training(None, resume=run_dir, callbacks=training_callbacks())
     else:
         log(f"compare: {key}: training")
-        result = run_training(cfg)
+        result = run_training(cfg, callbacks=training_callbacks())
     record = {k: _finite(getattr(result, k)) for k in RESULT_KEYS}
     record.update(method=method, seed=seed, config=wanted)
     result_path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,28 +257,30 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
     md += [markdown_table(rows), ""]
     paths = {"md": out / "compare.md", "csv": out / "compare.csv", "runs_csv": out / "runs.csv",
              "png": out / "compare.png"}
-    paths["md"].write_text("\n".join(md))
+    atomic_write_text(paths["md"], "\n".join(md))
 
-    with open(paths["csv"], "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["method", "n", "seeds", "best_acc_mean", "best_acc_std", "last_acc_mean",
-                    "last_acc_std", "teacher_acc"] + [f"loss_{n}" for n in names])
-        for r in rows:
-            w.writerow([r["method"], r["n"], " ".join(map(str, r["seeds"])),
-                        _fmt(r["best_mean"], 4), _fmt(r["best_std"], 4), _fmt(r["last_mean"], 4),
-                        _fmt(r["last_std"], 4), _fmt(r["teacher_acc"], 4)]
-                       + [_fmt(r["losses"].get(n), 6) for n in names])
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(["method", "n", "seeds", "best_acc_mean", "best_acc_std", "last_acc_mean",
+                "last_acc_std", "teacher_acc"] + [f"loss_{n}" for n in names])
+    for r in rows:
+        w.writerow([r["method"], r["n"], " ".join(map(str, r["seeds"])),
+                    _fmt(r["best_mean"], 4), _fmt(r["best_std"], 4), _fmt(r["last_mean"], 4),
+                    _fmt(r["last_std"], 4), _fmt(r["teacher_acc"], 4)]
+                   + [_fmt(r["losses"].get(n), 6) for n in names])
+    atomic_write_text(paths["csv"], fh.getvalue())
 
-    with open(paths["runs_csv"], "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["method", "seed", "best_acc", "last_acc", "best_epoch", "wall_time_s",
-                    "images_per_s", "run_dir"] + [f"loss_{n}" for n in names])
-        for rec in records:
-            lm = rec.get("loss_means") or {}
-            w.writerow([rec["method"], rec["seed"], _fmt(_pct(rec["best_acc"]), 4),
-                        _fmt(_pct(rec["last_acc"]), 4), rec.get("best_epoch"),
-                        _fmt(rec.get("wall_time_s"), 2), _fmt(rec.get("images_per_s"), 1),
-                        rec.get("run_dir")] + [_fmt(lm.get(n), 6) for n in names])
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(["method", "seed", "best_acc", "last_acc", "best_epoch", "wall_time_s",
+                "images_per_s", "run_dir"] + [f"loss_{n}" for n in names])
+    for rec in records:
+        lm = rec.get("loss_means") or {}
+        w.writerow([rec["method"], rec["seed"], _fmt(_pct(rec["best_acc"]), 4),
+                    _fmt(_pct(rec["last_acc"]), 4), rec.get("best_epoch"),
+                    _fmt(rec.get("wall_time_s"), 2), _fmt(rec.get("images_per_s"), 1),
+                    rec.get("run_dir")] + [_fmt(lm.get(n), 6) for n in names])
+    atomic_write_text(paths["runs_csv"], fh.getvalue())
 
     _bar_chart(rows, paths["png"], title)
     return paths
@@ -325,7 +332,7 @@ def compare(base_cfg, methods: Sequence[str], seeds: Sequence[int], out, teacher
     out = Path(out)
     teacher = resolve_teacher(teacher if teacher is not None else base_cfg.teacher.checkpoint)
     needing = [m for m in methods if method_requires_teacher(m)]
-    if needing and teacher is None:
+    if needing and teacher is None and base_cfg.teacher.source == "spikedistill":
         raise ConfigError(f"methods {', '.join(needing)} need a teacher: pass --teacher "
                           "RUN_DIR/best.pt (or set teacher.checkpoint)")
     records = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from spikedistill.commands.common import add_config_args, overrides_from_args
+from spikedistill.commands.common import add_config_args, overrides_from_args, training_callbacks
 from spikedistill.config import load_config
 
 CONFIGS = Path(__file__).resolve().parent / "demo_configs"
@@ -37,12 +37,12 @@ def run(args) -> int:
     out = args.out
     rows = []
     t0 = time.perf_counter()
-    teacher = run_training(_cfg("teacher", args, out))
+    teacher = run_training(_cfg("teacher", args, out), callbacks=training_callbacks())
     rows.append(("teacher (ANN resnet20)", "-", "ce", teacher))
     teacher_ckpt = str(Path(teacher.run_dir) / "best.pt")
     for name, method in (("snn_ce", "ce"), ("snn_ckd", "ckd")):
         cfg = _cfg(name, args, out, [f"teacher.checkpoint={teacher_ckpt}"] if method != "ce" else [])
-        res = run_training(cfg)
+        res = run_training(cfg, callbacks=training_callbacks())
         rows.append(("student (SNN spiking_resnet20)", str(cfg.model.T), method, res))
     total = time.perf_counter() - t0
 

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from spikedistill.commands.common import add_config_args, load_from_args, overrides_from_args
+from spikedistill.commands.common import (add_config_args, load_from_args, overrides_from_args,
+                                          training_callbacks)
 from spikedistill.config import Config
 from spikedistill.errors import ConfigError
 
@@ -81,9 +82,10 @@ def check_command(command: str, cfg: Config) -> None:
             raise ConfigError(f"distill needs a method that learns from a teacher (e.g. kd, ckd), "
                               f"got distill.method={method}; use 'spikedistill train' to train "
                               "without a teacher")
-        if not cfg.teacher.checkpoint:
+        if not cfg.teacher.checkpoint and cfg.teacher.source == "spikedistill":
             raise ConfigError("distill needs a teacher: pass --teacher RUN_DIR/best.pt "
-                              "(or set teacher.checkpoint)")
+                              "(or set teacher.checkpoint, or teacher.source/arch/weights for "
+                              "a torchvision, timm or python teacher)")
 
 
 def _fmt_time(seconds: float) -> str:
@@ -100,7 +102,8 @@ def _pct(value: Optional[float]) -> str:
 
 
 def summary_lines(result) -> List[str]:
-    """The end-of-run table: accuracies, every loss term's mean, T, time and speed."""
+    """The end-of-run table: accuracies, the teacher's provenance (source, arch, weights file,
+    sha256), every loss term's mean, T, time and speed."""
     rows = [
         ("run", result.run_dir),
         ("model", result.model_name + (f" (T={result.T})" if result.T is not None else "")),
@@ -109,6 +112,11 @@ def summary_lines(result) -> List[str]:
         ("last test acc", _pct(result.last_acc)),
         ("teacher acc", _pct(result.teacher_acc)),
     ]
+    teacher = getattr(result, "teacher", None)
+    if teacher:
+        rows += [("teacher", f"{teacher.get('source')} {teacher.get('arch')}"),
+                 ("teacher weights", str(teacher.get("weights") or "-")),
+                 ("teacher sha256", str(teacher.get("sha256") or "-"))]
     rows += [(f"loss {k} (last epoch)", f"{v:.4f}") for k, v in result.loss_means.items()]
     rows += [
         ("T", str(result.T) if result.T is not None else "- (ANN)"),
@@ -133,7 +141,7 @@ def run(args) -> int:
     if teacher:
         cfg.teacher.checkpoint = resolve_teacher_path(teacher)
     check_command(command, cfg)
-    result = run_training(cfg, resume=args.resume)
+    result = run_training(cfg, resume=args.resume, callbacks=training_callbacks())
     if D.env_world()[0] == 0:
         print("\n".join(summary_lines(result)), file=sys.stdout, flush=True)
     return 0

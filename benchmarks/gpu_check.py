@@ -1,0 +1,257 @@
+"""One command for a person with one GPU: the checks that need CUDA, in under 8 minutes.
+
+    python benchmarks/gpu_check.py --data PATH/cifar10-jpeg.tar.gz --json gpu_check.json
+
+Parts (each one's failure is recorded in the JSON and does not stop the others):
+
+1. ``triton_tests``: the CUDA cases of ``tests/neurons/test_triton_lif.py`` (pytest in a
+   subprocess; passed / failed / skipped counts).
+2. ``lif_kernel``: ``benchmarks/lif_kernel.py`` at ResNet-19 layer 1, T = 4 (Triton kernel vs
+   the torch loop, forward + backward ms, correctness check).
+3. ``train_step``: ``benchmarks/train_step.py`` at T = 1 and 4, reference vs ours (the engine's
+   own step, after its loss-parity check): images/s, peak memory, ratios.
+4. ``end_to_end``: an ANN teacher (ResNet-20) and a CKD student (spiking ResNet-20, T = 1)
+   trained for a few epochs on the CIFAR-10 JPEG copy through ``run_training``: test
+   accuracy, images/s, wall time, the teacher's provenance record.
+
+``meta`` holds the card's name, torch / CUDA / Triton versions. Runs on a stock CUDA PyTorch
+image plus PyYAML, tqdm, matplotlib, scikit-learn (pytest for part 1); only the standard
+library and torch are imported at the top, and ``src/`` is put on ``sys.path``. On the CPU
+(``--device cpu`` or no CUDA) every part runs at tiny sizes (digits when ``--data`` is not
+given) and the JSON has the same keys: a test of the script, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "src") not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(REPO / "src"))
+PARTS = ("triton_tests", "lif_kernel", "train_step", "end_to_end")
+
+
+def environment(device: torch.device) -> Dict[str, Any]:
+    info: Dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda,
+                            "python": platform.python_version(), "device_type": device.type,
+                            "platform": platform.platform()}
+    try:
+        import triton
+        info["triton"] = triton.__version__
+    except Exception as exc:  # noqa: BLE001
+        info["triton"] = f"unavailable ({type(exc).__name__})"
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(device_name=torch.cuda.get_device_name(device),
+                    capability=f"{props.major}.{props.minor}",
+                    memory_gib=round(props.total_memory / 2**30, 1))
+    else:
+        info["device_name"] = platform.processor() or platform.machine()
+    return info
+
+
+def _subprocess(cmd: List[str], timeout: float, env: Dict[str, str] = None) -> Dict[str, Any]:
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1",
+                    PYTHONPATH=os.pathsep.join([str(REPO / "src"),
+                                                os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    full_env.update(env or {})
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    return {"returncode": proc.returncode, "wall_s": round(time.perf_counter() - t0, 1),
+            "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+def _tail(text: str, n: int = 1500) -> str:
+    return text[-n:]
+
+
+# --------------------------------------------------------------------------------------------
+# the parts
+# --------------------------------------------------------------------------------------------
+
+def pytest_counts(text: str) -> Dict[str, int]:
+    """``{passed, failed, skipped, errors, deselected}`` from pytest's summary line."""
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": 0, "deselected": 0}
+    summary = [ln for ln in text.splitlines() if re.search(r"\b(passed|failed|skipped|error)", ln)]
+    for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)",
+                              summary[-1] if summary else ""):
+        counts["errors" if word.startswith("error") else word] += int(n)
+    return counts
+
+
+def part_triton_tests(args, device) -> Dict[str, Any]:
+    try:
+        import pytest  # noqa: F401
+    except ImportError:
+        return {"status": "error", "error": "pytest is not installed (pip install pytest)"}
+    out = _subprocess([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                       "tests/neurons/test_triton_lif.py", "-k", "cuda"], timeout=args.part_timeout)
+    counts = pytest_counts(out["stdout"])
+    ok = out["returncode"] in (0, 5) and counts["failed"] == 0 and counts["errors"] == 0
+    return {"status": "ok" if ok else "failed", **counts, "returncode": out["returncode"],
+            "wall_s": out["wall_s"], "tail": _tail(out["stdout"])}
+
+
+def _bench_json(script: str, extra: List[str], args) -> Dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "out.json"
+        out = _subprocess([sys.executable, f"benchmarks/{script}", *extra, "--json", str(path)],
+                          timeout=args.part_timeout)
+        data = json.loads(path.read_text()) if path.is_file() else None
+    return out, data
+
+
+def part_lif_kernel(args, device) -> Dict[str, Any]:
+    cuda = device.type == "cuda"
+    extra = ["--device", device.type, "--layers", "layer1" if cuda else "tiny", "--T", "4",
+             "--dtype", "bf16", "fp32"]
+    if not cuda:
+        extra += ["--impl", "torch_loop"]
+    out, data = _bench_json("lif_kernel.py", extra, args)
+    if data is None:
+        return {"status": "error", "returncode": out["returncode"],
+                "error": _tail(out["stderr"] or out["stdout"])}
+    rows = data["results"]
+    loop = {r["dtype"]: r.get("fwdbwd_ms") for r in rows if r["impl"] == "torch_loop"}
+    headline = [{"impl": r["impl"], "dtype": r["dtype"], "status": r.get("status"),
+                 "check": r.get("check"), "fwdbwd_ms": r.get("fwdbwd_ms"),
+                 "pct_of_copy_bw": r.get("pct_of_copy_bw"),
+                 "vs_loop": (loop.get(r["dtype"]) / r["fwdbwd_ms"]
+                             if loop.get(r["dtype"]) and r.get("fwdbwd_ms") else None)}
+                for r in rows]
+    bad = [r for r in rows if r.get("status") == "error" or r.get("check") == "MISMATCH"]
+    return {"status": "ok" if out["returncode"] == 0 and not bad else "failed",
+            "returncode": out["returncode"], "wall_s": out["wall_s"], "headline": headline,
+            "copy_gb_s": data["meta"].get("copy_gb_s"), "results": rows}
+
+
+def part_train_step(args, device) -> Dict[str, Any]:
+    extra = ["--device", device.type, "--T", "1", "4", "--kind", "reference", "ours"]
+    if args.reference:
+        extra += ["--reference", args.reference]
+    if device.type != "cuda":
+        extra += ["--dtype", "fp32", "--steps", "2", "--warmup", "1"]
+    out, data = _bench_json("train_step.py", extra, args)
+    if data is None:
+        return {"status": "error", "returncode": out["returncode"],
+                "error": _tail(out["stderr"] or out["stdout"])}
+    return {"status": "ok" if out["returncode"] == 0 else "failed",
+            "returncode": out["returncode"], "wall_s": out["wall_s"],
+            "parity": data.get("parity"), "summary": data.get("summary"),
+            "results": [{k: r.get(k) for k in ("kind", "T", "dtype", "batch", "width_mult",
+                                               "images_per_s", "ms_per_step", "peak_mem_mib",
+                                               "status", "error")} for r in data["results"]]}
+
+
+def part_end_to_end(args, device) -> Dict[str, Any]:
+    from spikedistill.config import build_config
+    from spikedistill.engine import run_training
+
+    cuda = device.type == "cuda"
+    with tempfile.TemporaryDirectory() as tmp:
+        common = [f"run.out_dir={tmp}", "run.progress=false", "run.tensorboard=false",
+                  "run.plots=false", f"train.device={device.type}"]
+        if args.data:
+            common += ["data.name=cifar10", f"data.root={args.data}"]
+            if not cuda:
+                common += ["data.train_subset=200", "data.test_subset=100"]
+        else:
+            common += ["data.name=digits"]
+        if cuda:
+            common += ["train.batch_size=128", "train.eval_batch_size=1000"]
+        else:
+            common += ["train.batch_size=16", "train.max_steps_per_epoch=2",
+                       "train.eval_batch_size=100", "train.threads=1"]
+        t_epochs = args.teacher_epochs or (4 if cuda else 1)
+        s_epochs = args.student_epochs or (3 if cuda else 1)
+        out: Dict[str, Any] = {"dataset": "CIFAR-10 (JPEG q75 copy)" if args.data else "digits"}
+        teacher = run_training(build_config({}, common + [
+            "model.name=resnet20", "distill.method=ce", f"train.epochs={t_epochs}",
+            "train.lr=0.1", "run.name=teacher"]))
+        out["teacher"] = {"model": "resnet20", "epochs": t_epochs, "best_acc": teacher.best_acc,
+                          "last_acc": teacher.last_acc, "images_per_s": teacher.images_per_s,
+                          "wall_s": teacher.wall_time_s}
+        student = run_training(build_config({}, common + [
+            "model.name=spiking_resnet20", "model.T=1", "distill.method=ckd",
+            f"train.epochs={s_epochs}", "train.lr=0.1", "run.name=student",
+            f"teacher.checkpoint={Path(teacher.run_dir) / 'best.pt'}"]))
+        out["student"] = {"model": "spiking_resnet20", "T": 1, "method": "ckd",
+                          "epochs": s_epochs, "best_acc": student.best_acc,
+                          "last_acc": student.last_acc, "images_per_s": student.images_per_s,
+                          "wall_s": student.wall_time_s, "loss_means": student.loss_means,
+                          "teacher_acc": student.teacher_acc}
+        out["teacher_record"] = {k: v for k, v in (student.teacher or {}).items()
+                                 if k != "checkpoint"}
+    out["status"] = "ok"
+    return out
+
+
+RUNNERS: Dict[str, Callable[[Any, torch.device], Dict[str, Any]]] = {
+    "triton_tests": part_triton_tests, "lif_kernel": part_lif_kernel,
+    "train_step": part_train_step, "end_to_end": part_end_to_end}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=None,
+                   help="CIFAR-10 root: cifar10-jpeg.tar.gz or a folder holding it (default: "
+                        "the embedded digits)")
+    p.add_argument("--json", default="gpu_check.json", help="where the report is written")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   choices=["cuda", "cpu"])
+    p.add_argument("--reference", default=None, help="reference_step.py for the step benchmark "
+                                                     "(default ../shared/bench/reference_step.py)")
+    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    p.add_argument("--teacher-epochs", type=int, default=None, help="default 4 (GPU) / 1 (CPU)")
+    p.add_argument("--student-epochs", type=int, default=None, help="default 3 (GPU) / 1 (CPU)")
+    p.add_argument("--part-timeout", type=float, default=240.0,
+                   help="seconds each benchmark / test subprocess may take")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device: running the CPU smoke version", file=sys.stderr)
+        args.device = "cpu"
+    device = torch.device(args.device)
+    t0 = time.perf_counter()
+    report: Dict[str, Any] = {"meta": environment(device), "args": vars(args)}
+    for name in PARTS:
+        if name not in args.parts:
+            report[name] = {"status": "not_run"}
+            continue
+        t = time.perf_counter()
+        print(f"gpu_check: {name} ...", flush=True)
+        try:
+            report[name] = RUNNERS[name](args, device)
+        except Exception as exc:  # noqa: BLE001 - one part's failure must not stop the others
+            report[name] = {"status": "error", "error": f"{type(exc).__name__}: {exc}",
+                            "traceback": _tail(traceback.format_exc(), 3000)}
+        report[name].setdefault("wall_s", round(time.perf_counter() - t, 1))
+        print(f"gpu_check: {name}: {report[name]['status']} ({report[name]['wall_s']} s)",
+              flush=True)
+    report["wall_s"] = round(time.perf_counter() - t0, 1)
+    report["ok"] = all(report[n]["status"] in ("ok", "not_run") for n in PARTS)
+    Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+    print(f"gpu_check: wrote {args.json} ({'all parts ok' if report['ok'] else 'see failures'})")
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

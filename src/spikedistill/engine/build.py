@@ -1,0 +1,358 @@
+"""Building a run: data, student, teacher (any source, with provenance), method, optimiser,
+schedule, precision. Each function has one job; :mod:`spikedistill.engine.trainer` calls them
+in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from spikedistill.config import Config
+from spikedistill.engine import distributed as D
+from spikedistill.engine.checkpoint import load_model_from_checkpoint
+from spikedistill.errors import CheckpointError, ConfigError
+
+#: keys every teacher provenance record carries
+PROVENANCE_KEYS = ("source", "arch", "weights", "sha256")
+
+
+# --------------------------------------------------------------------------------------------
+# seeds, precision, determinism
+# --------------------------------------------------------------------------------------------
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def resolve_amp(amp: Union[str, torch.dtype, None], device: torch.device
+                ) -> Tuple[Optional[torch.dtype], bool]:
+    """``(autocast dtype or None, needs GradScaler)`` for a ``train.amp`` value on ``device``.
+
+    ``auto``: bf16 on CUDA, fp32 elsewhere; ``fp16`` needs CUDA (and uses a GradScaler).
+    """
+    if isinstance(amp, torch.dtype):
+        return (None if amp == torch.float32 else amp), amp == torch.float16
+    amp = amp or "auto"
+    if amp == "auto":
+        return (torch.bfloat16 if device.type == "cuda" else None), False
+    if amp == "fp32":
+        return None, False
+    if amp == "bf16":
+        return torch.bfloat16, False
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("config key 'train.amp': fp16 needs a CUDA device "
+                              f"(training on {device}); use bf16, fp32 or auto")
+        return torch.float16, True
+    raise ConfigError(f"config key 'train.amp': expected auto, bf16, fp16 or fp32, got {amp!r}")
+
+
+def autocast_context(device: torch.device, dtype: Optional[torch.dtype]):
+    """``torch.autocast`` for ``dtype`` on ``device`` (nothing for fp32)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def configure_determinism(deterministic: bool) -> None:
+    """Deterministic kernels (``train.deterministic``) or the fastest ones (cuDNN autotuning).
+
+    On CPU the loop is deterministic either way; on CUDA bitwise-reproducible runs (and hence
+    resumes that match an uninterrupted run exactly) need deterministic kernels.
+    """
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+
+def per_rank_batch(train_cfg, world_size: int) -> Tuple[int, int]:
+    """``(per-rank batch, global batch)`` from ``train.batch_size`` / ``train.batch_size_is``."""
+    bs = int(train_cfg.batch_size)
+    if train_cfg.batch_size_is == "global":
+        if bs % world_size != 0:
+            raise ConfigError(f"config key 'train.batch_size': a global batch of {bs} does not "
+                              f"divide evenly over {world_size} processes (train.batch_size_is="
+                              "global); choose a multiple of the world size")
+        return bs // world_size, bs
+    return bs, bs * world_size
+
+
+def load_data(cfg: Config):
+    """The dataset described by ``cfg.data`` (CPU uint8 tensors)."""
+    from spikedistill.data import load_from_config
+
+    return load_from_config(cfg.data)
+
+
+def build_augmentations(cfg: Config, splits):
+    """``(train transform, test transform)`` from the ``data.augment`` switches and the
+    dataset's mean/std (the test transform only normalises, or only scales to [0, 1] when
+    ``data.augment.normalize`` is off)."""
+    from dataclasses import asdict
+
+    from spikedistill.data import BatchAugment, build_augment
+
+    switches = asdict(cfg.data.augment)
+    switches["erasing_scale"] = tuple(switches["erasing_scale"])
+    train_aug = build_augment(True, splits.mean, splits.std, **switches)
+    if cfg.data.augment.normalize:
+        test_aug = build_augment(False, splits.mean, splits.std)
+    else:
+        test_aug = BatchAugment(mean=tuple(splits.mean), std=tuple(splits.std), normalize=False)
+    return train_aug, test_aug
+
+
+def build_loaders(cfg: Config, splits, device: torch.device, rank: int, world_size: int,
+                  batch: int):
+    """``(train_loader, test_loader)`` on ``device``.
+
+    The train loader shuffles with ``(train.seed, epoch)``, shards over ranks (equal batch
+    counts) and augments; the test loader iterates this rank's disjoint shard of the test set in
+    order with normalisation only, so all-reduced counts cover every test image exactly once.
+    """
+    from spikedistill.data import DeviceLoader
+
+    train_aug, test_aug = build_augmentations(cfg, splits)
+    train = DeviceLoader(splits.train.images, splits.train.labels, batch, shuffle=True,
+                         drop_last=True, augment=train_aug, device=device, seed=cfg.train.seed,
+                         rank=rank, world_size=world_size, channels_last=cfg.train.channels_last)
+    test = eval_loader_for(splits, cfg.train.eval_batch_size, device, rank, world_size,
+                           test_aug, channels_last=cfg.train.channels_last)
+    return train, test
+
+
+def eval_loader_for(splits, batch_size: int, device: torch.device, rank: int = 0,
+                    world_size: int = 1, augment=None, *, channels_last: bool = False,
+                    shuffle: bool = False):
+    """An evaluation loader over this rank's shard of ``splits.test`` (normalised with the
+    dataset's mean/std unless ``augment`` is given): in order, or with ``shuffle`` in one fixed
+    permutation (seed 0, epoch 0)."""
+    from spikedistill.data import DeviceLoader, build_augment
+
+    if augment is None:
+        augment = build_augment(False, splits.mean, splits.std)
+    return DeviceLoader(splits.test.images, splits.test.labels, batch_size, shuffle=shuffle,
+                        drop_last=False, augment=augment, device=device, seed=0, rank=rank,
+                        world_size=world_size, channels_last=channels_last)
+
+
+def input_shape_of(splits) -> Tuple[int, int, int]:
+    """``(C, H, W)`` of one training sample (images ``[N, C, H, W]`` or frames
+    ``[N, T, C, H, W]``)."""
+    return tuple(int(s) for s in splits.train.images.shape[-3:])
+
+
+# --------------------------------------------------------------------------------------------
+# optimiser and schedule
+# --------------------------------------------------------------------------------------------
+
+def build_optimizer(params: List[nn.Parameter], train_cfg) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov, weight decay) or AdamW from the ``train`` section."""
+    if not params:
+        raise ConfigError("nothing to train: the model and the method's extras have no "
+                          "parameters that require gradients")
+    if train_cfg.optimizer == "sgd":
+        if train_cfg.nesterov and train_cfg.momentum <= 0:
+            raise ConfigError("config key 'train.nesterov': Nesterov momentum needs "
+                              f"train.momentum > 0, got {train_cfg.momentum}")
+        return torch.optim.SGD(params, lr=train_cfg.lr, momentum=train_cfg.momentum,
+                               nesterov=train_cfg.nesterov, weight_decay=train_cfg.weight_decay)
+    if train_cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    raise ConfigError(f"config key 'train.optimizer': expected sgd or adamw, got "
+                      f"{train_cfg.optimizer!r}")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg, steps_per_epoch: int):
+    """A per-step LR schedule over ``train.epochs * steps_per_epoch`` steps.
+
+    ``cosine``: linear warm-up for ``warmup_epochs`` then cosine to 0; ``constant``: warm-up then
+    flat; ``onecycle``: the one-cycle policy (as :class:`torch.optim.lr_scheduler.OneCycleLR`
+    with its defaults, without momentum cycling): cosine from ``lr / 25`` up to ``lr`` over
+    ``warmup_epochs`` (30 % of the run when 0), then cosine down to ``lr / 25 / 1e4``.
+    Implemented as a :class:`~torch.optim.lr_scheduler.LambdaLR`, so any run length works and
+    the state dict holds no closures.
+    """
+    total = max(1, int(train_cfg.epochs) * int(steps_per_epoch))
+    warmup = int(round(float(train_cfg.warmup_epochs) * steps_per_epoch))
+    warmup = min(max(warmup, 0), total)
+    kind = train_cfg.scheduler
+    if kind not in ("cosine", "constant", "onecycle"):
+        raise ConfigError(f"config key 'train.scheduler': expected cosine, onecycle or constant, "
+                          f"got {kind!r}")
+    initial, final = 1.0 / 25.0, 1.0 / 25.0 / 1e4
+    up = max(1, warmup if warmup > 0 else int(round(0.3 * total)))
+
+    def anneal(start: float, end: float, pct: float) -> float:
+        return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, pct))))
+
+    def factor(step: int) -> float:
+        if kind == "onecycle":
+            if step < up:
+                return anneal(initial, 1.0, step / up)
+            return anneal(1.0, final, (step - up) / max(1, total - up))
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        if kind == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# --------------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------------
+
+def build_student(cfg: Config, num_classes: int, in_channels: int,
+                  input_shape: Tuple[int, int, int]) -> nn.Module:
+    """The network ``cfg.model`` describes (any ``model.source``), seeded with ``train.seed``
+    first so that its initialisation is a function of the seed."""
+    from spikedistill.models import build_model
+
+    seed_everything(cfg.train.seed)
+    return build_model(cfg.model, num_classes, in_channels, input_shape=tuple(input_shape))
+
+
+def file_sha256(path: Union[str, os.PathLike], chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (read in chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def teacher_label(provenance: Dict[str, Any]) -> str:
+    """How messages name a teacher: its checkpoint, or its source, architecture and weights."""
+    if provenance.get("source") == "spikedistill":
+        return f"teacher checkpoint '{provenance.get('checkpoint')}'"
+    weights = provenance.get("weights")
+    return (f"teacher {provenance.get('source')}:{provenance.get('arch')}"
+            + (f" ('{weights}')" if weights else " (no weights file)"))
+
+
+def build_teacher(cfg: Config, num_classes: int, input_shape: Tuple[int, int, int],
+                  device: torch.device) -> Tuple[Optional[nn.Module], Optional[Dict[str, Any]]]:
+    """``(teacher in eval mode on device, provenance)``, or ``(None, None)`` without a teacher.
+
+    ``teacher.source: spikedistill`` loads our own checkpoint ``teacher.checkpoint``; any other
+    source is built by :func:`spikedistill.models.build_teacher`. The provenance records
+    ``source``, ``arch``, ``weights`` (the file the weights came from; also ``checkpoint`` for
+    our own) and the file's ``sha256``. A teacher that does not predict ``num_classes`` classes
+    is refused, naming the file.
+    """
+    tcfg = cfg.teacher
+    if tcfg.source == "spikedistill":
+        if not tcfg.checkpoint:
+            return None, None
+        teacher, meta = load_model_from_checkpoint(tcfg.checkpoint, device)
+        path = str(meta.get("path", tcfg.checkpoint))
+        provenance: Dict[str, Any] = {
+            "source": "spikedistill", "arch": meta["model_name"], "checkpoint": path,
+            "weights": path, "sha256": file_sha256(path),
+            "model_kwargs": dict(meta.get("model_kwargs") or {})}
+        t_classes = int(getattr(teacher, "num_classes",
+                                meta["model_kwargs"].get("num_classes", -1)))
+        if t_classes != num_classes:
+            raise CheckpointError(f"teacher checkpoint '{tcfg.checkpoint}' predicts "
+                                  f"{t_classes} classes but dataset '{cfg.data.name}' has "
+                                  f"{num_classes}; expected a teacher trained on the same dataset")
+    else:
+        from spikedistill.models import build_teacher as build_external_teacher
+
+        teacher, provenance = build_external_teacher(tcfg, num_classes, tuple(input_shape),
+                                                     device=device)
+        provenance = dict(provenance or {})
+        provenance.setdefault("source", tcfg.source)
+        provenance.setdefault("arch", tcfg.arch)
+        provenance.setdefault("weights", tcfg.weights)
+        if provenance.get("sha256") is None and provenance.get("weights") \
+                and Path(str(provenance["weights"])).is_file():
+            provenance["sha256"] = file_sha256(provenance["weights"])
+        provenance.setdefault("sha256", None)
+        t_classes = int(getattr(teacher, "num_classes", -1))
+        if t_classes != num_classes:
+            raise ConfigError(f"config key 'teacher.weights': {teacher_label(provenance)} "
+                              f"predicts {t_classes} classes but dataset '{cfg.data.name}' has "
+                              f"{num_classes}; expected a teacher trained on the same dataset")
+        teacher = teacher.to(device).eval()
+    if getattr(teacher, "is_spiking", False):
+        raise ConfigError(f"config key 'teacher': {teacher_label(provenance)} is a spiking "
+                          "network; a teacher is an ANN")
+    if cfg.train.channels_last:
+        teacher.to(memory_format=torch.channels_last)
+    return teacher, provenance
+
+
+def build_distiller(cfg: Config, student: nn.Module, teacher: Optional[nn.Module],
+                    device: torch.device):
+    """The method ``distill.method`` around ``student`` and ``teacher`` on ``device``, with the
+    engine-owned settings (``train.label_smoothing``, ``teacher.frames``) applied."""
+    from spikedistill.distill import build_method
+
+    distiller = build_method(cfg.distill.method, student, teacher, cfg.distill,
+                             teacher_mode=cfg.teacher.mode)
+    distiller.label_smoothing = float(cfg.train.label_smoothing)
+    distiller.teacher_frames = str(cfg.teacher.frames)
+    distiller.to(device)
+    if cfg.train.channels_last:
+        for module in distiller.trainable_modules().values():
+            module.to(memory_format=torch.channels_last)
+    return distiller
+
+
+def wrap_for_training(distiller, student: nn.Module, extras: Dict[str, nn.Module],
+                      info: D.DistInfo, train_cfg) -> None:
+    """DistributedDataParallel around the student and every trainable extra (not the frozen
+    teacher) under ``torchrun``; ``torch.compile`` of the student with ``train.compile``."""
+    if info.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ddp_kwargs: Dict[str, Any] = {"find_unused_parameters":
+                                      bool(train_cfg.find_unused_parameters)}
+        if info.device.type == "cuda":
+            ddp_kwargs.update(device_ids=[info.device.index], output_device=info.device.index)
+        distiller.student = DDP(student, **ddp_kwargs)
+        for name, module in extras.items():
+            if any(p.requires_grad for p in module.parameters()):
+                distiller.extras[name] = DDP(module, **ddp_kwargs)
+    if train_cfg.compile:
+        distiller.student = torch.compile(distiller.student)
+
+
+def trainable_parameters(distiller) -> List[nn.Parameter]:
+    """The distiller's trainable parameters, each once, in order."""
+    params, seen = [], set()
+    for p in distiller.trainable_parameters():
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            params.append(p)
+    return params
+
+
+def build_grad_scaler(use_scaler: bool):
+    """A CUDA GradScaler for fp16, else None."""
+    return torch.amp.GradScaler("cuda") if use_scaler else None
