@@ -9,9 +9,9 @@ import torch.nn as nn
 
 from spikedistill.distill import (DistillConfig, build_method, class_activation_map, grad_cam,
                                   list_methods, method_requires_teacher)
-from spikedistill.distill.methods import effective_classifier_weight
 from spikedistill.errors import ConfigError
 from spikedistill.models import create_model, list_models
+from spikedistill.models.contract import DistillModel, linear_chain_weight
 
 K = 5
 SIZE = 8
@@ -156,7 +156,7 @@ def test_ckd_teacher_maps_follow_the_switches():
 
 def test_student_cam_map_uses_the_effective_head():
     student, teacher = _pair()
-    w = effective_classifier_weight(student)
+    w = student.classifier_weight()
     assert w.shape == (K, student.feature_dim)
     assert torch.allclose(w, student.head[1].weight @ student.head[0].weight)
     d = build_method("ckd", student, teacher, _cfg("ckd", "distill.ckd.samd.student_map=cam"))
@@ -181,21 +181,24 @@ def test_cam_at_non_last_stage_is_a_config_error():
     build_method("ckd-released", student, teacher, _cfg("ckd-released", "distill.ckd.samd.stages=[3]"))
 
 
-class _ToyStudent(nn.Module):
-    """Follows the student API; its stages have a spatial size of its own choosing."""
+class _ToyStudent(DistillModel):
+    """Follows the student contract; its stages have a spatial size of its own choosing."""
 
     is_spiking = True
 
     def __init__(self, hw, channels=(4, 6, 8), T=2):
         super().__init__()
-        self.T, self.hw, self.stage_channels = T, hw, channels
-        self.feature_dim = channels[-1]
+        self.T, self.hw, self.feature_channels = T, hw, channels
+        self.num_classes = K
         self.convs = nn.ModuleList(nn.Conv2d(3, c, 1) for c in channels)
         self.head = nn.Sequential(nn.Linear(channels[-1], 7), nn.Linear(7, K))
 
     @property
     def classifier(self):
         return self.head[1]
+
+    def classifier_weight(self):
+        return linear_chain_weight(self.head)
 
     @staticmethod
     def pool(last):
