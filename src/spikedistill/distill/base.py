@@ -27,12 +27,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from spikedistill.config import TEACHER_FRAMES   # ("mean", "per_step"): teacher.frames
 from spikedistill.errors import ConfigError
 
 Losses = Dict[str, torch.Tensor]
-
-#: how an ANN teacher sees a frame sequence (``teacher.frames``)
-TEACHER_FRAMES = ("mean", "per_step")
 
 
 def teacher_input(x: torch.Tensor, frames: str = "mean") -> Tuple[torch.Tensor, Optional[int]]:
