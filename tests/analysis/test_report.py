@@ -77,7 +77,11 @@ def test_analyze_frames_student_and_mean_frame_teacher(tmp_path):
     g = torch.Generator().manual_seed(1)
     data = [((torch.rand(2, 4, 1, 8, 8, generator=g) > 0.6).float(),
              torch.randint(0, 10, (4,), generator=g)) for _ in range(2)]
+    seen = []
+    handle = teacher.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
     r = analyze(student, data, teacher=teacher)
+    handle.remove()
+    assert len(seen) == 2 and all(torch.equal(a, x.mean(0)) for a, (x, _) in zip(seen, data))
     assert r["input"] == "frames" and r["images"] == 8 and r["T"] == 2
     stem = next(row for row in r["layers"] if row["name"] == "stem")
     assert stem["input_kind"] == "spike" and stem["macs"] == 0 and stem["sops"] > 0

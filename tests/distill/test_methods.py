@@ -416,3 +416,23 @@ def test_tapped_models_with_other_stage_counts_are_a_clear_error():
     with pytest.raises(ConfigError, match=r"model.features.*3 stages.*teacher 4"):
         build_method("ckd", student, teacher, _cfg("ckd"))
     build_method("nld", student, teacher, _cfg("nld"))        # NLD needs no stages
+
+
+def test_every_method_takes_the_step_context_and_forward_passes_it():
+    import inspect
+    from types import SimpleNamespace
+
+    student, teacher = _pair()
+    for method in list_methods():
+        d = build_method(method, student, teacher if method_requires_teacher(method) else None,
+                         _cfg(method))
+        p = inspect.signature(d.forward_train).parameters
+        assert "ctx" in p and p["ctx"].default is None, method
+    seen = []
+    orig = d.forward_train
+    d.forward_train = lambda x, y, ctx=None: (seen.append(ctx), orig(x, y, ctx))[1]
+    ctx = SimpleNamespace(epoch=0, epochs=1, step=3, step_in_epoch=3, steps_per_epoch=10,
+                          total_steps=10, progress=0.3)
+    d.train()
+    _, losses = d(*_batch(), ctx)
+    assert seen == [ctx] and torch.isfinite(sum(losses.values()))
