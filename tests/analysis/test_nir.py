@@ -125,6 +125,6 @@ def test_tapped_models_refused_with_what_is_exported():
     from _tap_nets import tiny_snn_taps
 
     with pytest.raises(NIRExportError,
-                       match=r"spiking ResNet students \(spiking_resnet19 / spiking_resnet20.*"
+                       match=r"spiking ResNet students only \(spiking_resnet19 / spiking_resnet20.*"
                              r"FeatureTapModel is not one"):
         to_nir(tiny_snn_taps(), (3, 32, 32))

@@ -143,8 +143,8 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, allow_relu: bool = F
     from spikedistill.models.spiking_resnet import SpikingBasicBlock, SpikingResNet
 
     if not isinstance(model, SpikingResNet):
-        raise NIRExportError(f"NIR export writes spikedistill's own spiking ResNet students "
-                             f"(spiking_resnet19 / spiking_resnet20, direct encoding) only; "
+        raise NIRExportError(f"NIR export writes spikedistill's spiking ResNet students only "
+                             f"(spiking_resnet19 / spiking_resnet20, direct encoding); "
                              f"{getattr(model, 'model_name', type(model).__name__)} is not one "
                              "of them")
     C, H, W = (int(v) for v in input_shape)
