@@ -173,3 +173,131 @@ def test_counter_accumulates_batches_and_removes_hooks():
     assert s["images"] == 2 and s["totals"]["firing_rate"] == pytest.approx(0.45)
     assert s["totals"]["sops"] == pytest.approx(6.0)
     assert not net._forward_hooks and not net.fc1._forward_hooks and not net.lif1._forward_hooks
+
+
+# --------------------------------------------------------------------------------------------
+# frame inputs [T, B, C, H, W] and models outside the built-ins
+# --------------------------------------------------------------------------------------------
+
+from spikedistill.models.contract import DistillModel  # noqa: E402
+
+
+class FrameNet(DistillModel):
+    """fc1 (identity on the first 3 inputs) -> LIF -> fc2, T = 2. Frames ``[T, B, 1, 1, 4]``:
+    fc1 runs on every frame; an image ``[B, 1, 1, 4]``: once, its output repeated."""
+
+    is_spiking = True
+    T = 2
+    num_classes = 2
+    feature_names = ("lif1",)
+    feature_channels = (3,)
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 3, bias=False)
+        self.lif1 = LIF(backend="torch")
+        self.fc2 = nn.Linear(3, 2, bias=False)
+        with torch.no_grad():
+            self.fc1.weight.copy_(torch.eye(3, 4))
+
+    @property
+    def classifier(self):
+        return self.fc2
+
+    def forward(self, x, return_features=False, timestep_logits=False):
+        if x.dim() == 5:
+            cur = self.fc1(x.flatten(2))                          # [T, B, 3], a view of x
+        else:
+            y = self.fc1(x.flatten(1))
+            cur = y.unsqueeze(0).expand(self.T, *y.shape)
+        s = self.lif1(cur)
+        z = self.fc2(s)
+        z = z if timestep_logits else z.mean(0)
+        return (z, [s]) if return_features else z
+
+
+# x[t, b] (4 values); t0 b0, t0 b1, t1 b0, t1 b1
+_BINARY = torch.tensor([[[1., 0, 0, 1], [0, 1, 1, 0]], [[1., 1, 0, 0], [0, 0, 0, 0]]])
+_COUNTS = torch.tensor([[[2., 0, 0, 1], [0, 3, 1, 0]], [[1., 1, 0, 0], [0, 0, 0, 0]]])
+
+
+def test_frame_inputs_make_the_first_layer_spike_driven_golden_counts():
+    # fc1: FLOPs 4 * 3 = 12; every frame: 4 rows for 2 images -> 2 calls per image
+    fc1 = _layer(count_model(FrameNet(), _BINARY.view(2, 2, 1, 1, 4)), "fc1")
+    # binary: 6 non-zero of 16 -> rate 0.375 -> SOPs 0.375 * 2 * 12 = 9
+    assert fc1["input_kind"] == "spike" and fc1["calls_per_image"] == 2 and fc1["flops"] == 12
+    assert fc1["sops"] == pytest.approx(9.0) and fc1["macs"] == 0
+    # event counts: a count k is k events -> r = mean(x) = 9 / 16 -> SOPs 9/16 * 2 * 12 = 13.5
+    s = count_model(FrameNet(), _COUNTS.view(2, 2, 1, 1, 4))
+    fc1 = _layer(s, "fc1")
+    assert fc1["input_kind"] == "events" and fc1["input_mean"] == pytest.approx(9 / 16)
+    assert fc1["sops"] == pytest.approx(13.5) and fc1["macs"] == 0
+    assert s["images"] == 2                     # B from dim 1 of the frames
+    # normalised (real-valued) frames: MACs 2 * 12 = 24
+    fc1 = _layer(count_model(FrameNet(), ((_BINARY - 0.5) / 0.25).view(2, 2, 1, 1, 4)), "fc1")
+    assert fc1["input_kind"] == "real" and fc1["macs"] == 24 and fc1["sops"] == 0
+    # a static binary image keeps the MAC convention: once per image, 12 MACs
+    fc1 = _layer(count_model(FrameNet(), _BINARY[0].view(2, 1, 1, 4)), "fc1")
+    assert fc1["input_kind"] == "real" and fc1["calls_per_image"] == 1 and fc1["macs"] == 12
+
+
+def test_spiking_resnet_stem_on_binary_frames_counts_sops():
+    torch.manual_seed(0)
+    m = create_model("spiking_resnet20", num_classes=10, T=2, neuron={"backend": "torch"})
+    x = (torch.rand(2, 3, 3, 8, 8) > 0.7).float()
+    s = count_model(m, x)
+    stem = _layer(s, "stem")
+    assert stem["input_kind"] == "spike" and stem["calls_per_image"] == 2
+    assert stem["input_rate"] == pytest.approx(float(x.mean()))
+    assert stem["sops"] == pytest.approx(float(x.mean()) * 2 * stem["flops"]) and stem["macs"] == 0
+    assert s["images"] == 3
+
+
+def _sj_net():
+    from spikingjelly.activation_based import functional, layer, neuron
+    from spikedistill.models.taps import FeatureTapModel
+
+    torch.manual_seed(0)
+    net = nn.Sequential()
+    net.add_module("conv", layer.Conv2d(1, 4, 3, padding=1, bias=False, step_mode="m"))
+    net.add_module("sn", neuron.LIFNode(tau=2.0, step_mode="m"))
+    net.add_module("gap", layer.AdaptiveAvgPool2d(1, step_mode="m"))
+    net.add_module("flat", layer.Flatten(start_dim=1, step_mode="m"))
+    net.add_module("fc", layer.Linear(4, 3, bias=False, step_mode="m"))
+    with torch.no_grad():
+        net.conv.weight.mul_(6.0)
+    return FeatureTapModel(net, features=["sn"], classifier="fc", is_spiking=True, T=2,
+                           reset=functional.reset_net, spike_types=(neuron.BaseNode,),
+                           input_shape=(1, 6, 6))
+
+
+def test_foreign_neurons_and_multistep_layers_are_counted():
+    m = _sj_net()
+    x = torch.randn(3, 1, 6, 6)
+    s = count_model(m, x)
+    with torch.no_grad():
+        _, (spikes,) = m(x, return_features=True)         # [T, B, 4, 6, 6]
+    assert [r["name"] for r in s["neurons"]] == ["net.sn"]
+    assert s["neurons"][0]["firing_rate"] == pytest.approx(float(spikes.mean()))
+    assert 0 < float(spikes.mean()) < 1
+    conv = _layer(s, "net.conv")           # multi-step conv: [T, B, ...] is T rows per image
+    assert conv["calls_per_image"] == 2 and conv["input_kind"] == "real"
+    assert conv["flops"] == 4 * 1 * 9 * 36 and conv["macs"] == 2 * conv["flops"]
+    fc = _layer(s, "net.fc")
+    assert fc["calls_per_image"] == 2 and fc["input_kind"] == "real"    # fed by the GAP
+
+
+def test_tapped_lif_net_counts_through_spiking_modules():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+    from _tap_nets import tiny_snn_taps
+
+    m = tiny_snn_taps(T=2, in_channels=1, size=16)
+    assert [n for n, _ in m.spiking_modules()] == [f"net.blocks.{i}.lif" for i in range(4)]
+    s = count_model(m, torch.zeros(2, 1, 16, 16))            # the (copied) repeat is the image
+    first = _layer(s, "net.blocks.0.conv")
+    assert first["input_kind"] == "real" and first["calls_per_image"] == 2
+    assert len(s["neurons"]) == 4
+    s = count_model(m, (torch.rand(2, 2, 1, 16, 16) > 0.5).float())
+    assert _layer(s, "net.blocks.0.conv")["input_kind"] == "spike"

@@ -78,3 +78,32 @@ def test_plot_maps_rgb(tmp_path):
                 student_pred=torch.tensor([1, 1]))
     check_png(plot_maps(torch.rand(2, 3, 16, 16), maps, tmp_path / "g.png",
                         class_names=["cat", "dog"]), (600, 200))
+
+
+def test_maps_of_tapped_models_and_frames():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+    from _tap_nets import resnet18_taps, tiny_snn_taps
+
+    student = tiny_snn_taps(T=2, num_classes=10, strides=(2, 2, 2, 2))   # 16/8/4/2 px at 32
+    teacher = resnet18_taps(num_classes=10, size=64)                      # 16/8/4/2 px at 64
+    settings = samd_settings(DistillConfig(method="ckd-paper"))           # Grad-CAM, label
+    x, y = torch.randn(3, 3, 32, 32), torch.tensor([0, 4, 9])
+    with pytest.raises(ConfigError, match="student map is .*teacher map"):
+        compute_maps(student, teacher, x, y, settings)                    # 2x2 vs 1x1
+    teacher = resnet18_taps(num_classes=10, size=32)
+    student = tiny_snn_taps(T=2, num_classes=10)                          # 8/4/2/1 px
+    maps = compute_maps(student, teacher, x, y, settings, stage=3)
+    assert maps["student_map"].shape == maps["teacher_map"].shape == (3, 2, 2)
+    with torch.no_grad():
+        _, feats = student.eval()(x, return_features=True)
+    assert torch.allclose(maps["student_map"], feats[2].sum(dim=(0, 2)))
+    # frames: the student takes them, the teacher sees the mean frame
+    frames = torch.randn(2, 3, 3, 32, 32)
+    cam = samd_settings(DistillConfig(method="ckd-released"))             # CAM, last stage
+    maps = compute_maps(student, teacher, frames, y, cam)
+    with torch.no_grad():
+        t_logits, t_feats = teacher.eval()(frames.mean(0), return_features=True)
+    want = Fn.class_activation_map(t_feats[-1], teacher.net.fc.weight, t_logits.argmax(1))
+    assert torch.allclose(maps["teacher_map"], want, atol=1e-6)

@@ -116,3 +116,15 @@ def test_non_student_refused():
         to_nir(create_model("resnet20", num_classes=10), (3, 32, 32))
     with pytest.raises(NIRExportError, match="channels"):
         to_nir(_student(), (3, 8, 8))
+
+
+def test_tapped_models_refused_with_what_is_exported():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+    from _tap_nets import tiny_snn_taps
+
+    with pytest.raises(NIRExportError,
+                       match=r"spiking ResNet students only \(spiking_resnet19 / spiking_resnet20.*"
+                             r"FeatureTapModel is not one"):
+        to_nir(tiny_snn_taps(), (3, 32, 32))

@@ -67,3 +67,30 @@ def test_analyze_one_shot_iterator_is_kept_for_the_sweep():
     assert r["images"] == 8 and [row["T"] for row in r["timesteps"]] == [1, 2]
     assert r["timesteps"][0]["top1"] == pytest.approx(r["top1"])   # T = 1 is the model's own T
     assert "Accuracy and energy versus timesteps" in to_markdown(r)
+
+
+def test_analyze_frames_student_and_mean_frame_teacher(tmp_path):
+    torch.manual_seed(0)
+    student = randomize_bn(create_model("spiking_resnet20", num_classes=10, T=2, in_channels=1,
+                                        neuron={"backend": "torch"}))
+    teacher = randomize_bn(create_model("resnet20", num_classes=10, in_channels=1))
+    g = torch.Generator().manual_seed(1)
+    data = [((torch.rand(2, 4, 1, 8, 8, generator=g) > 0.6).float(),
+             torch.randint(0, 10, (4,), generator=g)) for _ in range(2)]
+    seen = []
+    handle = teacher.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    r = analyze(student, data, teacher=teacher)
+    handle.remove()
+    assert len(seen) == 2 and all(torch.equal(a, x.mean(0)) for a, (x, _) in zip(seen, data))
+    assert r["input"] == "frames" and r["images"] == 8 and r["T"] == 2
+    stem = next(row for row in r["layers"] if row["name"] == "stem")
+    assert stem["input_kind"] == "spike" and stem["macs"] == 0 and stem["sops"] > 0
+    with torch.no_grad():
+        t_pred = torch.cat([teacher(x.mean(0)).argmax(1) for x, _ in data])
+    y = torch.cat([y for _, y in data])
+    assert r["teacher"]["top1"] == pytest.approx(100.0 * float((t_pred == y).float().mean()))
+    assert "(frame sequences)" in to_markdown(r)
+    paths = write_report(r, tmp_path)
+    assert json.loads(paths["json"].read_text())["input"] == "frames"
+    with pytest.raises(ConfigError, match="--timesteps.*frame sequences"):
+        analyze(student, data, timesteps=[1])

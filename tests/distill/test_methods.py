@@ -9,9 +9,10 @@ import torch.nn as nn
 
 from spikedistill.distill import (DistillConfig, build_method, class_activation_map, grad_cam,
                                   list_methods, method_requires_teacher)
-from spikedistill.distill.methods import effective_classifier_weight
+from spikedistill.distill.functional import kd_loss
 from spikedistill.errors import ConfigError
 from spikedistill.models import create_model, list_models
+from spikedistill.models.contract import DistillModel, linear_chain_weight
 
 K = 5
 SIZE = 8
@@ -156,7 +157,7 @@ def test_ckd_teacher_maps_follow_the_switches():
 
 def test_student_cam_map_uses_the_effective_head():
     student, teacher = _pair()
-    w = effective_classifier_weight(student)
+    w = student.classifier_weight()
     assert w.shape == (K, student.feature_dim)
     assert torch.allclose(w, student.head[1].weight @ student.head[0].weight)
     d = build_method("ckd", student, teacher, _cfg("ckd", "distill.ckd.samd.student_map=cam"))
@@ -181,21 +182,24 @@ def test_cam_at_non_last_stage_is_a_config_error():
     build_method("ckd-released", student, teacher, _cfg("ckd-released", "distill.ckd.samd.stages=[3]"))
 
 
-class _ToyStudent(nn.Module):
-    """Follows the student API; its stages have a spatial size of its own choosing."""
+class _ToyStudent(DistillModel):
+    """Follows the student contract; its stages have a spatial size of its own choosing."""
 
     is_spiking = True
 
     def __init__(self, hw, channels=(4, 6, 8), T=2):
         super().__init__()
-        self.T, self.hw, self.stage_channels = T, hw, channels
-        self.feature_dim = channels[-1]
+        self.T, self.hw, self.feature_channels = T, hw, channels
+        self.num_classes = K
         self.convs = nn.ModuleList(nn.Conv2d(3, c, 1) for c in channels)
         self.head = nn.Sequential(nn.Linear(channels[-1], 7), nn.Linear(7, K))
 
     @property
     def classifier(self):
         return self.head[1]
+
+    def classifier_weight(self):
+        return linear_chain_weight(self.head)
 
     @staticmethod
     def pool(last):
@@ -280,3 +284,155 @@ def test_build_without_cfg_uses_defaults():
     d = build_method("ckd-paper", student, teacher)
     assert d.settings.preset == "paper" and d.settings.samd.teacher_map == "gradcam_label"
     assert isinstance(DistillConfig().ckd.samd.stages, list)
+
+
+# --------------------------------------------------------------------------------------------
+# frames [T, B, C, H, W] and the teacher (teacher.frames)
+# --------------------------------------------------------------------------------------------
+
+def _frames(T=2, B=4, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(T, B, 3, SIZE, SIZE, generator=gen) * 2
+
+
+def test_run_teacher_mean_frame_and_per_step_by_hand():
+    student, teacher = _pair()
+    d = build_method("kd", student, teacher, _cfg("kd"))
+    x = _frames(T=3)
+    assert d.teacher_frames == "mean"
+    teacher.eval()
+    with torch.no_grad():
+        z_mean, f_mean = teacher((x[0] + x[1] + x[2]) / 3, return_features=True)
+        per = [teacher(x[t], return_features=True) for t in range(3)]
+    z, feats = d.run_teacher(x)
+    assert torch.allclose(z, z_mean, atol=1e-6) and len(feats) == 3
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(feats, f_mean))
+    d.teacher_frames = "per_step"
+    z, feats = d.run_teacher(x)
+    assert torch.allclose(z, sum(p[0] for p in per) / 3, atol=1e-5)
+    for i, f in enumerate(feats):
+        assert f.shape == f_mean[i].shape
+        assert torch.allclose(f, sum(p[1][i] for p in per) / 3, atol=1e-5)
+    assert not torch.allclose(z, z_mean, atol=1e-3)        # the two modes really differ
+    # images are unaffected by the switch
+    xi, _ = _batch()
+    with torch.no_grad():
+        assert torch.allclose(d.run_teacher(xi, return_features=False), teacher(xi), atol=1e-6)
+    d.teacher_frames = "median"
+    with pytest.raises(ConfigError, match="teacher.frames"):
+        d.run_teacher(x)
+
+
+@pytest.mark.parametrize("frames", ["mean", "per_step"])
+@pytest.mark.parametrize("method", ["kd", "ckd", "ckd-paper"])
+def test_one_step_on_frames(method, frames):
+    student, teacher = _pair(T=2)
+    d = build_method(method, student, teacher, _cfg(method))
+    d.teacher_frames = frames
+    d.train()
+    x, (_, y) = _frames(T=2), _batch()
+    before = [p.detach().clone() for p in student.parameters()]
+    logits, losses = d(x, y)
+    assert logits.shape == (4, K)
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+    if method == "kd":
+        with torch.no_grad():
+            t = d.run_teacher(x, return_features=False)
+        assert torch.allclose(losses["kd"], d.kd_cfg.weight * kd_loss(logits, t, tau=d.kd_cfg.tau))
+    sum(losses.values()).backward()
+    torch.optim.SGD(student.parameters(), lr=0.1).step()
+    assert any(not torch.equal(p.detach(), b) for p, b in zip(student.parameters(), before))
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_gradcam_per_step_is_the_mean_of_the_per_frame_maps():
+    student, teacher = _pair()
+    d = build_method("ckd-paper", student, teacher, _cfg("ckd-paper"))   # gradcam_label
+    d.teacher_frames = "per_step"
+    x, (_, y) = _frames(T=2), _batch()
+    t_logits, _, maps, classes = d._teacher(x, y)
+    want = []
+    for t in range(2):
+        with torch.enable_grad():
+            z, f = teacher(x[t].clone().requires_grad_(True), return_features=True)
+            want.append(grad_cam(z, f[-1], y))
+    assert torch.equal(classes, y)
+    assert torch.allclose(maps[2], (want[0] + want[1]) / 2, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# every method on FeatureTapModel students and teachers
+# --------------------------------------------------------------------------------------------
+
+def _tap_pair(**kw):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+    from _tap_nets import resnet18_taps, tiny_snn_taps
+    return tiny_snn_taps(T=2, num_classes=K, **kw), resnet18_taps(num_classes=K)
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_every_method_one_step_on_tapped_models(method):
+    student, teacher = _tap_pair()
+    teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    d = build_method(method, student, teacher if method_requires_teacher(method) else None,
+                     _cfg(method))
+    d.train()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 32, 32, generator=gen)
+    y = torch.randint(0, K, (4,), generator=gen)
+    params = list(d.trainable_parameters())
+    before = [p.detach().clone() for p in params]
+    logits, losses = d(x, y)
+    assert logits.shape == (4, K) and "ce" in losses
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    torch.optim.SGD(params, lr=0.1).step()
+    assert any(not torch.equal(p.detach(), b) for p, b in zip(student.parameters(), before))
+    if method in ("kdsnn", "bkdsnn", "enof"):      # channels differ: adapters were built
+        assert len(d.extras) == 1
+    if method_requires_teacher(method):
+        assert all(p.grad is None for p in teacher.parameters())
+        assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
+
+
+@pytest.mark.parametrize("method, key", [("ckd-released", "distill.ckd.samd.stages"),
+                                         ("samd", "distill.ckd.samd.stages"),
+                                         ("kdsnn", "distill.kdsnn.stage"),
+                                         ("bkdsnn", "model.features")])
+def test_tapped_models_of_other_spatial_size_are_a_clear_error(method, key):
+    student, teacher = _tap_pair(strides=(2, 2, 2, 2))     # 16 / 8 / 4 / 2 px vs 8 / 4 / 2 / 1
+    d = build_method(method, student, teacher, _cfg(method))
+    d.train()
+    with pytest.raises(ConfigError, match=rf"{key}.*(spatial|resolution)"):
+        d(torch.randn(2, 3, 32, 32), torch.tensor([0, 1]))
+
+
+def test_tapped_models_with_other_stage_counts_are_a_clear_error():
+    student, teacher = _tap_pair(widths=(8, 12, 16), strides=(4, 2, 2))   # 3 taps vs 4
+    with pytest.raises(ConfigError, match=r"model.features.*3 stages.*teacher 4"):
+        build_method("kdsnn", student, teacher, _cfg("kdsnn"))
+    with pytest.raises(ConfigError, match=r"model.features.*3 stages.*teacher 4"):
+        build_method("ckd", student, teacher, _cfg("ckd"))
+    build_method("nld", student, teacher, _cfg("nld"))        # NLD needs no stages
+
+
+def test_every_method_takes_the_step_context_and_forward_passes_it():
+    import inspect
+    from types import SimpleNamespace
+
+    student, teacher = _pair()
+    for method in list_methods():
+        d = build_method(method, student, teacher if method_requires_teacher(method) else None,
+                         _cfg(method))
+        p = inspect.signature(d.forward_train).parameters
+        assert "ctx" in p and p["ctx"].default is None, method
+    seen = []
+    orig = d.forward_train
+    d.forward_train = lambda x, y, ctx=None: (seen.append(ctx), orig(x, y, ctx))[1]
+    ctx = SimpleNamespace(epoch=0, epochs=1, step=3, step_in_epoch=3, steps_per_epoch=10,
+                          total_steps=10, progress=0.3)
+    d.train()
+    _, losses = d(*_batch(), ctx)
+    assert seen == [ctx] and torch.isfinite(sum(losses.values()))

@@ -3,8 +3,13 @@
 Everything is measured on an actual forward pass with forward hooks, for any model: no per-model
 tables. Hooks go on
 
-- every :class:`spikedistill.neurons.LIF` module (the spiking layers), and
-- every ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Conv3d`` / ``nn.Linear`` (the synaptic layers),
+- every spiking layer: the modules the model declares in ``model.spiking_modules()`` (the
+  :class:`~spikedistill.models.contract.DistillModel` contract; a
+  :class:`~spikedistill.models.taps.FeatureTapModel` adds its foreign neuron classes, e.g.
+  SpikingJelly's nodes). A plain ``nn.Module`` gets the contract's default (spikedistill's
+  ``LIF`` modules) plus the declared spiking modules of every ``DistillModel`` inside it;
+- every ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Conv3d`` / ``nn.Linear`` (the synaptic layers, and
+  their subclasses such as SpikingJelly's multi-step layers),
 - every average-pooling module (``nn.AvgPool*d`` / ``nn.AdaptiveAvgPool*d``), only to follow
   spikes through pooling (see "Input kinds" below).
 
@@ -26,15 +31,22 @@ timestep; bias additions are not counted)::
     linear: FLOPs_l = in_features * out_features
 
 **Calls per image** ``n_l``: how often the layer runs per image, measured as
-``rows / B`` where ``rows`` is the layer's leading (sample) dimension (for a Linear,
-``numel(input) / in_features``). A student conv on the folded ``[T*B, ...]`` batch has
+``rows / B`` where ``rows`` is the number of samples the layer processed: for a conv
+``numel(output) / (C_out * prod(output spatial size))`` (the folded ``[T*B, ...]`` batch, or a
+multi-step layer's ``[T, B, ...]``), for a Linear ``numel(input) / in_features``. A student conv on the folded ``[T*B, ...]`` batch has
 ``n_l = T``; the student's stem (run once on the static image, then repeated) and its head (run
 once on the time-averaged feature) have ``n_l = 1``; every teacher layer has ``n_l = 1``.
 
-**Input kinds**, decided *from the data* of every evaluated batch (not from the module tree):
+**Input kinds**, decided *from the data* of every evaluated batch (not from the module tree).
+The *model input* is the tensor passed to the model, or a view or a T-fold repeat of it (the
+same values; e.g. the folded frames ``[T*B, C, H, W]`` a stem conv receives):
 
-- ``real`` always for the model's own input tensor (the image: the encoding layer is a MAC
-  layer by convention, even for a binary or all-zero image);
+- a static image batch ``[B, C, H, W]`` is always ``real`` (the encoding layer is a MAC layer
+  by convention, even for a binary or all-zero image);
+- a frame sequence ``[T, B, C, H, W]`` (``B`` is then dim 1) is classified by its values, so the
+  first layer is spike-driven for event data: ``spike`` when every value is 0 or 1, ``events``
+  when every value is a non-negative integer (event counts per pixel and bin; a count ``k`` is
+  ``k`` events, each one accumulate of the weight), ``real`` otherwise (e.g. normalised frames);
 - ``spike``: every input value is exactly 0 or 1;
 - ``pooled_spike``: the input is the output tensor of an average-pooling module whose own
   input was ``spike`` or ``pooled_spike`` (the student's shortcut ``AvgPool2d -> conv1x1``);
@@ -47,7 +59,8 @@ once on the time-averaged feature) have ``n_l = 1``; every teacher layer has ``n
     real-valued input:   MACs_l = n_l * FLOPs_l
     spike-driven input:  SOPs_l = r_l * n_l * FLOPs_l        (= fr(input) * T * FLOPs_l)
 
-with the input event rate ``r_l = mean(input != 0)``. For binary spikes this is exactly the
+with the input event rate ``r_l = mean(input != 0)`` (for ``events`` inputs ``r_l = mean(input)``,
+the number of events per input element). For binary spikes this is exactly the
 input firing rate ``mean(input)``. For *pooled* spikes (values ``k / 4`` after a 2x2 average of
 spikes) we count one synaptic event per non-zero pooled value: the hardware sends one graded
 event per non-zero pooled position and each target accumulates a pre-scaled weight
@@ -74,7 +87,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from spikedistill.neurons import LIF
+from spikedistill.models.contract import DistillModel, is_frames
 
 #: energy per multiply-accumulate / per accumulate, in pJ (45 nm CMOS)
 E_MAC_PJ = 4.6
@@ -84,7 +97,32 @@ PJ_TO_MJ = 1e-9
 SYNAPTIC_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
               nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
-SPIKE_KINDS = ("spike", "pooled_spike")
+SPIKE_KINDS = ("spike", "pooled_spike", "events")
+
+
+def spiking_modules_of(model: nn.Module) -> List[tuple]:
+    """``(name, module)`` of every spiking layer of ``model``: ``model.spiking_modules()`` for a
+    :class:`DistillModel`; for any other module the contract's default rule plus the declared
+    spiking modules of each ``DistillModel`` inside it (names prefixed with its path)."""
+    if isinstance(model, DistillModel) or hasattr(model, "spiking_modules"):
+        return list(model.spiking_modules())
+    found = {id(m): (n, m) for n, m in DistillModel.spiking_modules(model)}
+    for prefix, sub in model.named_modules():
+        if sub is not model and isinstance(sub, DistillModel):
+            for n, m in sub.spiking_modules():
+                found.setdefault(id(m), (f"{prefix}.{n}" if n else prefix, m))
+    order = {id(m): i for i, (_, m) in enumerate(model.named_modules())}
+    return sorted(found.values(), key=lambda nm: order.get(id(nm[1]), len(order)))
+
+
+def frame_kind(x: torch.Tensor) -> str:
+    """Input kind of frames by value: ``spike`` (all 0 or 1), ``events`` (all non-negative
+    integers), else ``real``."""
+    if _is_binary(x):
+        return "spike"
+    if x.numel() and bool(((x >= 0) & (x == torch.round(x))).all()):
+        return "events"
+    return "real"
 
 
 def _is_binary(x: torch.Tensor) -> bool:
@@ -98,15 +136,17 @@ def synaptic_flops(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> t
     """``(FLOPs per call, rows)`` of a conv / linear layer for one forward.
 
     ``FLOPs per call`` are the MACs for one sample row (see the module docstring); ``rows`` is
-    the number of sample rows in this forward (``out.shape[0]`` for a conv, ``numel(inp) /
+    the number of sample rows in this forward (``numel(out) / (C_out * prod(out spatial))`` for
+    a conv: every leading dimension, e.g. a multi-step ``[T, B, ...]``; ``numel(inp) /
     in_features`` for a Linear).
     """
     if isinstance(module, nn.Linear):
         rows = inp.numel() // module.in_features
         return module.in_features * module.out_features, rows
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        rows = out.shape[0]
-        out_spatial = math.prod(out.shape[2:])
+        n_sp = len(module.kernel_size)
+        out_spatial = math.prod(out.shape[-n_sp:])
+        rows = out.numel() // (module.out_channels * out_spatial) if out_spatial else 0
         per_position = (module.in_channels // module.groups) * math.prod(module.kernel_size)
         return module.out_channels * per_position * out_spatial, rows
     raise TypeError(f"not a synaptic layer: {type(module).__name__}")
@@ -139,8 +179,17 @@ class LayerCount:
         if not self.kinds:
             return "unused"
         if self.spike_driven:
-            return "pooled_spike" if "pooled_spike" in self.kinds else "spike"
+            for kind in ("events", "pooled_spike"):
+                if kind in self.kinds:
+                    return kind
+            return "spike"
         return "real"
+
+    @property
+    def event_rate(self) -> float:
+        """``r_l`` of the SOPs: ``mean(input)`` (events per element) for event-count inputs,
+        else ``mean(input != 0)``."""
+        return self.input_mean if "events" in self.kinds else self.input_rate
 
     @property
     def input_rate(self) -> float:
@@ -159,7 +208,7 @@ class LayerCount:
     @property
     def sops(self) -> float:
         """SOPs per image: ``r_l * n_l * FLOPs_l`` for a spike-driven input, else 0."""
-        return self.input_rate * self.calls_per_image * self.flops if self.spike_driven else 0.0
+        return self.event_rate * self.calls_per_image * self.flops if self.spike_driven else 0.0
 
 
 @dataclass
@@ -186,8 +235,8 @@ class OpCounter:
                 model(x)
         summary = counter.summary(e_mac=4.6, e_ac=0.9)
 
-    The first positional argument of ``model.forward`` must be the image batch ``[B, ...]``;
-    ``B`` normalises every count to per-image values. Nested calls of ``model`` (e.g. inside
+    The first positional argument of ``model.forward`` must be the image batch ``[B, ...]`` or
+    a frame sequence ``[T, B, C, H, W]``; ``B`` normalises every count to per-image values. Nested calls of ``model`` (e.g. inside
     a distiller) are counted once per top-level forward.
     """
 
@@ -201,6 +250,9 @@ class OpCounter:
         self._pooled: Dict[int, tuple] = {}   # id(pool output) -> (tensor, kind), one forward
         self._depth = 0
         self._input: Optional[torch.Tensor] = None
+        self._input_kind = "real"
+        #: whether the evaluated inputs were frame sequences (True), images (False) or none yet
+        self.frames: Optional[bool] = None
 
     # ---- hooks --------------------------------------------------------------------------
 
@@ -208,10 +260,14 @@ class OpCounter:
         if self._depth == 0:
             if not args or not isinstance(args[0], torch.Tensor):
                 raise TypeError("OpCounter: the model's first argument must be the image batch")
-            self._batch = int(args[0].shape[0])
+            x = args[0]
+            frames = is_frames(x)
+            self.frames = frames if self.frames is None else (self.frames or frames)
+            self._batch = int(x.shape[1] if frames else x.shape[0])
             self.images += self._batch
             self._pooled.clear()
-            self._input = args[0]
+            self._input = x
+            self._input_kind = frame_kind(x.detach()) if frames else "real"
         self._depth += 1
 
     def _model_post(self, module, args, out):
@@ -220,9 +276,28 @@ class OpCounter:
             self._pooled.clear()
             self._input = None
 
+    def _is_model_input(self, x: torch.Tensor) -> bool:
+        """``x`` is the model input, a view of it, or its values repeated (T-fold direct
+        encoding / folded frames): same per-sample trailing shape and the same values."""
+        inp = self._input
+        if inp is None:
+            return False
+        if x is inp:
+            return True
+        if x.numel() == inp.numel() and x.device == inp.device and \
+                x.untyped_storage().data_ptr() == inp.untyped_storage().data_ptr():
+            return True                    # a view (reshape / flatten) of the input
+        tail = inp.shape[2:] if is_frames(inp) else inp.shape[1:]
+        if x.dim() < len(tail) or tuple(x.shape[x.dim() - len(tail):]) != tuple(tail) \
+                or x.numel() == 0 or x.numel() % inp.numel():
+            return False
+        n = x.numel() // inp.numel()
+        return torch.equal(x.detach().reshape(n, -1),
+                           inp.detach().reshape(1, -1).expand(n, -1).to(x.dtype))
+
     def _kind(self, x: torch.Tensor) -> str:
-        if x is self._input:
-            return "real"
+        if self._is_model_input(x):
+            return self._input_kind
         entry = self._pooled.get(id(x))
         if entry is not None and entry[0] is x:
             return entry[1]
@@ -250,7 +325,7 @@ class OpCounter:
 
     def _neuron_hook(self, name):
         def hook(module, args, out):
-            s = out.detach()
+            s = (out[0] if isinstance(out, (tuple, list)) else out).detach()
             rec = self.neurons[name]
             rec.spikes += float(s.sum(dtype=torch.float64))
             rec.numel += s.numel()
@@ -261,8 +336,10 @@ class OpCounter:
     def __enter__(self) -> "OpCounter":
         self._handles.append(self.model.register_forward_pre_hook(self._model_pre))
         self._handles.append(self.model.register_forward_hook(self._model_post))
+        spiking = {id(m): n for n, m in spiking_modules_of(self.model)}
         for name, m in self.model.named_modules():
-            if isinstance(m, LIF):
+            if id(m) in spiking:
+                name = spiking[id(m)]
                 self.neurons[name] = NeuronCount(name)
                 self._handles.append(m.register_forward_hook(self._neuron_hook(name)))
             elif isinstance(m, SYNAPTIC_TYPES):
@@ -342,8 +419,9 @@ def summarize(layers: Iterable[LayerCount], neurons: Iterable[NeuronCount], *, i
 @torch.no_grad()
 def count_model(model: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor, *,
                 e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ) -> Dict[str, Any]:
-    """Run ``model`` (in eval mode) on one batch or a sequence of batches and return
-    :func:`summarize`'s dict. The model's training mode is restored afterwards."""
+    """Run ``model`` (in eval mode) on one batch or a sequence of batches (images ``[B, C, H, W]``
+    or frames ``[T, B, C, H, W]``) and return :func:`summarize`'s dict. The model's training mode
+    is restored afterwards."""
     if isinstance(inputs, torch.Tensor):
         inputs = [inputs]
     was_training = model.training
@@ -367,4 +445,5 @@ def ann_flops(model: nn.Module, input_shape: Sequence[int], *, device=None) -> i
 
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "LayerCount", "NeuronCount", "OpCounter", "PJ_TO_MJ",
-           "ann_flops", "count_model", "summarize", "synaptic_flops"]
+           "ann_flops", "count_model", "frame_kind", "spiking_modules_of", "summarize",
+           "synaptic_flops"]

@@ -5,7 +5,7 @@ functional`, with the switches of ``distill.ckd.samd`` resolved by
 :func:`spikedistill.distill.config.resolve_ckd`)::
 
     student (spike_sum):  M_s[b] = sum_t sum_c F_s[t, b, c]              (stage output [T, B, C, H, W])
-    student (cam):        M_s[b] = ReLU( sum_c W_eff[k_b, c] * mean_t F_s[t, b, c] )
+    student (cam):        M_s[b] = ReLU( sum_c W[k_b, c] * mean_t F_s[t, b, c] ),  W = classifier_weight()
     teacher (cam):        M_t[b] = ReLU( sum_c w[k_b, c] * F_t[b, c] ),  k_b = teacher argmax
     teacher (gradcam_*):  Grad-CAM of the stage for the label (gradcam_label) or the teacher's
                           prediction (gradcam_pred)
@@ -13,6 +13,12 @@ functional`, with the switches of ``distill.ckd.samd`` resolved by
 then ``normalize_map`` (e.g. the released code's batch-global min-max; note that it depends on
 the whole batch, here the ``n`` pictured images) and ``P = scale_map(., scaling, tau)``, the
 distributions over the H*W positions that enter ``KL(P_t || P_s)``.
+
+Student and teacher are read through the model contract (``feature_channels`` for the stages,
+``classifier_weight()`` for CAMs), so any :class:`~spikedistill.models.contract.DistillModel`
+works. Frames ``[T, B, C, H, W]``: the student takes them as they are, the teacher sees the mean
+frame (``teacher.frames=mean``; :func:`spikedistill.distill.base.teacher_input`), and the pictured
+input is the mean frame.
 
 The grid has one row per image: the de-normalised input, the raw teacher and student maps,
 the two distributions ``P_t`` and ``P_s``, and each raw map overlaid on the image.
@@ -53,15 +59,19 @@ def _stage_index(stage: int, n_stages: int) -> int:
     return stage - 1 if stage > 0 else n_stages + stage
 
 
-def _student_classifier_weight(model: nn.Module) -> torch.Tensor:
-    from spikedistill.distill.methods import effective_classifier_weight
-    return effective_classifier_weight(model)
+def _n_stages(model: nn.Module, role: str) -> int:
+    n = len(tuple(getattr(model, "feature_channels", ()) or ()))
+    if n == 0:
+        raise ConfigError(f"visualize: the {role} {type(model).__name__} reports no "
+                          "feature_channels (model contract); it has no stages to picture")
+    return n
 
 
 def compute_maps(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  settings=None, stage: Optional[int] = None) -> Dict[str, torch.Tensor]:
     """Student and teacher maps of one batch, as SAMD computes them.
 
+    ``x``: images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]`` (the teacher gets the mean frame).
     ``settings``: resolved SAMD switches (:func:`samd_settings`; default preset when None);
     ``stage``: 1-based stage (negative from the end), default the first configured SAMD stage.
     Returns float32 CPU tensors: ``student_map`` / ``teacher_map`` (raw, ``(B, H, W)``),
@@ -69,16 +79,20 @@ def compute_maps(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: tor
     (``scale_map`` distributions reshaped to ``(B, H, W)``), ``classes`` (the class k of each
     map), ``student_pred``, ``teacher_pred``, ``labels``; and ``stage`` (1-based).
     """
+    from spikedistill.distill.base import teacher_input
+
     sc = settings if settings is not None else samd_settings()
-    n_stages = len(student.stage_channels)
-    if len(teacher.stage_channels) != n_stages:
+    n_stages = _n_stages(student, "student")
+    n_teacher = _n_stages(teacher, "teacher")
+    if n_teacher != n_stages:
         raise ConfigError(f"visualize: student has {n_stages} stages and teacher "
-                          f"{len(teacher.stage_channels)}; the maps need the same stages")
+                          f"{n_teacher}; the maps need the same stages")
     idx = _stage_index(stage if stage is not None else sc.stages[0], n_stages)
     student.eval()
     teacher.eval()
     with torch.no_grad():
         s_logits, s_feats = student(x, return_features=True)
+    x, _ = teacher_input(x, "mean")                # the teacher sees the mean frame
     if sc.teacher_map.startswith("gradcam"):
         with torch.enable_grad():
             xin = x.detach().clone().requires_grad_(True)
@@ -94,11 +108,11 @@ def compute_maps(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: tor
         with torch.no_grad():
             t_logits, t_feats = teacher(x, return_features=True)
             classes = t_logits.argmax(dim=1)
-            m_t = Fn.class_activation_map(t_feats[-1], teacher.classifier.weight, classes)
+            m_t = Fn.class_activation_map(t_feats[-1], teacher.classifier_weight(), classes)
     with torch.no_grad():
         if sc.student_map == "cam":
             m_s = Fn.class_activation_map(Fn.time_average(s_feats[idx]),
-                                          _student_classifier_weight(student), classes)
+                                          student.classifier_weight(), classes)
         else:
             m_s = Fn.spike_activation_map(s_feats[idx])
         if m_s.shape != m_t.shape:
@@ -181,19 +195,23 @@ def visualize(student: nn.Module, teacher: nn.Module, loader, out, *, n: int = 1
     for x, y in loader:
         xs.append(x)
         ys.append(y)
-        have += x.shape[0]
+        have += x.shape[1] if x.dim() == 5 else x.shape[0]
         if have >= n:
             break
     if not xs:
         raise ConfigError("visualize: the data loader yielded no images")
-    x, y = torch.cat(xs)[:n], torch.cat(ys)[:n]
+    frames = xs[0].dim() == 5           # [T, B, C, H, W]: batch along dim 1
+    x = torch.cat(xs, dim=1)[:, :n] if frames else torch.cat(xs)[:n]
+    y = torch.cat(ys)[:n]
     device = next(student.parameters()).device
     settings = samd_settings(distill_cfg)
     maps = compute_maps(student, teacher.to(device), x.to(device), y.to(device), settings, stage)
     title = (f"stage {maps['stage']}: teacher {settings.teacher_map}, student "
              f"{settings.student_map}, normalize {settings.normalize}, scaling {settings.scaling} "
              f"(tau {settings.tau})")
-    return plot_maps(denormalize(x, mean, std), maps, out, class_names=class_names, title=title)
+    shown = x.float().mean(dim=0) if frames else x       # frames: the mean frame
+    return plot_maps(denormalize(shown, mean, std), maps, out, class_names=class_names,
+                     title=title)
 
 
 __all__ = ["compute_maps", "denormalize", "plot_maps", "samd_settings", "visualize"]

@@ -59,6 +59,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from spikedistill.atomic import atomic_write
 from spikedistill.errors import SpikeDistillError
 from spikedistill.neurons import LIF
 
@@ -142,8 +143,10 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, allow_relu: bool = F
     from spikedistill.models.spiking_resnet import SpikingBasicBlock, SpikingResNet
 
     if not isinstance(model, SpikingResNet):
-        raise NIRExportError(f"NIR export supports the spiking ResNet students only, not "
-                             f"{getattr(model, 'model_name', type(model).__name__)}")
+        raise NIRExportError(f"NIR export writes spikedistill's spiking ResNet students only "
+                             f"(spiking_resnet19 / spiking_resnet20, direct encoding); "
+                             f"{getattr(model, 'model_name', type(model).__name__)} is not one "
+                             "of them")
     C, H, W = (int(v) for v in input_shape)
     if C != model.stem.in_channels:
         raise NIRExportError(f"input has {C} channels but the stem expects "
@@ -264,14 +267,15 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, allow_relu: bool = F
 
 def export_nir(model: nn.Module, path, input_shape: Sequence[int], *,
                allow_relu: bool = False) -> Path:
-    """Write :func:`to_nir` of ``model`` to ``path`` with ``nir.write``."""
+    """Write :func:`to_nir` of ``model`` to ``path`` with ``nir.write`` (HDF5, atomically)."""
+    import io
+
     import nir
 
     graph = to_nir(model, input_shape, allow_relu=allow_relu)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nir.write(str(path), graph)
-    return path
+    buffer = io.BytesIO()
+    nir.write(buffer, graph)
+    return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
 
 # --------------------------------------------------------------------------------------------

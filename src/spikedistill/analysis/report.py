@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from spikedistill.analysis.counting import E_AC_PJ, E_MAC_PJ, OpCounter
 from spikedistill.analysis.figures import pyplot, save_figure
+from spikedistill.atomic import atomic_write_text
 from spikedistill.errors import ConfigError
 
 PathLike = Any
@@ -39,11 +40,19 @@ def _logits(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+def is_spiking_model(model: nn.Module) -> bool:
+    """The contract's ``is_spiking`` (a module outside the contract: spiking if it has a ``T``)."""
+    flag = getattr(model, "is_spiking", None)
+    return bool(flag) if flag is not None else hasattr(model, "T")
+
+
 @torch.no_grad()
 def evaluate_counted(model: nn.Module, batches: Iterable, *, e_mac: float = E_MAC_PJ,
                      e_ac: float = E_AC_PJ) -> Dict[str, Any]:
-    """Top-1 accuracy (%) of ``model`` on ``batches`` of ``(x, y)`` with the op counts of
-    :meth:`OpCounter.summary` (per image). The model runs in eval mode; its mode is restored."""
+    """Top-1 accuracy (%) of ``model`` on ``batches`` of ``(x, y)`` (``x`` images ``[B, C, H, W]``
+    or frames ``[T, B, C, H, W]``) with the op counts of :meth:`OpCounter.summary` (per image)
+    and ``frames`` (whether the inputs were frame sequences). The model runs in eval mode; its
+    mode is restored."""
     device = _device_of(model)
     was_training = model.training
     model.eval()
@@ -62,6 +71,7 @@ def evaluate_counted(model: nn.Module, batches: Iterable, *, e_mac: float = E_MA
                           "dataset)")
     summary = counter.summary(e_mac=e_mac, e_ac=e_ac)
     summary["top1"] = 100.0 * correct / seen
+    summary["frames"] = bool(counter.frames)
     return summary
 
 
@@ -78,29 +88,36 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
             e_ac: float = E_AC_PJ, timesteps: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Evaluate and count ``model`` on the first ``batches`` batches of ``loader``.
 
-    Returns a JSON-ready dict: ``model``, ``T`` (None for an ANN), ``images``, ``top1`` (%),
+    ``loader`` yields ``(x, y)`` with images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``
+    (counted as :mod:`spikedistill.analysis.counting` says: spike-driven first layer for binary or
+    event-count frames). The teacher sees frames as their mean frame. Returns a JSON-ready dict:
+    ``model``, ``T`` (None for an ANN), ``input`` (``images`` or ``frames``), ``images``, ``top1`` (%),
     ``layers`` / ``neurons`` / ``totals`` (see :func:`spikedistill.analysis.counting.summarize`;
     all per image), ``teacher`` (None, or ``model``, ``top1``, ``flops``, ``macs``, ``energy_mj``
     = ``e_mac * FLOPs`` of the teacher on the same batches), ``energy_ratio`` (teacher energy /
     student energy) and ``timesteps``: one row per T in ``timesteps`` (``T``, ``top1``,
     ``firing_rate``, ``macs``, ``sops``, ``energy_mj``), evaluated by setting ``model.T``
-    (restored afterwards); only for models with a settable ``T``.
+    (restored afterwards); only for spiking models (``is_spiking``) on images: frames fix T.
     """
     if batches is not None and int(batches) < 1:
         raise ConfigError(f"analysis: --batches must be a positive integer, got {batches!r}")
     timesteps = [int(t) for t in (timesteps or [])]
     if any(t < 1 for t in timesteps):
         raise ConfigError(f"analysis: --timesteps must be positive integers, got {timesteps}")
-    has_T = hasattr(model, "T")
+    has_T = is_spiking_model(model)
     if timesteps and not has_T:
         raise ConfigError(f"analysis: --timesteps needs a spiking model with a T attribute; "
                           f"{getattr(model, 'model_name', type(model).__name__)} has none")
     data = _reiterable(loader, batches, 1 + len(timesteps) + (teacher is not None))
 
     result = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac)
+    if timesteps and result["frames"]:
+        raise ConfigError(f"analysis: --timesteps re-evaluates at other T, but the data are frame "
+                          f"sequences with T={model.T} fixed by the dataset; drop --timesteps")
     out: Dict[str, Any] = {
         "model": getattr(model, "model_name", type(model).__name__),
         "T": int(model.T) if has_T else None,
+        "input": "frames" if result["frames"] else "images",
         "images": result["images"],
         "top1": result["top1"],
         "layers": result["layers"],
@@ -111,7 +128,10 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
         "timesteps": [],
     }
     if teacher is not None:
-        tres = evaluate_counted(teacher, _batches(data, batches), e_mac=e_mac, e_ac=e_ac)
+        tdata = _batches(data, batches)
+        if result["frames"]:
+            tdata = ((b[0].mean(dim=0) if b[0].dim() == 5 else b[0], b[1]) for b in tdata)
+        tres = evaluate_counted(teacher, tdata, e_mac=e_mac, e_ac=e_ac)
         t_energy = e_mac * tres["totals"]["flops"] * 1e-9
         out["teacher"] = {"model": getattr(teacher, "model_name", type(teacher).__name__),
                           "top1": tres["top1"], "flops": tres["totals"]["flops"],
@@ -150,7 +170,8 @@ def to_markdown(result: Dict[str, Any]) -> str:
     """The report as Markdown text."""
     tot = result["totals"]
     lines = [f"# Analysis of {result['model']}", ""]
-    lines += [f"- images evaluated: {result['images']}",
+    lines += [f"- images evaluated: {result['images']}"
+              + (" (frame sequences)" if result.get("input") == "frames" else ""),
               f"- timesteps T: {result['T']}",
               f"- top-1: {result['top1']:.2f} %",
               f"- network firing rate (total spikes / total neuron-timesteps): "
@@ -218,8 +239,8 @@ def write_report(result: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "report.md", "json": out / "report.json"}
-    paths["markdown"].write_text(to_markdown(result))
-    paths["json"].write_text(json.dumps(result, indent=2, default=float) + "\n")
+    atomic_write_text(paths["markdown"], to_markdown(result))
+    atomic_write_text(paths["json"], json.dumps(result, indent=2, default=float) + "\n")
     if result["neurons"]:
         paths["firing_rates"] = plot_firing_rates(result, out / "firing_rates.png")
     return paths

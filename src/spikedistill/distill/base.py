@@ -1,9 +1,17 @@
 """The Distiller contract and the method registry.
 
 A method is one small :class:`Distiller` subclass around pure loss functions
-(:mod:`spikedistill.distill.functional`). ``forward_train(x, y)`` returns the student's logits
-and a dict of *already weighted* named losses whose sum is the training loss, so logs show every
-term; ``forward_test(x)`` returns the student's logits.
+(:mod:`spikedistill.distill.functional`). ``forward_train(x, y, ctx=None)`` returns the
+student's logits and a dict of *already weighted* named losses whose sum is the training loss,
+so logs show every term; ``forward_test(x)`` returns the student's logits. ``ctx`` is the
+engine's :class:`spikedistill.distill.context.StepContext` (epoch, step, ``progress``) for
+methods whose losses follow a schedule; ``None`` outside the engine.
+
+Inputs are images ``[B, C, H, W]`` or frame sequences ``[T, B, C, H, W]``. A student takes
+either; an ANN teacher sees frames as :attr:`Distiller.teacher_frames` says (``teacher.frames``):
+``mean`` feeds the mean frame ``x_bar = 1/T sum_t x[t]`` ``[B, C, H, W]``; ``per_step`` runs the
+teacher on every frame (the folded ``[T*B, C, H, W]`` batch) and averages its logits and each
+feature over T: ``z_t = 1/T sum_t z_t(x[t])``, ``F_t = 1/T sum_t F_t(x[t])``.
 
 The teacher is frozen by default (``teacher_mode="frozen"``): ``eval()``, ``requires_grad_(False)``
 and run under :func:`torch.inference_mode`. ``teacher_mode="released"`` reproduces the released
@@ -23,6 +31,35 @@ from spikedistill.errors import ConfigError
 
 Losses = Dict[str, torch.Tensor]
 
+#: how an ANN teacher sees a frame sequence (``teacher.frames``; the same choices as
+#: ``spikedistill.config.TEACHER_FRAMES``, which imports this package and so cannot be imported here)
+TEACHER_FRAMES = ("mean", "per_step")
+
+
+def teacher_input(x: torch.Tensor, frames: str = "mean") -> Tuple[torch.Tensor, Optional[int]]:
+    """``(input of the teacher, T to average over or None)`` for an input ``x``.
+
+    Images ``[B, C, H, W]`` pass unchanged (``None``). Frames ``[T, B, C, H, W]``: ``mean`` gives
+    the mean frame ``1/T sum_t x[t]`` ``[B, C, H, W]`` (``None``); ``per_step`` gives the folded
+    ``[T*B, C, H, W]`` batch and ``T``, whose outputs :func:`time_mean` turns back into ``[B, ...]``.
+    """
+    if frames not in TEACHER_FRAMES:
+        raise ConfigError(f"config key 'teacher.frames': expected one of "
+                          f"{', '.join(TEACHER_FRAMES)}, got {frames!r}")
+    if x.dim() != 5:
+        return x, None
+    if frames == "mean":
+        return x.mean(dim=0), None
+    return x.flatten(0, 1), int(x.shape[0])
+
+
+def time_mean(t: torch.Tensor, T: Optional[int]) -> torch.Tensor:
+    """``1/T sum_t t[t]`` of a folded ``[T*B, ...]`` tensor -> ``[B, ...]`` (``t`` itself when
+    ``T`` is None)."""
+    if T is None:
+        return t
+    return t.reshape(T, t.shape[0] // T, *t.shape[1:]).mean(dim=0)
+
 
 def unwrap(module: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel / torch.compile wrapper (or itself)."""
@@ -39,9 +76,13 @@ class Distiller(nn.Module):
     """Base class: a student, an optional teacher and optional trainable extras.
 
     Subclasses set ``requires_teacher`` and implement :meth:`forward_train`.
+    The engine sets :attr:`label_smoothing` (``train.label_smoothing``) and
+    :attr:`teacher_frames` (``teacher.frames``) after :func:`build_method`.
     """
 
     requires_teacher: bool = False
+    #: how the teacher sees frames ``[T, B, C, H, W]``: ``mean`` or ``per_step`` (see module doc)
+    teacher_frames: str = "mean"
 
     def __init__(self, student: nn.Module, teacher: Optional[nn.Module] = None, cfg=None,
                  teacher_mode: str = "frozen"):
@@ -94,9 +135,16 @@ class Distiller(nn.Module):
 
     def run_teacher(self, x: torch.Tensor, return_features: bool = True):
         """Teacher forward under :meth:`teacher_context`; outputs are cloned out of inference
-        mode so that losses can use them in autograd (as constants)."""
+        mode so that losses can use them in autograd (as constants).
+
+        Frames ``[T, B, C, H, W]`` go through :func:`teacher_input` with :attr:`teacher_frames`:
+        the mean frame, or every frame with ``z_t = 1/T sum_t z_t(x[t])`` and each feature
+        ``F_t = 1/T sum_t F_t(x[t])`` (``per_step``)."""
+        xin, T = teacher_input(x, self.teacher_frames)
         with self.teacher_context():
-            out = self.teacher(x, return_features=return_features)
+            out = self.teacher(xin, return_features=return_features)
+            if T is not None:
+                out = map_tensors(lambda t: time_mean(t, T), out)
         if self.teacher_mode == "frozen":
             out = map_tensors(torch.Tensor.clone, out)
         return out
@@ -109,15 +157,20 @@ class Distiller(nn.Module):
 
     label_smoothing: float = 0.0
 
-    def forward_train(self, x: torch.Tensor, y: torch.Tensor) -> Tuple[torch.Tensor, Losses]:
+    def forward_train(self, x: torch.Tensor, y: torch.Tensor,
+                      ctx=None) -> Tuple[torch.Tensor, Losses]:
+        """``(z_s, {name: weighted loss})`` for a batch ``x`` (images ``[B, C, H, W]`` or frames
+        ``[T, B, C, H, W]``) with labels ``y`` ``(B,)``; the training loss is the sum of the
+        values. ``ctx``: the engine's ``StepContext`` (``epoch``, ``step``, ``progress = step /
+        total_steps``, ...) or None; methods without a schedule ignore it."""
         raise NotImplementedError
 
     def forward_test(self, x: torch.Tensor) -> torch.Tensor:
         return self.student(x)
 
-    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
+    def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, ctx=None):
         if self.training:
-            return self.forward_train(x, y)
+            return self.forward_train(x, y, ctx)
         return self.forward_test(x)
 
 
@@ -144,6 +197,6 @@ class CrossEntropy(Distiller):
 
     requires_teacher = False
 
-    def forward_train(self, x, y):
+    def forward_train(self, x, y, ctx=None):
         logits = self.student(x)
         return logits, {"ce": self.cross_entropy(logits, y)}
