@@ -1,0 +1,82 @@
+"""Students (spiking ResNets) and teachers (ANN ResNets), registered by name; networks of
+other libraries (torchvision, timm, SpikingJelly, any Python factory) through
+:mod:`spikedistill.models.external`.
+
+See ``docs/design.md`` for the API every model offers (``forward(x, return_features)``,
+``classifier``, ``pool``, ``stage_channels``, ``feature_dim``, ``is_spiking``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+from spikedistill.models import resnet, spiking_resnet  # noqa: F401  (registers the models)
+from spikedistill.models.registry import ROLES, create_model, list_models, model_role, register_model
+
+
+def model_name(model_cfg) -> str:
+    """The registry name of a ``model`` section: ``name`` for ``source: spikedistill``, else
+    ``"<source>/<arch>"`` (what checkpoints store as ``model_name``)."""
+    if model_cfg.source == "spikedistill":
+        return model_cfg.name
+    from spikedistill.models.external import external_name
+    return external_name(model_cfg.source, model_cfg.arch)
+
+
+def config_role(model_cfg) -> Optional[str]:
+    """``"student"`` / ``"teacher"`` of a ``model`` section before building it (None for a
+    ``python`` source, which is a student when it holds spiking neurons)."""
+    return model_role(model_name(model_cfg))
+
+
+def model_kwargs(model_cfg, num_classes: int, in_channels: int,
+                 input_shape: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+    """Keyword arguments for :func:`create_model` from a ``model`` config section.
+
+    ``source: spikedistill``: students take T, width, last activation and neuron settings;
+    teachers take only the width (``input_shape`` is not used). Other sources:
+    ``num_classes, in_channels, kwargs, features, classifier, input_shape`` and, for a
+    spiking source, ``T`` (:func:`spikedistill.models.external.external_kwargs`)."""
+    if model_cfg.source != "spikedistill":
+        from spikedistill.models.external import external_kwargs
+        return external_kwargs(model_cfg, num_classes, in_channels, input_shape,
+                               spiking=model_cfg.source in ("spikingjelly", "python"))
+    kwargs: Dict[str, Any] = {"num_classes": num_classes, "in_channels": in_channels}
+    if model_cfg.width_mult is not None:
+        kwargs["width_mult"] = model_cfg.width_mult
+    if model_role(model_cfg.name) == "student":
+        from dataclasses import asdict
+        kwargs.update(T=model_cfg.T, last_activation=model_cfg.last_activation,
+                      neuron=asdict(model_cfg.neuron))
+    return kwargs
+
+
+def build_model(model_cfg, num_classes: int, in_channels: int,
+                input_shape: Optional[Sequence[int]] = None):
+    """The model a ``model`` config section describes, for a dataset with ``num_classes``
+    classes and ``in_channels`` input channels (``input_shape``: ``(C, H, W)`` of one sample,
+    which external models need to record their taps' channels). The result carries
+    ``model_name`` / ``model_kwargs``, so ``create_model`` rebuilds it from a checkpoint."""
+    return create_model(model_name(model_cfg),
+                        **model_kwargs(model_cfg, num_classes, in_channels, input_shape))
+
+
+def build_teacher(teacher_cfg, num_classes: int, input_shape: Sequence[int],
+                  device: Any = "cpu") -> Tuple[Any, Dict[str, Any]]:
+    """``(teacher, provenance)`` for ``teacher.source`` torchvision / timm / python: the
+    architecture built offline with the weights of the local file ``teacher.weights``
+    (:func:`spikedistill.models.external.build_teacher`)."""
+    from spikedistill.models.external import build_teacher as _build
+    return _build(teacher_cfg, num_classes, input_shape, device=device)
+
+
+def export_state_dict(checkpoint, out_path):
+    """A checkpoint's weights as a plain state-dict file of the original library
+    (:func:`spikedistill.models.external.export_state_dict`)."""
+    from spikedistill.models.external import export_state_dict as _export
+    return _export(checkpoint, out_path)
+
+
+__all__ = ["ROLES", "build_model", "build_teacher", "config_role", "create_model",
+           "export_state_dict", "list_models", "model_kwargs", "model_name", "model_role",
+           "register_model"]
