@@ -98,7 +98,6 @@ def test_spiking_modules_and_taps(student):
         student.T = T
 
 
-@pytest.mark.xfail(strict=True, reason="needs analysis via spiking_modules (H1)")
 def test_spike_counting_sees_spikingjelly_neurons(student):
     from spikedistill.analysis.counting import count_model
     summary = count_model(student, torch.rand(2, *SHAPE) * 4)

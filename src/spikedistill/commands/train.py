@@ -60,23 +60,24 @@ def config_from_args(args) -> Config:
 def check_command(command: str, cfg: Config) -> None:
     """Each command trains one kind of model: ConfigError naming the mismatch otherwise."""
     from spikedistill.distill import method_requires_teacher
-    from spikedistill.models import list_models, model_role
+    from spikedistill.models import config_role, list_models, model_name
 
-    role = model_role(cfg.model.name)
+    role = config_role(cfg.model)      # None for model.source=python: known once it is built
+    name = model_name(cfg.model)
     method = cfg.distill.method
     if command == "train-teacher":
-        if role != "teacher":
-            raise ConfigError(f"train-teacher trains an ANN teacher ({', '.join(list_models('teacher'))}), "
-                              f"but model.name={cfg.model.name} is a spiking student; use "
-                              "'spikedistill train' or 'spikedistill distill' for students")
+        if role == "student":
+            raise ConfigError(f"train-teacher trains an ANN teacher ({', '.join(list_models('teacher'))}, "
+                              f"or model.source=torchvision|timm), but model {name} is a spiking "
+                              "student; use 'spikedistill train' or 'spikedistill distill' for students")
         if method != "ce":
             raise ConfigError(f"train-teacher trains with cross-entropy (distill.method=ce), got "
                               f"distill.method={method}")
         return
-    if role != "student":
+    if role == "teacher":
         raise ConfigError(f"'spikedistill {command}' trains a spiking student "
-                          f"({', '.join(list_models('student'))}), but model.name={cfg.model.name} "
-                          "is an ANN teacher; use 'spikedistill train-teacher'")
+                          f"({', '.join(list_models('student'))}, or model.source=spikingjelly), "
+                          f"but model {name} is an ANN teacher; use 'spikedistill train-teacher'")
     if command == "distill":
         if not method_requires_teacher(method):
             raise ConfigError(f"distill needs a method that learns from a teacher (e.g. kd, ckd), "
