@@ -85,3 +85,27 @@ def test_export_command(digits_runs, tmp_path, capsys):
     assert "warning:" in capsys.readouterr().out
     g = nir.read(str(tmp_path / "r.nir"))
     assert int(g.metadata["T"]) == 4 and str(g.nodes["layer3.2.act2"].metadata["activation"]) == "relu"
+
+
+def test_export_state_dict_command(digits_runs, tmp_path, capsys):
+    """``export --format state_dict``: the teacher's weights as a plain state dict that a fresh
+    network of the same architecture loads strictly, with equal outputs."""
+    from spikedistill.engine import load_model_from_checkpoint
+    from spikedistill.models import create_model
+
+    _, teacher = digits_runs
+    out = tmp_path / "teacher.pth"
+    assert main(["export", "--checkpoint", str(teacher / "best.pt"), "--format", "state_dict",
+                 str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    state = torch.load(out, weights_only=True)
+    model, meta = load_model_from_checkpoint(teacher / "best.pt")
+    fresh = create_model(meta["model_name"], **meta["model_kwargs"])
+    fresh.load_state_dict(state, strict=True)
+    fresh.eval()
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), model(x))
+    assert main(["export", "--checkpoint", str(tmp_path / "missing.pt"), "--format",
+                 "state_dict", str(tmp_path / "x.pth")]) == 2
+    assert "missing.pt" in capsys.readouterr().err

@@ -1,7 +1,13 @@
-"""``spikedistill export``: write a spiking student as a NIR graph.
+"""``spikedistill export``: write a spiking student as a NIR graph, or any trained model's
+weights as a plain state dict.
 
     spikedistill export --checkpoint RUN/best.pt --format nir OUT.nir [--allow-relu]
                         [--input-shape C,H,W] [--T N]
+    spikedistill export --checkpoint RUN/best.pt --format state_dict OUT.pth|OUT.safetensors
+
+``state_dict`` writes the network's own keys (a tapped network's ``net.`` prefix stripped), the
+layout of its library: a torchvision ResNet trained with ``train-teacher`` then loads as
+``teacher.source=torchvision teacher.weights=OUT.pth``.
 
 BatchNorm is folded into the convs, the LIF neurons become ``nir.LIF`` (tau = dt/(1-decay),
 r = tau/dt, dt = 1), residual additions are edges into a shared neuron node, the time-mean
@@ -13,10 +19,12 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export a spiking student (NIR graph)")
+    p = sub.add_parser("export", help="export a spiking student (NIR graph) or a model's weights "
+                                      "(state dict)")
     p.add_argument("out", metavar="OUT", help="output file, e.g. student.nir")
     p.add_argument("--checkpoint", required=True, help="student checkpoint, e.g. RUN/best.pt")
-    p.add_argument("--format", default="nir", choices=["nir"], help="export format (nir)")
+    p.add_argument("--format", default="nir", choices=["nir", "state_dict"],
+                   help="nir (spiking student graph) | state_dict (.pth / .safetensors weights)")
     p.add_argument("--allow-relu", action="store_true",
                    help="export a ReLU last activation as a marked identity placeholder")
     p.add_argument("--input-shape", default=None,
@@ -34,6 +42,11 @@ def run(args) -> int:
     from spikedistill.commands.common import overrides_from_args
     from spikedistill.errors import ConfigError
 
+    if args.format == "state_dict":
+        from spikedistill.models import export_state_dict
+        path = export_state_dict(args.checkpoint, args.out)
+        print(f"wrote {path} (state dict of {args.checkpoint})")
+        return 0
     overrides = {} if args.T is None else {"T": args.T}
     if args.T is not None and args.T < 1:
         raise ConfigError(f"--T must be a positive integer, got {args.T}")
