@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -41,26 +40,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "src") not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lif_kernel import environment  # noqa: E402  (the benchmarks' shared JSON header)
+
 PARTS = ("triton_tests", "lif_kernel", "train_step", "end_to_end")
-
-
-def environment(device: torch.device) -> Dict[str, Any]:
-    info: Dict[str, Any] = {"torch": torch.__version__, "cuda": torch.version.cuda,
-                            "python": platform.python_version(), "device_type": device.type,
-                            "platform": platform.platform()}
-    try:
-        import triton
-        info["triton"] = triton.__version__
-    except Exception as exc:  # noqa: BLE001
-        info["triton"] = f"unavailable ({type(exc).__name__})"
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        info.update(device_name=torch.cuda.get_device_name(device),
-                    capability=f"{props.major}.{props.minor}",
-                    memory_gib=round(props.total_memory / 2**30, 1))
-    else:
-        info["device_name"] = platform.processor() or platform.machine()
-    return info
 
 
 def _subprocess(cmd: List[str], timeout: float, env: Dict[str, str] = None) -> Dict[str, Any]:

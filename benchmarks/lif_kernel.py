@@ -173,7 +173,10 @@ def copy_bandwidth(device: torch.device, mib: int, iters: int = 20) -> Dict:
 
 
 def environment(device: torch.device) -> Dict:
-    info = {"torch": torch.__version__, "python": platform.python_version(),
+    """Versions and the device (card name, capability, SMs, memory): the header of every
+    benchmark's JSON (also used by ``gpu_check.py``)."""
+    info = {"torch": torch.__version__, "cuda": torch.version.cuda,
+            "python": platform.python_version(), "platform": platform.platform(),
             "device_type": device.type,
             "triton_interpret": os.environ.get("TRITON_INTERPRET", "0") == "1"}
     try:
@@ -185,10 +188,9 @@ def environment(device: torch.device) -> Dict:
         props = torch.cuda.get_device_properties(device)
         info.update(device_name=torch.cuda.get_device_name(device),
                     capability=f"{props.major}.{props.minor}", sm_count=props.multi_processor_count,
-                    cuda=torch.version.cuda)
+                    memory_gib=round(props.total_memory / 2**30, 1))
     else:
         info["device_name"] = platform.processor() or platform.machine()
-        info["cpu_threads"] = torch.get_num_threads()
     return info
 
 

@@ -6,7 +6,6 @@ in order.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 import random
@@ -21,6 +20,7 @@ from spikedistill.config import Config
 from spikedistill.engine import distributed as D
 from spikedistill.engine.checkpoint import load_model_from_checkpoint
 from spikedistill.errors import CheckpointError, ConfigError
+from spikedistill.models.external.weights import file_sha256
 
 #: keys every teacher provenance record carries
 PROVENANCE_KEYS = ("source", "arch", "weights", "sha256")
@@ -234,15 +234,6 @@ def build_student(cfg: Config, num_classes: int, in_channels: int,
 
     seed_everything(cfg.train.seed)
     return build_model(cfg.model, num_classes, in_channels, input_shape=tuple(input_shape))
-
-
-def file_sha256(path: Union[str, os.PathLike], chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes (read in chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def teacher_label(provenance: Dict[str, Any]) -> str:
