@@ -92,3 +92,19 @@ def test_eval_errors_exit_2_through_the_entry_point(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: checkpoint") and "truncated or corrupt" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_commands_take_the_role_from_model_source(tmp_path, capsys):
+    """train-teacher trains a torchvision ANN (its role comes from model.source, not from the
+    default model.name); train refuses it, and train-teacher refuses a SpikingJelly student."""
+    pytest.importorskip("torchvision")
+    tv = ["model.source=torchvision", "model.arch=resnet18", *SMALL, "train.epochs=1",
+          "train.max_steps_per_epoch=1", f"run.out_dir={tmp_path}"]
+    rc, out, err = _run(["train-teacher", "--set", *tv, "run.name=tv"], capsys)
+    assert rc == 0, err
+    assert ck.load_checkpoint(tmp_path / "tv" / "last.pt")["model_name"] == "torchvision/resnet18"
+    rc, out, err = _run(["train", "--set", *tv, "run.name=tv2"], capsys)
+    assert rc == 2 and "torchvision/resnet18 is an ANN teacher" in err
+    rc, out, err = _run(["train-teacher", "--set", "model.source=spikingjelly",
+                         "model.arch=spiking_resnet18", *SMALL, f"run.out_dir={tmp_path}"], capsys)
+    assert rc == 2 and "spikingjelly/spiking_resnet18 is a spiking student" in err
