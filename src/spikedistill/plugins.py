@@ -2,18 +2,25 @@
 
 A :class:`Registry` maps names to entries (a factory plus metadata). Every query
 (:meth:`Registry.get`, :meth:`Registry.names`, ``in``) first makes sure its vocabulary is
-complete: the built-in *provider* modules named when the registry was made are imported once
-(they register their entries on import, timm style), then every plugin is loaded once
-(:func:`load_plugins`).
+complete: the built-in modules are imported once (they register their entries on import, timm
+style), then every plugin is loaded once (:func:`load_plugins`).
+
+Built-ins are found by discovery, not by a list: a registry made with ``packages=(PKG, ...)``
+imports every module of each package whose name does not start with ``_``
+(:func:`import_submodules`, ``pkgutil.iter_modules``, in name order). Adding a built-in is
+therefore one new file in that package, which registers itself; ``_private.py`` files hold
+shared helpers and are imported only by the modules that use them.
 
 The registries whose names the config validates are made here, by the names of the modules
 that fill them, so that ``import spikedistill.config`` pulls in neither torch nor the methods:
 
-    METHODS    distillation methods   (filled by spikedistill.distill; entry meta: config, section)
-    DATASETS   datasets               (filled by spikedistill.data.sets)
+    METHODS    distillation methods   (the modules of spikedistill.distill.methods; entry meta:
+                                       config, section)
+    DATASETS   datasets               (the modules of spikedistill.data.sets)
 
-Models have their own registry (:mod:`spikedistill.models.registry`), which loads the plugins
-through the same :func:`load_plugins`.
+Models have their own registry (:mod:`spikedistill.models.registry`), which discovers the
+modules of :mod:`spikedistill.models.zoo` the same way and loads the plugins through the same
+:func:`load_plugins`.
 
 Plugins
 -------
@@ -31,8 +38,10 @@ the rest keeps working.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import threading
 import warnings
+from types import ModuleType
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from spikedistill.errors import ConfigError
@@ -54,6 +63,16 @@ def _call_spec(spec: str) -> None:
         for part in attr.strip().split("."):
             fn = getattr(fn, part)
         fn()
+
+
+def import_submodules(package: str) -> List[ModuleType]:
+    """Import (once) every module of ``package`` whose name does not start with ``_``, in name
+    order, and return them; sub-packages count as modules. This is how the built-in methods,
+    datasets and models are found: a new file in the package is all it takes."""
+    pkg = importlib.import_module(package)
+    names = sorted(info.name for info in pkgutil.iter_modules(getattr(pkg, "__path__", ()))
+                   if not info.name.startswith("_"))
+    return [importlib.import_module(f"{package}.{name}") for name in names]
 
 
 def load_plugins(*, reload: bool = False) -> List[Tuple[str, str, Optional[str]]]:
@@ -88,14 +107,18 @@ class Registry:
     """Entries by name, complete on first query.
 
     ``kind``: the singular noun in messages ("method"); ``key``: the dotted config key that
-    names an entry ("distill.method"), used in the unknown-name error; ``providers``: modules
-    imported (once, lazily) before the first query, which register the built-in entries.
+    names an entry ("distill.method"), used in the unknown-name error; ``packages``: packages
+    whose every non-private module (:func:`import_submodules`) is imported once, lazily, before
+    the first query, registering the built-in entries; ``providers``: single modules imported
+    the same way (before the packages).
     """
 
-    def __init__(self, kind: str, key: str, providers: Iterable[str] = ()) -> None:
+    def __init__(self, kind: str, key: str, providers: Iterable[str] = (),
+                 packages: Iterable[str] = ()) -> None:
         self.kind = kind
         self.key = key
         self.providers: Tuple[str, ...] = tuple(providers)
+        self.packages: Tuple[str, ...] = tuple(packages)
         self._entries: Dict[str, Dict[str, Any]] = {}
         self._ready = False
         self._lock = threading.RLock()
@@ -110,6 +133,8 @@ class Registry:
             try:
                 for name in self.providers:
                     importlib.import_module(name)
+                for name in self.packages:
+                    import_submodules(name)
             except BaseException:
                 self._ready = False
                 raise
@@ -167,7 +192,10 @@ class Registry:
 
 #: Distillation methods; entry meta ``config`` (dataclass of its ``distill.<section>``, or
 #: None) and ``section`` (the sub-section's name).
-METHODS = Registry("method", "distill.method", providers=("spikedistill.distill",))
+#: Built-ins: the modules of ``spikedistill.distill.methods`` (and ``ce``, which
+#: ``spikedistill.distill.base`` registers when the package is imported).
+METHODS = Registry("method", "distill.method", packages=("spikedistill.distill.methods",))
 
-#: Datasets; the entry is a :class:`spikedistill.data.registry.DatasetSpec`.
-DATASETS = Registry("dataset", "data.name", providers=("spikedistill.data.sets",))
+#: Datasets; the entry is a :class:`spikedistill.data.registry.DatasetSpec`. Built-ins: the
+#: modules of ``spikedistill.data.sets``.
+DATASETS = Registry("dataset", "data.name", packages=("spikedistill.data.sets",))

@@ -328,7 +328,7 @@ def test_cifar10_root_detects_image_folder_archive(tmp_path, cache):
 
 
 def test_unknown_dataset_lists_known():
-    with pytest.raises(DataError, match="unknown dataset 'mnist'.*digits, cifar10, cifar100, imagefolder"):
+    with pytest.raises(DataError, match="unknown dataset 'mnist'.*cifar10, cifar100, digits, imagefolder"):
         load_dataset("mnist")
     assert set(DATASETS) == {"digits", "cifar10", "cifar100", "imagefolder"}
 

@@ -1,4 +1,5 @@
-"""The built-in datasets, one module each; importing this package registers them (in this
-order, which is the order ``load_dataset``'s unknown-name error lists them in)."""
-
-from spikedistill.data.sets import digits, cifar, imagefolder  # noqa: F401  (registration)
+"""The built-in datasets, one module each, found by discovery: the dataset registry
+(:data:`spikedistill.plugins.DATASETS`) imports every module of this package whose name does not
+start with ``_`` (in name order) on its first query, and each registers itself with
+``@register_dataset``. A new built-in dataset is one new file here, nothing else; ``_*.py``
+modules hold shared helpers (``_folder.py``)."""
