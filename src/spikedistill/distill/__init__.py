@@ -10,7 +10,7 @@ from spikedistill.distill.functional import (blurred_feature_loss, channel_mask,
                                              kd_loss, laf_loss, log_scale_map, nld_loss,
                                              normalize_map, samd_loss, scale_map,
                                              spike_activation_map, time_average)
-from spikedistill.distill import methods  # noqa: F401,E402  (registers the methods)
+from spikedistill.distill import methods  # noqa: F401,E402  (every module of methods/, discovered)
 
 __all__ = ["BKDSNNConfig", "CKDConfig", "CKD_PRESETS", "DEFAULT_CKD_PRESET", "Distiller",
            "DistillConfig", "EnOFConfig", "KDConfig", "KDSNNConfig", "NLDConfig", "SAMDConfig",
