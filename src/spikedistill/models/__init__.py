@@ -1,4 +1,5 @@
-"""Students (spiking ResNets) and teachers (ANN ResNets), registered by name; networks of
+"""Students (spiking ResNets) and teachers (ANN ResNets), registered by name (the built-ins are
+the modules of :mod:`spikedistill.models.zoo`, discovered on the first query); networks of
 other libraries (torchvision, timm, SpikingJelly, any Python factory) through
 :mod:`spikedistill.models.external`.
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from spikedistill.models import resnet, spiking_resnet  # noqa: F401  (registers the models)
 from spikedistill.models.registry import ROLES, create_model, list_models, model_role, register_model
 
 

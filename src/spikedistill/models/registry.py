@@ -1,5 +1,11 @@
 """Model registry (timm style): students and teachers registered and built by name.
 
+Built-ins are discovered: on the first query (:func:`list_models`, :func:`model_role`,
+:func:`create_model`) every module of :data:`BUILTIN_PACKAGE` whose name does not start with
+``_`` is imported (:func:`spikedistill.plugins.import_submodules`), and each registers its
+models with ``@register_model``; then the plugins are loaded. A new built-in model is one new
+file in ``spikedistill/models/zoo/``.
+
 Besides the registered names, ``"<source>/<arch>"`` names a network of another library
 (``spikingjelly/sew_resnet18``, ``torchvision/resnet18``, ``timm/resnet10t``,
 ``python/package.module:factory``; see :mod:`spikedistill.models.external`), so that a
@@ -10,15 +16,34 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import threading
 from typing import Any, Callable, Dict, List, Optional
 
 import torch.nn as nn
 
 from spikedistill.errors import ConfigError
-from spikedistill.plugins import load_plugins
+from spikedistill.plugins import import_submodules, load_plugins
 
 ROLES = ("student", "teacher")
+#: The package whose non-private modules are the built-in models.
+BUILTIN_PACKAGE = "spikedistill.models.zoo"
 _MODELS: Dict[str, Dict[str, Any]] = {}
+_state = {"ready": False}
+_lock = threading.RLock()
+
+
+def _ensure() -> None:
+    """Import the built-in model modules (once) and load the plugins."""
+    if not _state["ready"]:
+        with _lock:
+            if not _state["ready"]:
+                _state["ready"] = True       # before importing: the modules register into us
+                try:
+                    import_submodules(BUILTIN_PACKAGE)
+                except BaseException:
+                    _state["ready"] = False
+                    raise
+    load_plugins()
 
 
 def register_model(name: str, role: str):
@@ -40,7 +65,7 @@ def register_model(name: str, role: str):
 
 def list_models(role: Optional[str] = None) -> List[str]:
     """Registered model names, optionally only those of one role."""
-    load_plugins()
+    _ensure()
     return sorted(n for n, e in _MODELS.items() if role is None or e["role"] == role)
 
 
@@ -51,7 +76,7 @@ def model_role(name: str) -> Optional[str]:
 
 
 def _entry(name: str) -> Dict[str, Any]:
-    load_plugins()
+    _ensure()
     if name in _MODELS:
         return _MODELS[name]
     from spikedistill.models.external import SOURCE_ROLES, external_factory, split_external_name
