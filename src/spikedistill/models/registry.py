@@ -1,10 +1,10 @@
 """Model registry (timm style): students and teachers registered and built by name.
 
 Built-ins are discovered: on the first query (:func:`list_models`, :func:`model_role`,
-:func:`create_model`) every module of :data:`BUILTIN_PACKAGE` whose name does not start with
-``_`` is imported (:func:`spikedistill.plugins.import_submodules`), and each registers its
-models with ``@register_model``; then the plugins are loaded. A new built-in model is one new
-file in ``spikedistill/models/zoo/``.
+:func:`create_model`) every module of the packages in :data:`BUILTIN_PACKAGES` whose name does
+not start with ``_`` is imported (:func:`spikedistill.plugins.import_submodules`), and each
+registers its models with ``@register_model``; then the plugins are loaded. A new built-in
+model is one new file in ``spikedistill/models/zoo/``.
 
 Besides the registered names, ``"<source>/<arch>"`` names a network of another library
 (``spikingjelly/sew_resnet18``, ``torchvision/resnet18``, ``timm/resnet10t``,
@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch.nn as nn
 
@@ -25,8 +25,8 @@ from spikedistill.errors import ConfigError
 from spikedistill.plugins import import_submodules, load_plugins
 
 ROLES = ("student", "teacher")
-#: The package whose non-private modules are the built-in models.
-BUILTIN_PACKAGE = "spikedistill.models.zoo"
+#: The packages whose non-private modules are the built-in models.
+BUILTIN_PACKAGES: Tuple[str, ...] = ("spikedistill.models.zoo",)
 _MODELS: Dict[str, Dict[str, Any]] = {}
 _state = {"ready": False}
 _lock = threading.RLock()
@@ -39,7 +39,8 @@ def _ensure() -> None:
             if not _state["ready"]:
                 _state["ready"] = True       # before importing: the modules register into us
                 try:
-                    import_submodules(BUILTIN_PACKAGE)
+                    for package in BUILTIN_PACKAGES:
+                        import_submodules(package)
                 except BaseException:
                     _state["ready"] = False
                     raise
