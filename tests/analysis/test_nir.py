@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from spikedistill.analysis.nir_export import (NIRExportError, export_nir, run_nir, simulate_nir,
-                                              to_nir)
+from spikedistill.analysis.nir_export import (NIRExportError, export_nir, lif_node, run_nir,
+                                              simulate_nir, to_nir)
 from spikedistill.models import create_model
 from spikedistill.neurons import LIF
 
@@ -154,6 +154,25 @@ def test_run_nir_reads_dt_from_the_metadata():
     g.edges = [e for e in g.edges if e != ("head.1", "output")] + \
         [("head.1", "readout"), ("readout", "output")]
     assert torch.allclose(run_nir(g, x), ref, atol=1e-12)
+
+
+def test_threshold_is_strict_like_the_student():
+    """A membrane exactly at the threshold does not spike, in the student and in the graph:
+    with threshold 0.5 and a constant input I = 0.5, u = 0.5 at the first step (no spike)."""
+    lif = LIF(decay=0.5, threshold=0.5, backend="torch")
+    node = lif_node(lif, (4,), "n")
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([4])), "n": node,
+                            "output": nir.Output(output_type=np.array([4]))},
+                     edges=[("input", "n"), ("n", "output")],
+                     metadata={"dt": 1e-4, "T": 3})
+    x = torch.tensor([[0.5, 0.25, 0.5000001, 0.4]])         # constant input, 3 steps
+    with torch.no_grad():
+        want = lif(x.unsqueeze(0).expand(3, 1, 4).contiguous())   # [T, B, 4]
+    run = simulate_nir(g, x)
+    assert torch.equal(run.outputs, want)
+    # u: 0.5 (=thr, no spike) -> 0.75 (spike); 0.25 -> 0.375 -> 0.4375; 0.5000001 spikes at once
+    assert want[:, 0, :].tolist() == [[0, 0, 1, 0], [1, 0, 1, 1], [0, 0, 1, 0]]
+    assert run.spike_counts == {"n": int(want.sum())}
 
 
 def test_decay_one_is_if_neuron():
