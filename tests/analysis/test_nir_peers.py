@@ -200,3 +200,34 @@ def test_relu_placeholder_is_refused_by_the_peers(digits_batch):
     with pytest.raises(ValueError, match="Scale"):
         sj.import_from_nir(graph)
     assert np.isfinite(simulate_nir(graph, digits_batch).logits.numpy()).all()
+
+
+def test_threshold_rule_at_equality_is_in_the_metadata():
+    """Why the graph records ``threshold = strict``: a membrane exactly at the threshold (as a
+    spike through an identity residual can make it) does not spike in the student, in snnTorch
+    or in Norse, but does in SpikingJelly 2.0, whose Heaviside is ``x >= 0``."""
+    pytest.importorskip("spikingjelly.activation_based.nir_exchange", reason="spikingjelly")
+    from spikingjelly.activation_based.nir_exchange import from_nir as sj
+
+    from spikedistill.analysis.nir_export import lif_node
+
+    lif = LIF(decay=0.5, threshold=1.0, backend="torch")
+    graph = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([2])),
+                                "n": lif_node(lif, (2,), "n"),
+                                "output": nir.Output(output_type=np.array([2]))},
+                         edges=[("input", "n"), ("n", "output")],
+                         metadata={"dt": 1e-4, "T": 1, "threshold": "strict"})
+    x = torch.tensor([[1.0, 1.5]])                       # u = 1.0 (= threshold), u = 1.5
+    with torch.no_grad():
+        assert lif(x[None]).tolist() == [[[0.0, 1.0]]]
+    assert simulate_nir(graph, x).outputs.tolist() == [[[0.0, 1.0]]]
+    out, _ = _norse_module(graph)(x)
+    assert out.tolist() == [[0.0, 1.0]]
+    pytest.importorskip("snntorch", reason="snntorch (dev extra)")
+    from snntorch.import_nir import import_from_nir
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        out, _ = import_from_nir(graph)(x)
+    assert out.tolist() == [[0.0, 1.0]]
+    out, _ = sj.import_from_nir(graph)(x)
+    assert out.tolist() == [[1.0, 1.0]]                  # SpikingJelly fires at equality
