@@ -9,6 +9,7 @@ PIP_INSTALL = $(PYTHON) -m pip install --disable-pip-version-check -q -c constra
 
 # SpikingJelly 2.0's wheel requires torchaudio (no build for torch 2.14) but never imports it:
 # it goes in without its requirements; what its modules import (loguru, h5py) is in the dev extra.
+# The NIR peers (snntorch, norse, nirtorch) install with their own requirements from the dev extra.
 install:
 	$(PIP_INSTALL) -e ".[dev]"
 	$(PIP_INSTALL) --no-deps spikingjelly==2.0.0

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from spikedistill.analysis.nir_export import NIRExportError, export_nir, run_nir, to_nir
+from spikedistill.analysis.nir_export import (NIRExportError, export_nir, lif_node, run_nir,
+                                              simulate_nir, to_nir)
 from spikedistill.models import create_model
+from spikedistill.neurons import LIF
 
 from _analysis_helpers import randomize_bn
 
@@ -31,65 +33,157 @@ def test_round_trip_parameters(tmp_path):
     m = _student()
     path = export_nir(m, tmp_path / "s.nir", (1, 8, 8))
     g = nir.read(str(path))
-    convs = {"stem": (m.stem, m.stem_bn)}
+    convs = {"stem": (m.stem, m.stem_bn, 1.0)}
     lifs = {"stem_lif": m.stem_lif}
     for sname in ("layer1", "layer2", "layer3"):
         for i, blk in enumerate(getattr(m, sname)):
             p = f"{sname}.{i}"
-            convs[f"{p}.conv1"] = (blk.conv1, blk.bn1)
-            convs[f"{p}.conv2"] = (blk.conv2, blk.bn2)
+            convs[f"{p}.conv1"] = (blk.conv1, blk.bn1, 1.0)
+            convs[f"{p}.conv2"] = (blk.conv2, blk.bn2, 1.0)
             lifs[f"{p}.lif1"], lifs[f"{p}.act2"] = blk.lif1, blk.act2
             if blk.shortcut is not None:
-                convs[f"{p}.shortcut.conv"] = (blk.shortcut[1], blk.shortcut[2])
-                assert isinstance(g.nodes[f"{p}.shortcut.0"], nir.AvgPool2d)
+                # the shortcut's AvgPool2d(2) is a SumPool2d(2) with its 1/4 in the 1x1 conv
+                convs[f"{p}.shortcut.conv"] = (blk.shortcut[1], blk.shortcut[2], 0.25)
+                assert isinstance(g.nodes[f"{p}.shortcut.0"], nir.SumPool2d)
                 assert list(g.nodes[f"{p}.shortcut.0"].kernel_size) == [2, 2]
+                assert list(g.nodes[f"{p}.shortcut.0"].stride) == [2, 2]
                 assert (f"{p}.shortcut.conv", f"{p}.act2") in g.edges
             else:
                 prev = "stem_lif" if p == "layer1.0" else None
                 if prev:
                     assert (prev, f"{p}.act2") in g.edges        # identity residual
             assert (f"{p}.conv2", f"{p}.act2") in g.edges
-    for name, (conv, bn) in convs.items():
+    for name, (conv, bn, scale) in convs.items():
         node = g.nodes[name]
         assert isinstance(node, nir.Conv2d), name
         w, b = _folded(conv, bn)
-        np.testing.assert_allclose(node.weight, w, rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(node.weight, w * scale, rtol=1e-5, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(node.bias, b, rtol=1e-5, atol=1e-6, err_msg=name)
         assert tuple(node.stride) == conv.stride and tuple(node.padding) == conv.padding
+    assert not any(isinstance(n, nir.AvgPool2d) for n in g.nodes.values())
     for name, lif in lifs.items():
         node = g.nodes[name]
         assert isinstance(node, nir.LIF), name
-        # u = 0.5 u + I  <=>  Euler(dt=1) of tau dv/dt = -v + r I with tau = 2, r = 2
-        assert np.all(node.tau == 2.0) and np.all(node.r == 2.0)
+        # u = 0.5 u + I, spike if u > 0.5  <=>  Euler(dt = 1e-4 s) of tau dv/dt = -v + r I with
+        # tau = 2e-4 s, r = 1 (v = u / 2), spike if v > 0.25
+        assert node.tau.dtype == np.float32
+        np.testing.assert_allclose(node.tau, 2e-4, rtol=1e-7)
+        assert np.all(1 - np.float32(1e-4) / node.tau == np.float32(0.5))
+        assert np.all(node.r == 1.0) and np.all(node.v_threshold == 0.25)
         assert np.all(node.v_leak == 0) and np.all(node.v_reset == 0)
-        assert np.all(node.v_threshold == lif.threshold)
     assert g.nodes["layer3.2.act2"].tau.shape == (64, 2, 2)
+    # head: GAP as a sum pool, the two Linears as 1x1 convs (no Flatten: batches > 1 load)
     h0, h1 = g.nodes["head.0"], g.nodes["head.1"]
-    np.testing.assert_allclose(h0.weight, m.head[0].weight.detach().numpy() / 4, rtol=1e-6)
+    assert isinstance(h0, nir.Conv2d) and h0.weight.shape == (256, 64, 1, 1)
+    np.testing.assert_allclose(h0.weight[:, :, 0, 0], m.head[0].weight.detach().numpy() / 4,
+                               rtol=1e-6)
     np.testing.assert_allclose(h0.bias, m.head[0].bias.detach().numpy(), rtol=1e-6)
-    np.testing.assert_allclose(h1.weight, m.head[1].weight.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(h1.weight[:, :, 0, 0], m.head[1].weight.detach().numpy(),
+                               rtol=1e-6)
+    np.testing.assert_allclose(h1.bias, m.head[1].bias.detach().numpy(), rtol=1e-6)
     assert isinstance(g.nodes["pool"], nir.SumPool2d) and list(g.nodes["pool"].kernel_size) == [2, 2]
-    assert np.allclose(g.nodes["readout"].r, 1 / 3)
-    assert int(g.metadata["T"]) == 3 and float(g.metadata["dt"]) == 1.0
+    # no integrator readout (no importer maps nir.I): the output is the per-step logits
+    assert not any(isinstance(n, (nir.I, nir.Flatten, nir.Affine)) for n in g.nodes.values())
+    assert ("head.1", "output") in g.edges
+    assert list(g.nodes["output"].output_type["output"]) == [10, 1, 1]
+    assert int(g.metadata["T"]) == 3 and float(g.metadata["dt"]) == 1e-4
+    assert str(g.metadata["dtype"]) == "float32"
+    assert "v > v_threshold" in str(g.metadata["threshold"])
+    assert "strict" in str(g.metadata["threshold"])
+    assert "mean over the 3 steps" in str(g.metadata["readout"])
+
+
+def _lif_counts(model, x):
+    """``(logits, {LIF module name: spikes summed over T, samples and neurons})``."""
+    counts = {}
+    hooks = [mod.register_forward_hook(
+        lambda mod, i, o, n=n: counts.__setitem__(n, int(o.sum().item())))
+        for n, mod in model.named_modules() if isinstance(mod, LIF)]
+    try:
+        with torch.no_grad():
+            return model(x), counts
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def test_graph_runs_like_the_model(tmp_path):
     m = _student().double()
     g = nir.read(str(export_nir(m, tmp_path / "s.nir", (1, 8, 8))))
+    assert str(g.metadata["dtype"]) == "float64" and g.nodes["stem"].weight.dtype == np.float64
     x = torch.randn(5, 1, 8, 8, dtype=torch.float64)
+    ref, counts = _lif_counts(m, x)
+    run = simulate_nir(g, x)
+    assert run.logits.dtype == torch.float64 and run.outputs.shape == (3, 5, 10, 1, 1)
+    assert torch.allclose(run.logits, ref, atol=1e-10), (run.logits - ref).abs().max()
+    assert run.spike_counts == counts and min(counts.values()) > 0
+    assert torch.equal(run_nir(g, x), run.logits)
+
+
+def test_float32_graph_integrates_in_float32(tmp_path):
+    """A float32 student gives a float32 graph, integrated in float32: the same spikes in every
+    layer and the logits to float32 rounding (the membrane arithmetic is the student's)."""
+    m = _student()
+    g = nir.read(str(export_nir(m, tmp_path / "s.nir", (1, 8, 8))))
+    x = torch.randn(16, 1, 8, 8)
+    ref, counts = _lif_counts(m, x)
+    run = simulate_nir(g, x)
+    assert run.logits.dtype == torch.float32
+    assert run.spike_counts == counts and min(counts.values()) > 0
+    assert (run.logits - ref).abs().max() < 1e-5
+    # asking for float64 integrates in float64 (a different rounding of the same graph)
+    assert simulate_nir(g, x, dtype=torch.float64).logits.dtype == torch.float64
+
+
+def test_run_nir_reads_dt_from_the_metadata():
+    """The interpreter integrates with the graph's ``dt``: the same neurons written for
+    ``dt = 1`` (tau = 2, the time constants of the old export) run identically, while tau = 2
+    under ``dt = 1e-4`` barely integrates and the logits change."""
+    m = _student().double()
+    g = to_nir(m, (1, 8, 8))
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    ref = run_nir(g, x)
+    for n in g.nodes.values():
+        if isinstance(n, nir.LIF):
+            n.tau = n.tau / 1e-4                               # 2 in units of dt = 1
+    assert not torch.allclose(run_nir(g, x), ref, atol=1e-3)   # still read as dt = 1e-4 s
+    g.metadata["dt"] = 1.0
+    assert torch.allclose(run_nir(g, x), ref, atol=1e-12)
+    # a graph with an integrator readout (older spikedistill): the logits are its final state
+    g.nodes["readout"] = nir.I(r=np.full((10, 1, 1), 1.0 / m.T))
+    g.edges = [e for e in g.edges if e != ("head.1", "output")] + \
+        [("head.1", "readout"), ("readout", "output")]
+    assert torch.allclose(run_nir(g, x), ref, atol=1e-12)
+
+
+def test_threshold_is_strict_like_the_student():
+    """A membrane exactly at the threshold does not spike, in the student and in the graph:
+    with threshold 0.5 and a constant input I = 0.5, u = 0.5 at the first step (no spike)."""
+    lif = LIF(decay=0.5, threshold=0.5, backend="torch")
+    node = lif_node(lif, (4,), "n")
+    g = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([4])), "n": node,
+                            "output": nir.Output(output_type=np.array([4]))},
+                     edges=[("input", "n"), ("n", "output")],
+                     metadata={"dt": 1e-4, "T": 3})
+    x = torch.tensor([[0.5, 0.25, 0.5000001, 0.4]])         # constant input, 3 steps
     with torch.no_grad():
-        ref = m(x)
-    out = run_nir(g, x, m.T).double()
-    assert torch.allclose(out, ref, atol=1e-5), (out - ref).abs().max()
+        want = lif(x.unsqueeze(0).expand(3, 1, 4).contiguous())   # [T, B, 4]
+    run = simulate_nir(g, x)
+    assert torch.equal(run.outputs, want)
+    # u: 0.5 (=thr, no spike) -> 0.75 (spike); 0.25 -> 0.375 -> 0.4375; 0.5000001 spikes at once
+    assert want[:, 0, :].tolist() == [[0, 0, 1, 0], [1, 0, 1, 1], [0, 0, 1, 0]]
+    assert run.spike_counts == {"n": int(want.sum())}
 
 
 def test_decay_one_is_if_neuron():
     g = to_nir(_student(decay=1.0, T=2), (1, 8, 8))
-    assert isinstance(g.nodes["stem_lif"], nir.IF) and np.all(g.nodes["stem_lif"].r == 1)
+    node = g.nodes["stem_lif"]
+    # u = u + I  <=>  Euler(dt = 1e-4) of dv/dt = r I with r = 1/dt (as SpikingJelly writes it)
+    assert isinstance(node, nir.IF) and np.allclose(node.r, 1e4) and np.all(node.v_threshold == 0.5)
     m = _student(decay=1.0, T=2).double()
     x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
     with torch.no_grad():
-        assert torch.allclose(run_nir(g, x, 2).double(), m(x), atol=1e-5)
+        assert torch.allclose(run_nir(to_nir(m, (1, 8, 8)), x, 2).double(), m(x), atol=1e-5)
 
 
 def test_relu_refused_or_marked(tmp_path):

@@ -9,10 +9,15 @@ weights as a plain state dict.
 layout of its library: a torchvision ResNet trained with ``train-teacher`` then loads as
 ``teacher.source=torchvision teacher.weights=OUT.pth``.
 
-BatchNorm is folded into the convs, the LIF neurons become ``nir.LIF`` (tau = dt/(1-decay),
-r = tau/dt, dt = 1), residual additions are edges into a shared neuron node, the time-mean
-readout is an integrator ``nir.I(r = 1/T)``. A ReLU last activation is refused unless
-``--allow-relu``. See :mod:`spikedistill.analysis.nir_export`.
+BatchNorm is folded into the convs, the LIF neurons become ``nir.LIF`` for dt = 1e-4 s
+(tau = dt/(1-decay), r = 1, v_threshold = (1-decay) threshold, strict), residual additions are
+edges into a shared neuron node, pools are sum pools, the head is 1x1 convs, and the logits are
+the mean over T of the graph's per-step output (dt, T, the threshold rule and the readout are in
+the graph metadata). snnTorch's and SpikingJelly's ``import_from_nir`` and Norse's node map with
+``nirtorch.nir_to_torch`` load it as it is. A ReLU last activation is refused unless
+``--allow-relu``, which writes a marked identity placeholder that only spikedistill's
+``run_nir`` evaluates as a ReLU (the peers refuse the graph). See
+:mod:`spikedistill.analysis.nir_export`.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ def register(sub) -> None:
     p.add_argument("--format", default="nir", choices=["nir", "state_dict"],
                    help="nir (spiking student graph) | state_dict (.pth / .safetensors weights)")
     p.add_argument("--allow-relu", action="store_true",
-                   help="export a ReLU last activation as a marked identity placeholder")
+                   help="export a ReLU last activation as a marked identity placeholder "
+                        "(not a faithful NIR graph: only spikedistill's run_nir applies the "
+                        "ReLU; snnTorch, SpikingJelly and Norse refuse it)")
     p.add_argument("--input-shape", default=None,
                    help="C,H,W of one image (default: from the run's dataset)")
     p.add_argument("--T", type=int, default=None,
