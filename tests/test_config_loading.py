@@ -59,8 +59,46 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml' is not valid YAML"):
+    with pytest.raises(ConfigError, match="bad.yaml' is not valid YAML") as info:
         load_config(bad)
+    assert "\n" not in str(info.value)          # PyYAML's multi-line report on one line
+    listed = tmp_path / "listed.yaml"
+    listed.write_text("defaults: [a.yaml, b.yaml]\n")
+    with pytest.raises(ConfigError, match=r"listed.yaml': 'defaults' must name one YAML file"):
+        load_config(listed)
+    with pytest.raises(ConfigError, match=r"config file '.*' does not exist"):
+        load_config(tmp_path)                    # a folder is not a config file
+
+
+def test_anchors_and_aliases_are_refused_but_plain_yaml_is_the_same(tmp_path):
+    from spikedistill.config import YAMLAliasRefused, safe_yaml_load
+
+    text = "train: {epochs: 3, lr: 1e-2}\nmodel: {kwargs: {a: [1, 2.5, null, true, x]}}\n"
+    assert safe_yaml_load(text) == yaml.safe_load(text)
+    with pytest.raises(YAMLAliasRefused, match=r"YAML anchor &x at line 2, column 8"):
+        safe_yaml_load("a: 1\nb: {c: &x 2}\n")
+    with pytest.raises(YAMLAliasRefused, match=r"alias \*x at line 1"):
+        safe_yaml_load("a: *x\n")                # refused before PyYAML's own 'undefined alias'
+    p = tmp_path / "anchored.yaml"
+    p.write_text("train: &t {epochs: 2}\n")
+    with pytest.raises(ConfigError, match=r"anchored.yaml': YAML anchor &t at line 1"):
+        load_config(p)
+
+
+def test_range_messages_name_the_interval():
+    from spikedistill.config import check_interval, check_range
+
+    with pytest.raises(ConfigError, match=r"^config key 'k': expected a value in \[0, 1\), got 1$"):
+        check_range(1, "k", low=0, high=1, high_open=True)
+    with pytest.raises(ConfigError, match=r"^config key 'k': expected a value in \(0, 1\], got 0$"):
+        check_range(0, "k", low=0, high=1, low_open=True)
+    with pytest.raises(ConfigError, match=r"^config key 'k': expected a value >= 2, got 1$"):
+        check_range(1, "k", low=2)
+    for ok in (0, 0.5, 0.999):
+        check_range(ok, "k", low=0, high=1, high_open=True)
+    check_interval((0.5, 0.5), "k", low=0.0, high=1.0)   # a single point is an interval
+    with pytest.raises(ConfigError, match=r"'k': expected \[low, high\] with low <= high"):
+        check_interval((0.6, 0.5), "k", low=0.0, high=1.0)
 
 
 def test_defaults_inheritance(tmp_path):

@@ -37,15 +37,36 @@ def check_choice(value: Any, choices: Sequence[Any], key: str) -> None:
 
 
 def check_range(value: Any, key: str, *, low: Optional[float] = None,
-                high: Optional[float] = None, low_open: bool = False) -> None:
-    """Raise ConfigError unless ``low <= value <= high`` (``low < value`` with ``low_open``)."""
+                high: Optional[float] = None, low_open: bool = False,
+                high_open: bool = False) -> None:
+    """Raise ConfigError unless ``low <= value <= high`` (``low < value`` with ``low_open``,
+    ``value < high`` with ``high_open``)."""
     if value is None:
         return
-    if low is not None and (value < low or (low_open and value == low)):
-        rel = ">" if low_open else ">="
-        raise ConfigError(f"config key '{key}': expected a value {rel} {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ConfigError(f"config key '{key}': expected a value <= {high}, got {value!r}")
+    below = low is not None and (value < low or (low_open and value == low))
+    above = high is not None and (value > high or (high_open and value == high))
+    if not (below or above):
+        return
+    if low is not None and high is not None:
+        want = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    elif below:
+        want = f"{'>' if low_open else '>='} {low}"
+    else:
+        want = f"{'<' if high_open else '<='} {high}"
+    raise ConfigError(f"config key '{key}': expected a value {want}, got {value!r}")
+
+
+def check_interval(pair: Sequence[float], key: str, *, low: float, high: Optional[float] = None,
+                   low_open: bool = True) -> None:
+    """Raise ConfigError unless ``pair = (lo, hi)`` is an interval with ``lo <= hi`` and both
+    ends in ``(low, high]`` (``[low, high]`` with ``low_open=False``; no upper end when
+    ``high`` is None)."""
+    lo, hi = pair
+    for i, v in enumerate((lo, hi)):
+        check_range(v, f"{key}[{i}]", low=low, high=high, low_open=low_open)
+    if lo > hi:
+        raise ConfigError(f"config key '{key}': expected [low, high] with low <= high, got "
+                          f"[{lo}, {hi}]")
 
 
 def _k(prefix: str, name: str) -> str:
@@ -125,6 +146,9 @@ class TeacherConfig:
     downloaded. ``features`` / ``classifier`` name its taps (defaults per architecture family).
     ``frames``: how an ANN sees a frame sequence ``[T, B, C, H, W]``: ``mean`` (one image, the
     mean frame) or ``per_step`` (every frame, logits and features averaged over T).
+    A teacher checkpoint must hold an ANN; ``allow_spiking: true`` accepts a spiking one (e.g. a
+    larger SNN distilled into a smaller one: its time-mean logits are the teacher's logits, and
+    its feature taps are ``[T, B, C, H, W]``, which the feature methods do not expect).
     """
 
     checkpoint: Optional[str] = None
@@ -137,6 +161,7 @@ class TeacherConfig:
     frames: str = "mean"             # mean | per_step
     mode: str = "frozen"             # frozen: eval + inference_mode | released: train-mode BN, as released
     min_accuracy: Optional[float] = None  # refuse a teacher below this test accuracy (None: warn below chance)
+    allow_spiking: bool = False      # accept a spiking checkpoint as teacher (its mean logits; SNN -> SNN)
 
     def validate(self, prefix: str = "") -> None:
         check_choice(self.mode, ("frozen", "released"), _k(prefix, "mode"))
@@ -164,6 +189,9 @@ class AugmentConfig:
     def validate(self, prefix: str = "") -> None:
         check_range(self.crop_padding, _k(prefix, "crop_padding"), low=0)
         check_range(self.random_erasing, _k(prefix, "random_erasing"), low=0.0, high=1.0)
+        # the area fraction of the erased box lies in (0, 1]; its aspect ratio is positive
+        check_interval(self.erasing_scale, _k(prefix, "erasing_scale"), low=0.0, high=1.0)
+        check_interval(self.erasing_ratio, _k(prefix, "erasing_ratio"), low=0.0)
         if isinstance(self.erasing_value, str) and self.erasing_value != "random":
             raise ConfigError(f"config key '{_k(prefix, 'erasing_value')}': expected a number or "
                               f"'random', got {self.erasing_value!r}")
@@ -240,6 +268,13 @@ class TrainConfig:
         check_range(self.batch_size, _k(prefix, "batch_size"), low=1)
         check_range(self.eval_batch_size, _k(prefix, "eval_batch_size"), low=1)
         check_range(self.lr, _k(prefix, "lr"), low=0.0)
+        check_range(self.momentum, _k(prefix, "momentum"), low=0.0, high=1.0, high_open=True)
+        check_range(self.weight_decay, _k(prefix, "weight_decay"), low=0.0)
+        check_range(self.label_smoothing, _k(prefix, "label_smoothing"), low=0.0, high=1.0,
+                    high_open=True)
+        check_range(self.warmup_epochs, _k(prefix, "warmup_epochs"), low=0.0)
+        check_range(self.max_steps_per_epoch, _k(prefix, "max_steps_per_epoch"), low=0)
+        check_range(self.threads, _k(prefix, "threads"), low=0)
         check_range(self.eval_every, _k(prefix, "eval_every"), low=1)
         check_choice(self.batch_size_is, ("per_gpu", "global"), _k(prefix, "batch_size_is"))
         check_choice(self.optimizer, ("sgd", "adamw"), _k(prefix, "optimizer"))
@@ -483,7 +518,9 @@ def parse_override(text: str) -> Tuple[str, Any]:
     if not key:
         raise ConfigError(f"override {text!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() != "" else ""
+        value = safe_yaml_load(raw) if raw.strip() != "" else ""
+    except YAMLAliasRefused as exc:
+        raise ConfigError(f"override {text!r}: {exc}") from None
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -503,22 +540,79 @@ def set_dotted(data: Dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def read_yaml(path: Union[str, os.PathLike]) -> Dict[str, Any]:
-    """Read a YAML mapping; a missing or malformed file is a ConfigError naming it."""
+class YAMLAliasRefused(Exception):
+    """A YAML anchor (``&name``) or alias (``*name``) in a config (see :func:`safe_yaml_load`)."""
+
+
+class _ConfigYAMLLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without anchors and aliases.
+
+    An alias makes the composer reuse a node, so a few hundred bytes of nested aliases expand
+    to millions of elements when the document is constructed (a "billion laughs" file). A
+    config needs neither (``defaults:`` is the way to share settings), so the first anchor or
+    alias event is refused before anything is composed from it.
+    """
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+            mark = event.start_mark
+            raise YAMLAliasRefused(f"YAML {kind}{event.anchor} at line {mark.line + 1}, column "
+                                   f"{mark.column + 1}: anchors and aliases are not allowed in "
+                                   "configs (write the values out, or share them with defaults:)")
+        return super().compose_node(parent, index)
+
+
+def safe_yaml_load(text: str) -> Any:
+    """``yaml.safe_load(text)`` that raises :class:`YAMLAliasRefused` on any anchor or alias."""
+    loader = _ConfigYAMLLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: Union[str, os.PathLike], _chain: Tuple[Path, ...] = ()) -> Dict[str, Any]:
+    """Read a YAML mapping, following ``defaults: other.yaml`` (relative to the file) to the
+    base config it extends; a missing, unreadable, non-UTF-8 or malformed file, an anchor or
+    alias, or a ``defaults:`` chain that comes back to a file already in it is a ConfigError
+    naming the file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file '{p}' does not exist (expected a YAML file)")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{p}' is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                          f"at offset {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"config file '{p}' cannot be read: {exc.strerror or exc}") from None
+    try:
+        data = safe_yaml_load(text)
+    except YAMLAliasRefused as exc:
+        raise ConfigError(f"config file '{p}': {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file '{p}' is not valid YAML: {exc}") from None
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"config file '{p}' is not valid YAML: {detail}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{p}': expected a mapping at the top level")
     base = data.pop("defaults", None)  # optional inheritance: `defaults: other.yaml`
     if base:
-        parent = read_yaml(p.parent / base)
+        if not isinstance(base, str):
+            raise ConfigError(f"config file '{p}': 'defaults' must name one YAML file (relative "
+                              f"to this one), got {base!r}")
+        here = p.resolve()
+        chain = _chain + (here,)
+        parent_path = p.parent / base
+        if parent_path.resolve() in chain:
+            loop = " -> ".join(str(c) for c in chain[chain.index(parent_path.resolve()):])
+            raise ConfigError(f"config file '{p}': 'defaults: {base}' includes a file already "
+                              f"being read ({loop} -> {parent_path.resolve()}); a defaults chain "
+                              "must end in a file without defaults")
+        parent = read_yaml(parent_path, chain)
         _merge(parent, data)
         return parent
     return data

@@ -19,6 +19,42 @@ def _data(n_batches=2, b=4, seed=0):
             for _ in range(n_batches)]
 
 
+def _golden_counts(model, data, real_layers):
+    """Per-image ``(macs, sops, firing rate)`` of ``model`` on ``data``, counted here: every
+    Conv2d / Linear call is re-run under torch's own ``FlopCounterMode`` (2 FLOPs per
+    multiply-accumulate), the layers named in ``real_layers`` (None: all) count their MACs, every other layer
+    ``mean(input != 0)`` times its MACs (synaptic operations of a spike-driven layer); spikes are
+    summed over the model's LIF layers."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    calls, spikes = [], []
+    handles = [m.register_forward_hook(lambda m, a, o, n=n: calls.append((n, m, a[0].detach())))
+               for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    handles += [m.register_forward_hook(lambda m, a, o: spikes.append(o.detach()))
+                for _, m in model.spiking_modules()]
+    images = 0
+    with torch.no_grad():
+        for x, _ in data:
+            model(x)
+            images += x.shape[0]
+    for h in handles:
+        h.remove()
+    macs = sops = 0.0
+    with torch.no_grad():
+        for name, module, inp in calls:
+            with FlopCounterMode(display=False) as counter:
+                module(inp)
+            dense = counter.get_total_flops() / 2
+            if real_layers is None or name in real_layers:
+                macs += dense
+            else:
+                # spikes, or 2x2 averages of spikes before the shortcut's 1x1 conv
+                assert bool(((inp * 4) == torch.round(inp * 4)).all()) and 0 <= inp.min() <= inp.max() <= 1
+                sops += float((inp != 0).float().mean()) * dense
+    fired = sum(float(s.sum()) for s in spikes) / max(1, sum(s.numel() for s in spikes))
+    return macs / images, sops / images, fired
+
+
 def test_analyze_student_with_teacher_and_timesteps(tmp_path):
     torch.manual_seed(0)
     student = randomize_bn(create_model("spiking_resnet20", num_classes=10, T=2, in_channels=1,
@@ -33,21 +69,54 @@ def test_analyze_student_with_teacher_and_timesteps(tmp_path):
         pred = torch.cat([student(x).argmax(1) for x, _ in data[:2]])
     y = torch.cat([y for _, y in data[:2]])
     assert r["top1"] == pytest.approx(100.0 * float((pred == y).float().mean()))
+    # the student's counts against the independent count: stem and head real-valued, the rest
+    # spike-driven; energy = 4.6 pJ per MAC + 0.9 pJ per SOP (1 pJ = 1e-9 mJ)
+    real = {"stem", "head.0", "head.1"}
+    macs, sops, fired = _golden_counts(student, data[:2], real)
     tot = r["totals"]
-    assert tot["energy_mj"] == pytest.approx((4.6 * tot["macs"] + 0.9 * tot["sops"]) * 1e-9)
-    assert 0 < tot["firing_rate"] < 1
+    assert tot["macs"] == pytest.approx(macs, rel=1e-9)
+    assert tot["sops"] == pytest.approx(sops, rel=1e-6) and sops > 0
+    assert tot["firing_rate"] == pytest.approx(fired, rel=1e-6) and 0 < fired < 1
+    assert tot["energy_mj"] == pytest.approx((4.6 * macs + 0.9 * sops) * 1e-9, rel=1e-6)
+    # the teacher: every layer real-valued, its MACs are torch's FLOPs / 2
+    t_macs, t_sops, _ = _golden_counts(_AnnWithSpikingModules(teacher), data[:2], None)
     t = r["teacher"]
-    assert t["macs"] == t["flops"] and t["energy_mj"] == pytest.approx(4.6 * t["flops"] * 1e-9)
-    assert r["energy_ratio"] == pytest.approx(t["energy_mj"] / tot["energy_mj"])
+    assert t_sops == 0 and t["macs"] == t["flops"] == pytest.approx(t_macs, rel=1e-9)
+    assert t["energy_mj"] == pytest.approx(4.6 * t_macs * 1e-9, rel=1e-9)
+    assert r["energy_ratio"] == pytest.approx(4.6 * t_macs / (4.6 * macs + 0.9 * sops), rel=1e-6)
+    # the T sweep: each row is the model counted at that T; SOPs grow with T, stem MACs do not
     assert [row["T"] for row in r["timesteps"]] == [1, 3]
-    # SOPs grow with T (more timesteps of the same spiking layers); stem MACs do not
-    assert r["timesteps"][1]["macs"] == pytest.approx(r["timesteps"][0]["macs"])
+    for row in r["timesteps"]:
+        student.T = row["T"]
+        g_macs, g_sops, g_fired = _golden_counts(student, data[:2], real)
+        assert row["macs"] == pytest.approx(g_macs, rel=1e-9)
+        assert row["sops"] == pytest.approx(g_sops, rel=1e-6)
+        assert row["firing_rate"] == pytest.approx(g_fired, rel=1e-6)
+        assert row["energy_mj"] == pytest.approx((4.6 * g_macs + 0.9 * g_sops) * 1e-9, rel=1e-6)
+    student.T = 2
+    t1, t3 = r["timesteps"]
+    assert t3["sops"] > 2 * t1["sops"] > 0 and t3["sops"] > tot["sops"] > t1["sops"]
+    assert t3["macs"] == pytest.approx(t1["macs"]) == pytest.approx(tot["macs"])
     paths = write_report(r, tmp_path)
     loaded = json.loads(paths["json"].read_text())
     assert loaded["totals"]["flops"] == tot["flops"] and len(loaded["layers"]) == len(r["layers"])
     md = paths["markdown"].read_text()
     assert "| T | top-1 (%)" in md and "layer1.0.conv1" in md and "teacher resnet20" in md
     check_png(paths["firing_rates"], (300, 200))
+
+
+class _AnnWithSpikingModules(torch.nn.Module):
+    """An ANN seen through :func:`_golden_counts`: no spiking modules."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def spiking_modules(self):
+        return []
+
+    def forward(self, x):
+        return self.net(x)
 
 
 def test_analyze_rejects_bad_arguments():

@@ -310,6 +310,79 @@ def test_cifar_pickle_errors_name_file_and_field(tmp_path):
         load_dataset("cifar100", folder)
 
 
+class _Payload:
+    """Unpickling this calls ``func(*args)``: what a crafted CIFAR file does to ``pickle.load``."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+def _payloads(marker: Path):
+    return {"exec": _Payload(exec, f"open({str(marker)!r}, 'w').write('ran')"),
+            "os.system": _Payload(os.system, f"touch '{marker}'"),
+            "getattr": _Payload(getattr, "abc", "upper")}   # a builtin that is not a container
+
+
+@pytest.mark.parametrize("payload", ["exec", "os.system", "getattr"])
+@pytest.mark.parametrize("protocol", [2, 5])
+@pytest.mark.parametrize("where", ["batches.meta", "data_batch_4"])
+def test_cifar_pickle_that_runs_code_is_refused(tmp_path, payload, protocol, where):
+    folder, batches = make_cifar10(tmp_path)
+    marker = tmp_path / "ran"
+    obj = ({b"label_names": [b"a"] * 10} if where == "batches.meta" else dict(batches[where]))
+    obj[b"x"] = [1, {"k": _payloads(marker)[payload]}]
+    (folder / where).write_bytes(pickle.dumps(obj, protocol=protocol))
+    with pytest.raises(DataError) as info:
+        load_dataset("cifar10", folder)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"CIFAR pickle {folder / where} was refused as unsafe: it "
+                              "references global ")
+    assert not marker.exists()
+    if payload != "getattr":   # the crafted file is real: plain pickle.load runs its code
+        pickle.loads((folder / where).read_bytes())
+        assert marker.exists()
+
+
+@pytest.mark.parametrize("protocol", range(0, pickle.HIGHEST_PROTOCOL + 1))
+def test_restricted_unpickler_reads_plain_data_of_every_protocol(protocol):
+    from spikedistill.data.readers import RestrictedUnpickler
+
+    obj = {b"data": np.arange(24, dtype=np.uint8).reshape(2, 12), b"labels": [3, 1],
+           b"names": [b"a", "b"], b"f": np.float32(0.5), b"i": np.int64(7), b"s": {1, 2},
+           b"fs": frozenset({b"x"}), b"ba": bytearray(b"xy"), b"c": 1 + 2j, b"t": (None, True),
+           b"obj": np.array([1, "two"], dtype=object), b"f64": np.linspace(0, 1, 5)}
+    out = RestrictedUnpickler(io.BytesIO(pickle.dumps(obj, protocol=protocol)),
+                              encoding="bytes").load()
+    assert out.keys() == obj.keys()
+    for k, v in obj.items():
+        if isinstance(v, np.ndarray):
+            assert out[k].dtype == v.dtype and np.array_equal(out[k], v)
+        else:
+            assert out[k] == v and type(out[k]) is type(v)
+
+
+def test_restricted_unpickler_reads_numpy1_and_python2_names():
+    """The released CIFAR files were written by Python 2 and numpy 1: ``__builtin__`` and
+    ``numpy.core.multiarray`` (here rewritten into a protocol-2 pickle, whose GLOBAL opcode
+    names them as text)."""
+    from spikedistill.data.readers import RestrictedUnpickler
+
+    obj = {b"data": np.arange(6, dtype=np.uint8).reshape(2, 3), b"s": {1}, b"n": np.int64(4)}
+    raw = pickle.dumps(obj, protocol=2)
+    raw = raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    assert b"numpy.core.multiarray\n" in raw and b"__builtin__\nset" in raw
+    out = RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    assert np.array_equal(out[b"data"], obj[b"data"]) and out[b"s"] == {1} and out[b"n"] == 4
+    # the latin1 decoder of protocol-2 bytes takes no other codec
+    bad = raw.replace(b"latin1", b"rot_13")
+    with pytest.raises(pickle.UnpicklingError, match="only latin1"):
+        RestrictedUnpickler(io.BytesIO(bad), encoding="bytes").load()
+
+
 def test_cifar10_root_detects_image_folder_archive(tmp_path, cache):
     rng = np.random.default_rng(0)
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

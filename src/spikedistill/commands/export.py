@@ -41,6 +41,26 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def check_target(out, fmt: str = "nir") -> None:
+    """ConfigError unless ``out`` can become a file: it is not a directory and no existing
+    folder on its way is a file (``fmt`` only picks the example name of the message)."""
+    from pathlib import Path
+
+    from spikedistill.errors import ConfigError
+
+    path = Path(out)
+    suffix = ".nir" if fmt == "nir" else ".pth"
+    if path.is_dir():
+        raise ConfigError(f"export target '{out}' is a directory; expected a file path such as "
+                          f"'{path / ('student' + suffix)}'")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"export target '{out}': '{parent}' is a file, not a folder; "
+                                  "expected a path in a folder")
+            break
+
+
 def run(args) -> int:
     import warnings
 
@@ -49,6 +69,7 @@ def run(args) -> int:
     from spikedistill.commands.common import overrides_from_args
     from spikedistill.errors import ConfigError
 
+    check_target(args.out, args.format)
     if args.format == "state_dict":
         from spikedistill.models import export_state_dict
         path = export_state_dict(args.checkpoint, args.out)

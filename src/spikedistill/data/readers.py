@@ -1,5 +1,8 @@
 """Dataset readers: canonical CIFAR pickles, ImageFolder trees (folder, tar, zip) and digits.
 
+CIFAR pickles are read with :class:`RestrictedUnpickler`: only plain containers, numbers,
+strings, bytes and numpy arrays are rebuilt, so a crafted file cannot run code.
+
 Every reader returns a :class:`RawDataset`: uint8 numpy arrays ``[N, C, H, W]`` and int64 labels
 for a train and a test split, plus the class names in label order. Readers never touch torch or
 the device; :func:`spikedistill.data.datasets.load_dataset` wraps them with caching and subsets.
@@ -71,13 +74,74 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR100_FOLDER = "cifar-100-python"
 
 
+class UnsafePickle(pickle.UnpicklingError):
+    """A pickle references a global that :class:`RestrictedUnpickler` does not allow."""
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles of ``bytes`` call it: ``(text, 'latin1')``; any
+    other codec is refused (a codec name is looked up and may import a module)."""
+    if str(encoding).lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
+        raise UnsafePickle(f"_codecs.encode with codec {encoding!r} (only latin1 is allowed)")
+    return str(text).encode("latin-1", errors)
+
+
+def _allowed_globals() -> dict:
+    """``{(module, name): object}`` a CIFAR pickle may reference: what numpy arrays and numpy
+    scalars are rebuilt from, a few builtin containers and numbers, and the ``bytes`` decoder of
+    protocol-2 pickles. ``numpy.core`` (numpy 1, the released files) and ``numpy._core``
+    (numpy 2) are the same module here."""
+    import builtins
+
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+    table = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+             ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
+             ("numpy.core.multiarray", "scalar"): multiarray.scalar,
+             ("numpy.core.numeric", "_frombuffer"): numeric._frombuffer,
+             ("_codecs", "encode"): _latin1_encode}
+    for name in ("set", "frozenset", "bytearray", "complex"):
+        table[("builtins", name)] = getattr(builtins, name)
+    return table
+
+
+_MODULE_ALIASES = {"__builtin__": "builtins", "numpy._core.multiarray": "numpy.core.multiarray",
+                   "numpy._core.numeric": "numpy.core.numeric"}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that rebuilds only plain containers, numbers, strings, bytes and numpy
+    arrays: :meth:`find_class` resolves the globals of :func:`_allowed_globals` and raises
+    :class:`UnsafePickle` for every other one, before it could be called (a CIFAR file needs
+    nothing else; ``pickle.load`` would import and call whatever a file names)."""
+
+    _allowed: dict = {}
+
+    def find_class(self, module: str, name: str):
+        if not RestrictedUnpickler._allowed:
+            RestrictedUnpickler._allowed = _allowed_globals()
+        key = (_MODULE_ALIASES.get(module, module), name)
+        try:
+            return RestrictedUnpickler._allowed[key]
+        except KeyError:
+            raise UnsafePickle(f"global {module}.{name}") from None
+
+
 def _unpickle(path: Path) -> dict:
-    """Load one CIFAR pickle (a dict with bytes keys); DataError naming the file on failure."""
+    """Load one CIFAR pickle (a dict with bytes keys) with :class:`RestrictedUnpickler`;
+    DataError naming the file when it is missing, unreadable or references anything but plain
+    data and numpy arrays (refused as unsafe, nothing of it run)."""
     if not path.is_file():
         raise DataError(f"missing CIFAR file {path}")
     try:
         with open(path, "rb") as handle:
-            obj = pickle.load(handle, encoding="bytes")
+            obj = RestrictedUnpickler(handle, encoding="bytes").load()
+    except UnsafePickle as exc:
+        raise DataError(f"CIFAR pickle {path} was refused as unsafe: it references {exc}, but a "
+                        "CIFAR file holds only dicts, lists, numbers, strings, bytes and numpy "
+                        "arrays (nothing in it was run)") from None
     except Exception as exc:  # truncated, not a pickle, ...
         raise DataError(f"cannot read CIFAR pickle {path}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, dict):

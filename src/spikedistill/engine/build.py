@@ -253,7 +253,7 @@ def build_teacher(cfg: Config, num_classes: int, input_shape: Tuple[int, int, in
     source is built by :func:`spikedistill.models.build_teacher`. The provenance records
     ``source``, ``arch``, ``weights`` (the file the weights came from; also ``checkpoint`` for
     our own) and the file's ``sha256``. A teacher that does not predict ``num_classes`` classes
-    is refused, naming the file.
+    is refused, naming the file, and so is a spiking one unless ``teacher.allow_spiking``.
     """
     tcfg = cfg.teacher
     if tcfg.source == "spikedistill":
@@ -290,9 +290,11 @@ def build_teacher(cfg: Config, num_classes: int, input_shape: Tuple[int, int, in
                               f"predicts {t_classes} classes but dataset '{cfg.data.name}' has "
                               f"{num_classes}; expected a teacher trained on the same dataset")
         teacher = teacher.to(device).eval()
-    if getattr(teacher, "is_spiking", False):
+    if getattr(teacher, "is_spiking", False) and not tcfg.allow_spiking:
         raise ConfigError(f"config key 'teacher': {teacher_label(provenance)} is a spiking "
-                          "network; a teacher is an ANN")
+                          f"network ({provenance.get('arch')}, a student); a teacher is an ANN "
+                          "(train one with train-teacher), or set teacher.allow_spiking=true to "
+                          "distil from this SNN's logits")
     if cfg.train.channels_last:
         teacher.to(memory_format=torch.channels_last)
     return teacher, provenance
