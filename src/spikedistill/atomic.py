@@ -77,7 +77,8 @@ class _RecordingFile:
         return getattr(self._handle, name)
 
 
-def _describe(exc: OSError) -> str:
+def describe_os_error(exc: OSError) -> str:
+    """``"No space left on device (ENOSPC)"``: the error of ``exc`` without its file name."""
     if exc.errno is not None:
         code = _errno.errorcode.get(exc.errno, str(exc.errno))
         return f"{exc.strerror or os.strerror(exc.errno)} ({code})"
@@ -114,11 +115,11 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
     except WriteError:
         raise
     except OSError as exc:
-        raise WriteError(f"cannot write '{path}': {_describe(exc)}", exc.errno) from None
+        raise WriteError(f"cannot write '{path}': {describe_os_error(exc)}", exc.errno) from None
     except Exception as exc:
         if recorder is not None and recorder.error is not None:
             cause = recorder.error
-            raise WriteError(f"cannot write '{path}': {_describe(cause)}", cause.errno) from None
+            raise WriteError(f"cannot write '{path}': {describe_os_error(cause)}", cause.errno) from None
         raise
     fsync_dir(path.parent)
     return path

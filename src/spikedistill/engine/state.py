@@ -33,7 +33,8 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from spikedistill.atomic import atomic_write_text, sweep_temp_files
+from spikedistill.atomic import (WriteError, atomic_write_text, describe_os_error,
+                                sweep_temp_files)
 from spikedistill.config import Config, build_config
 from spikedistill.engine import distributed as D
 from spikedistill.engine.build import seed_everything
@@ -221,10 +222,17 @@ class RunLock:
 
     def _write_record(self, fd: int) -> None:
         data = (json.dumps(self.record(), sort_keys=True) + "\n").encode("utf-8")
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, data)
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, data)
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            raise WriteError(f"cannot write '{self.path}': {describe_os_error(exc)}",
+                             exc.errno) from None
 
     # -- acquiring
     def acquire(self) -> "RunLock":
