@@ -125,6 +125,7 @@ def test_restart_needs_overwrite_which_starts_over(tmp_path):
     run_training(cfg)
     run_dir = tmp_path / "o"
     (run_dir / "notes.txt").write_text("mine")
+    (run_dir / "teacher.json").write_text("{}")   # as if the earlier run had distilled
     with pytest.raises(ConfigError, match=r"already holds a checkpoint.*--resume .*--overwrite"):
         run_training(cfg)
     assert main(["train", "--overwrite", "--set", *QUICK, "train.device=cpu",
@@ -134,6 +135,7 @@ def test_restart_needs_overwrite_which_starts_over(tmp_path):
     assert ck.load_checkpoint(run_dir)["epoch"] == 1
     assert [int(r["epoch"]) for r in read_metrics_csv(run_dir / "metrics.csv")] == [1]
     assert (run_dir / "notes.txt").read_text() == "mine"      # not the run's: kept
+    assert not (run_dir / "teacher.json").exists()            # the previous run's: removed
     with pytest.raises(ConfigError, match="give one of them"):
         run_training(None, resume=run_dir, overwrite=True)
 

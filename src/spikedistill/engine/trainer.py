@@ -12,6 +12,7 @@ epochs and at the end, and records the run in its directory::
     RUN_DIR/tensorboard/    the same scalars (run.tensorboard)
     RUN_DIR/last.pt         every run.save_every epochs and at the end
     RUN_DIR/best.pt         on every new best test accuracy
+    RUN_DIR/run.lock        while the run is alive: its pid, host and start time
 
 The parts live in their own modules: :mod:`~spikedistill.engine.build` (data, models, method,
 optimiser, schedule), :mod:`~spikedistill.engine.state` (run directory, checkpoints, resume),
