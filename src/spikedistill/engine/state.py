@@ -359,7 +359,9 @@ def find_resume_checkpoint(resume: Union[str, os.PathLike], *, announce: bool = 
         try:
             ckpt = load_checkpoint(f)
         except CheckpointError as exc:
-            problems.append(f"{name}: {exc}")
+            text = str(exc)
+            problems.append(f"{name} is truncated or corrupt" if "truncated or corrupt" in text
+                            else f"{name}: {text[:160]}")
             continue
         if ckpt.get("optimizer") is None or not ckpt.get("rng"):
             problems.append(f"{name} holds no optimiser/RNG state (not a training checkpoint)")
