@@ -326,13 +326,14 @@ def test_temp_files_of_killed_writers_are_swept_at_start(tmp_path, capsys):
     assert "removed 2 temporary file(s)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["..", "../escaped", "/tmp/absolute-run", "a/b", "a\\b", "."])
+@pytest.mark.parametrize("name", ["..", "../escaped", "ABSOLUTE", "a/b", "a\\b", "."])
 def test_run_name_cannot_leave_out_dir(tmp_path, name):
     out = tmp_path / "runs"
+    if name == "ABSOLUTE":
+        name = str(tmp_path / "absolute-run")
     with pytest.raises(ConfigError, match=r"config key 'run.name'"):
         run_training(tiny_config(out, name, QUICK))
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
-    assert not Path("/tmp/absolute-run").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_out_dir_that_is_a_file(tmp_path, capsys):
