@@ -1,21 +1,45 @@
 """Atomic file writes: nothing the package writes is ever left half-written under its name.
 
-Every writer (checkpoints, the decoded-data cache, ``config.yaml``, ``metrics.csv``, compare
-results and charts) goes through :func:`atomic_write`: the bytes go to a temporary file
-``.NAME.XXXX.tmp`` in the destination folder, are flushed and ``fsync``-ed, then renamed over
-``NAME`` with :func:`os.replace`. On any failure the temporary file is removed and the previous
-``NAME`` (if any) is left untouched.
+Every writer (checkpoints, the decoded-data cache, ``config.yaml``, ``metrics.csv``,
+``teacher.json``, reports, compare results and charts, NIR files) goes through
+:func:`atomic_write`: the bytes go to a temporary file ``.NAME.XXXXXXXX.tmp`` in the destination
+folder, are flushed and ``fsync``-ed, then renamed over ``NAME`` with :func:`os.replace`. On any
+failure, ``KeyboardInterrupt`` included, the temporary file is removed and the previous ``NAME``
+(if any) is left untouched. A file-system error (a full disk, a read-only or missing folder) is
+a :class:`WriteError`: one line naming the file and the error. Temporary files of a process
+that was killed outright (``SIGKILL``, power loss) are what :func:`sweep_temp_files` removes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno as _errno
 import os
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO, Callable, List, Optional, Union
+
+from spikedistill.errors import SpikeDistillError
 
 PathLike = Union[str, os.PathLike]
+
+#: glob pattern of the temporary files :func:`atomic_write` creates
+TEMP_GLOB = ".*.tmp"
+
+
+class WriteError(SpikeDistillError, OSError):
+    """A file could not be written (full disk, permissions, a folder that is a file, ...).
+
+    Also an :class:`OSError` (``errno`` is the original one), so callers that treat a failed
+    write as optional (the dataset cache) keep catching it as before.
+    """
+
+    def __init__(self, message: str, errno: Optional[int] = None):
+        super().__init__(message)
+        self.errno = errno
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def fsync_dir(directory: PathLike) -> None:
@@ -32,20 +56,70 @@ def fsync_dir(directory: PathLike) -> None:
         os.close(fd)
 
 
+class _RecordingFile:
+    """A binary file wrapper that remembers the first :class:`OSError` of ``write``: torch and
+    numpy writers turn it into their own exceptions (``RuntimeError: ... file write failed``),
+    and the cause (``ENOSPC``) is what the user needs to see."""
+
+    def __init__(self, handle: BinaryIO):
+        self._handle = handle
+        self.error: Optional[OSError] = None
+
+    def write(self, data) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as exc:
+            if self.error is None:
+                self.error = exc
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``"No space left on device (ENOSPC)"``: the error of ``exc`` without its file name."""
+    if exc.errno is not None:
+        code = _errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{exc.strerror or os.strerror(exc.errno)} ({code})"
+    return str(exc) or type(exc).__name__
+
+
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
-    """Call ``write(binary_file)`` on a temporary file and rename it over ``path``."""
+    """Call ``write(binary_file)`` on a temporary file and rename it over ``path``.
+
+    Returns ``path``. Raises :class:`WriteError` (one line: the file and the error) when the
+    file system refuses (``ENOSPC``, ``EACCES``, ``ENOTDIR``, ...); other exceptions of
+    ``write`` propagate unchanged. The temporary file never survives a failure.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp: Optional[str] = None
+    recorder: Optional[_RecordingFile] = None
     try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "wb") as handle:
+                recorder = _RecordingFile(handle)
+                write(recorder)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            tmp = None
+        except BaseException:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                tmp = None
+            raise
+    except WriteError:
+        raise
+    except OSError as exc:
+        raise WriteError(f"cannot write '{path}': {describe_os_error(exc)}", exc.errno) from None
+    except Exception as exc:
+        if recorder is not None and recorder.error is not None:
+            cause = recorder.error
+            raise WriteError(f"cannot write '{path}': {describe_os_error(cause)}", cause.errno) from None
         raise
     fsync_dir(path.parent)
     return path
@@ -54,3 +128,23 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
 def atomic_write_text(path: PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def list_temp_files(directory: PathLike) -> List[Path]:
+    """Leftover temporary files of interrupted atomic writes directly in ``directory``."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.glob(TEMP_GLOB) if p.is_file())
+
+
+def sweep_temp_files(directory: PathLike) -> List[Path]:
+    """Remove the leftover temporary files of :func:`atomic_write` directly in ``directory``
+    (a process killed mid-write leaves them) and return the ones removed. Call it only where no
+    other live process writes (a run directory whose lock is held)."""
+    removed = []
+    for p in list_temp_files(directory):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            removed.append(p)
+    return removed

@@ -7,6 +7,7 @@ epoch 1 and resumed. Each rank writes ``OUT/rank{r}.json`` with what the test ch
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def main() -> None:
 
     # crash after epoch 1 (on every rank), then resume the distributed run
     def hook(epoch, record):
+        lock = json.loads((out / "crashed" / "run.lock").read_text())
+        report.update(lock_pid=lock["pid"], pid=os.getpid())
         if epoch >= 1:
             raise Crash("simulated")
 
@@ -63,6 +66,7 @@ def main() -> None:
     resumed = run_training(None, resume=out / "crashed")
     report.update(resumed_start=resumed.start_epoch, resumed_last_acc=resumed.last_acc)
     dist.barrier()
+    report["lock_left"] = (out / "crashed" / "run.lock").exists()
     if rank == 0:
         a = ck.load_checkpoint(out / "full" / "last.pt")
         b = ck.load_checkpoint(out / "crashed" / "last.pt")

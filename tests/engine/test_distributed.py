@@ -76,5 +76,8 @@ def test_two_process_gloo_training(tmp_path):
     assert r0["resumed_start"] == 1 and r0["resume_equal"]
     assert r0["rng_entries"] == 2                          # one RNG state per rank
     assert r0["resumed_last_acc"] == r0["last_acc"]
+    # only rank 0 holds the run directory's lock, and releases it
+    assert r0["lock_pid"] == r0["pid"] == r1["lock_pid"] != r1["pid"]
+    assert not r0["lock_left"] and not r1["lock_left"]
     # only rank 0 printed the epoch lines
     assert proc.stdout.count("epoch 2/2") == 2             # full run + resumed run

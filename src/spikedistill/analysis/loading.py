@@ -36,14 +36,33 @@ def load_model(path, device, **kwarg_overrides):
     return load_model_from_checkpoint(p, device, **kwarg_overrides)
 
 
+#: ``data`` keys of a stored config that say where data is read and cached: a checkpoint (maybe
+#: someone else's) never chooses them; only the user does (``--data.root``, ``--data.cache_dir``)
+LOCATION_KEYS = ("root", "cache_dir")
+
+
+def without_data_location(stored: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """``(config dict with data.root / data.cache_dir reset to their defaults, the stored
+    values that were dropped)``: the default locations apply unless the user passes them."""
+    out = dict(stored)
+    data = dict(out.get("data") or {})
+    dropped = {k: data.pop(k) for k in LOCATION_KEYS if data.get(k) not in (None, "")}
+    out["data"] = data
+    return out, dropped
+
+
 def run_config(meta: Dict[str, Any], overrides: Sequence[str] = ()):
-    """The run config stored in a checkpoint, with dotted overrides (``data.root=PATH``)."""
+    """The run config stored in a checkpoint, with dotted overrides (``data.root=PATH``).
+
+    The stored ``data.root`` and ``data.cache_dir`` are not used (:func:`without_data_location`):
+    data is read from where ``overrides`` say, else the defaults (a dataset that needs a root
+    asks for ``--data.root``)."""
     from spikedistill.config import build_config
 
     cfg = meta.get("config")
     if not isinstance(cfg, dict):
         raise CheckpointError(f"checkpoint '{meta.get('path', '?')}' holds no run config")
-    return build_config(cfg, overrides)
+    return build_config(without_data_location(cfg)[0], overrides)
 
 
 def eval_loader(cfg, device, batch_size: Optional[int] = None, *, sample: bool = False):

@@ -5,6 +5,8 @@
 The dataset and model settings come from the config stored in the checkpoint; ``--config``,
 ``--set`` and dotted flags override them (``model.T``, neuron settings and ``last_activation``
 can change at evaluation; anything that changes the weights' shapes is a CheckpointError).
+Where data is read and cached is never taken from the checkpoint: ``data.root`` and
+``data.cache_dir`` are the defaults unless given (``--data.root PATH``, ``--data.cache_dir``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 
 from spikedistill.commands.common import overrides_from_args
 from spikedistill.config import build_config, read_yaml
-from spikedistill.errors import CheckpointError
+from spikedistill.errors import CheckpointError, DataError
 
 
 def register(sub) -> None:
@@ -45,6 +47,7 @@ def run(args) -> int:
 
     import torch
 
+    from spikedistill.analysis.loading import without_data_location
     from spikedistill.engine.checkpoint import (checkpoint_meta, load_checkpoint,
                                                 load_model_from_checkpoint,
                                                 resolve_checkpoint_path)
@@ -56,7 +59,8 @@ def run(args) -> int:
     path = resolve_checkpoint_path(args.checkpoint, default_name="best.pt")
     ckpt = load_checkpoint(path)
     saved = dict(ckpt["config"] or {})
-    base = dict(saved)
+    base, dropped = without_data_location(saved)
+    saved = dict(base)
     if args.config:
         _deep_merge(base, read_yaml(args.config))
     cfg_saved = build_config(saved)
@@ -64,11 +68,21 @@ def run(args) -> int:
     meta = checkpoint_meta(ckpt)
     del ckpt
 
-    splits = load_data(cfg)
+    try:
+        splits = load_data(cfg)
+    except DataError as exc:
+        if cfg.data.root in (None, "") and "root" in dropped:
+            raise DataError(f"{exc}; the checkpoint's stored data.root ({dropped['root']}) is "
+                            "not used: pass --data.root PATH") from None
+        raise
     K = int(meta["model_kwargs"].get("num_classes", splits.num_classes))
     if K != splits.num_classes:
         raise CheckpointError(f"checkpoint '{path}' predicts {K} classes but dataset "
                               f"'{cfg.data.name}' has {splits.num_classes}")
+    C = meta["model_kwargs"].get("in_channels")
+    if isinstance(C, int) and C != splits.in_channels:
+        raise CheckpointError(f"checkpoint '{path}' takes {C}-channel images but dataset "
+                              f"'{cfg.data.name}' has {splits.in_channels} channels")
     # constructor arguments the overrides changed (T, neuron, last activation, ...)
     before = model_kwargs(cfg_saved.model, K, splits.in_channels) if saved else {}
     after = model_kwargs(cfg.model, K, splits.in_channels) if saved else {}

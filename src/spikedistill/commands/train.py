@@ -5,10 +5,13 @@ student distilled from a teacher checkpoint.
     spikedistill train   --config configs/cifar10/resnet19_snn_t1.yaml --data.root PATH
     spikedistill distill --config configs/cifar10/ckd_resnet19_t1.yaml --teacher RUN_DIR/best.pt
     spikedistill train --resume RUN_DIR [--train.epochs 500]     # continue a stopped run
+    spikedistill train --config ... --run.name NAME --overwrite  # start NAME over
 
 All three run :func:`spikedistill.engine.run_training` (also under ``torchrun``) and end with a
 summary table on rank 0. With ``--resume`` and no ``--config`` the run's own config (stored in
-``RUN_DIR/last.pt``) is used, with ``--set`` / dotted flags applied on top.
+its newest intact checkpoint) is used, with ``--set`` / dotted flags applied on top; what a
+resume may change is in :mod:`spikedistill.engine.state`. A run directory is locked while a run
+uses it: a second run on it stops with the holder's pid and host.
 """
 
 from __future__ import annotations
@@ -35,7 +38,13 @@ def register(sub) -> None:
                            epilog="config keys: --set section.key=value or --section.key value")
         add_config_args(p)
         p.add_argument("--resume", metavar="RUN_DIR", default=None,
-                       help="continue the run in RUN_DIR from its last.pt")
+                       help="continue the run in RUN_DIR from its newest intact checkpoint "
+                            "(last.pt, else best.pt); train.lr, momentum, weight_decay, "
+                            "scheduler, warmup_epochs and epochs given with it are applied")
+        p.add_argument("--overwrite", action="store_true",
+                       help="start over in a run directory that already holds a checkpoint "
+                            "(its previous checkpoints, config.yaml, metrics.csv, teacher.json, "
+                            "curves and tensorboard/ are removed)")
         if name == "distill":
             p.add_argument("--teacher", metavar="CKPT", default=None,
                            help="teacher checkpoint (RUN_DIR/best.pt, or a run directory)")
@@ -142,7 +151,8 @@ def run(args) -> int:
     if teacher:
         cfg.teacher.checkpoint = resolve_teacher_path(teacher)
     check_command(command, cfg)
-    result = run_training(cfg, resume=args.resume, callbacks=training_callbacks())
+    result = run_training(cfg, resume=args.resume, callbacks=training_callbacks(),
+                          overwrite=bool(getattr(args, "overwrite", False)))
     if D.env_world()[0] == 0:
         print("\n".join(summary_lines(result)), file=sys.stdout, flush=True)
     return 0

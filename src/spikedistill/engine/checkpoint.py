@@ -22,13 +22,13 @@ import os
 import pickle
 import random
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from spikedistill.atomic import atomic_write
+from spikedistill.atomic import atomic_write, list_temp_files  # noqa: F401 (re-exported)
 from spikedistill.errors import CheckpointError
 
 FORMAT = "spikedistill-checkpoint"
@@ -281,8 +281,3 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     return obj
-
-
-def list_temp_files(directory: PathLike) -> Iterable[Path]:
-    """Leftover temporary files of interrupted atomic writes in ``directory``."""
-    return sorted(Path(directory).glob(".*.tmp"))

@@ -12,6 +12,7 @@ epochs and at the end, and records the run in its directory::
     RUN_DIR/tensorboard/    the same scalars (run.tensorboard)
     RUN_DIR/last.pt         every run.save_every epochs and at the end
     RUN_DIR/best.pt         on every new best test accuracy
+    RUN_DIR/run.lock        while the run is alive: its pid, host and start time
 
 The parts live in their own modules: :mod:`~spikedistill.engine.build` (data, models, method,
 optimiser, schedule), :mod:`~spikedistill.engine.state` (run directory, checkpoints, resume),
@@ -32,7 +33,10 @@ rank 0 writes files or prints.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +58,9 @@ from spikedistill.engine.callbacks import (PROGRESS_EVERY, Callback, CallbackLis
 from spikedistill.engine.checkpoint import (BEST_NAME, LAST_NAME, check_same_model,
                                             load_checkpoint, save_checkpoint)
 from spikedistill.engine.loop import evaluate, sync, train_one_epoch, train_step
-from spikedistill.engine.state import (RunState, checkpoint_of, config_for_resume,
-                                       make_run_dir, restore_optimisation, restore_weights,
+from spikedistill.engine.state import (RunState, check_resume_changes, checkpoint_of,
+                                       config_for_resume, make_run_dir, open_run_dir,
+                                       restore_optimisation, restore_weights,
                                        seed_training_rng, teacher_record, warn,
                                        write_teacher_record)
 from spikedistill.errors import CheckpointError, ConfigError, SpikeDistillError
@@ -100,41 +105,81 @@ class RunResult:
 def run_training(cfg: Optional[Config] = None, *, resume: Optional[Union[str, os.PathLike]] = None,
                  teacher_checkpoint: Optional[str] = None,
                  on_epoch_end: Optional[EpochHook] = None,
-                 callbacks: Sequence[Any] = ()) -> RunResult:
+                 callbacks: Sequence[Any] = (), overwrite: bool = False) -> RunResult:
     """Train ``cfg.model`` with method ``cfg.distill.method``; see the module docstring.
 
-    ``resume``: a run directory (or a ``last.pt`` in one) to continue; with ``cfg=None`` the
-    checkpoint's config is used. ``teacher_checkpoint`` overrides ``cfg.teacher.checkpoint``.
+    ``resume``: a run directory (its newest intact checkpoint, see
+    :func:`~spikedistill.engine.state.find_resume_checkpoint`) or a checkpoint file to
+    continue; with ``cfg=None`` the checkpoint's config is used. ``overwrite``: a new run in a
+    named directory that holds a checkpoint starts over (the previous run's files are removed)
+    instead of being refused. ``teacher_checkpoint`` overrides ``cfg.teacher.checkpoint``.
     ``on_epoch_end(epoch, record)`` is called on every rank after an epoch's checkpoint has been
     written (``epoch`` counts completed epochs); exceptions it raises abort the run (tests use it
     to simulate a crash). ``callbacks``: objects with any of the hooks of
     :mod:`spikedistill.engine.callbacks`, run after the engine's own.
+
+    The run directory's lock (rank 0) is held from before anything is built until this call
+    returns or raises; ``SIGTERM`` ends the run like an exception (files are closed, temporary
+    files removed, the lock released).
     """
     t_start = time.perf_counter()
-    ckpt: Optional[Dict[str, Any]] = None
-    if resume is not None:
-        ckpt = load_checkpoint(resume)
-        if cfg is None:
-            cfg = build_config(ckpt["config"])
-    if cfg is None:
+    if cfg is None and resume is None:
         raise ConfigError("run_training needs a config (or resume=RUN_DIR)")
-    cfg = cfg.copy()
-    if teacher_checkpoint is not None:
-        cfg.teacher.checkpoint = str(teacher_checkpoint)
-    tc = cfg.train
+    if resume is not None and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite starts it over: give one "
+                          "of them")
+    device = cfg.train.device if cfg is not None else config_for_resume(resume).train.device
+    with _sigterm_as_exit():
+        info = D.init_distributed(device)
+        opened = None
+        try:
+            opened = open_run_dir(cfg, info, resume=resume, overwrite=overwrite)
+            ckpt = opened.ckpt
+            if cfg is None:
+                cfg = build_config(ckpt["config"])
+            cfg = cfg.copy()
+            if teacher_checkpoint is not None:
+                cfg.teacher.checkpoint = str(teacher_checkpoint)
+            if ckpt is not None:
+                check_resume_changes(cfg, ckpt)
+            tc = cfg.train
+            if tc.threads and tc.threads > 0:
+                torch.set_num_threads(int(tc.threads))
+            configure_determinism(bool(tc.deterministic))
+            hooks = engine_callbacks() + list(callbacks)
+            if on_epoch_end is not None:
+                hooks.append(EpochHookCallback(on_epoch_end))
+            run = setup_run(cfg, info, ckpt, opened.run_dir)
+            del ckpt
+            opened.ckpt = None
+            return fit(run, CallbackList(hooks), t_start)
+        finally:
+            if opened is not None:
+                opened.release()
+            D.cleanup(info)
 
-    if tc.threads and tc.threads > 0:
-        torch.set_num_threads(int(tc.threads))
-    configure_determinism(bool(tc.deterministic))
-    hooks = engine_callbacks() + list(callbacks)
-    if on_epoch_end is not None:
-        hooks.append(EpochHookCallback(on_epoch_end))
-    info = D.init_distributed(tc.device)
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """While training in the main thread, ``SIGTERM`` (what ``kill`` and ``torchrun`` send)
+    raises ``SystemExit(143)`` so that every ``finally`` runs; the previous handler comes back
+    afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
     try:
-        run = setup_run(cfg, info, ckpt)
-        return fit(run, CallbackList(hooks), t_start)
+        previous = signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):  # no signals here (embedded interpreter)
+        yield
+        return
+    try:
+        yield
     finally:
-        D.cleanup(info)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _log(msg: str) -> None:
@@ -162,9 +207,12 @@ def check_teacher(cfg: Config, teacher_acc: float, provenance: Dict[str, Any],
         _log(f"{label}: test accuracy {teacher_acc:.2%}")
 
 
-def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]]) -> RunState:
+def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
+              run_dir: Optional[Path] = None) -> RunState:
     """Data, student, teacher, method, resume, DDP, optimiser, run directory: a ready
-    :class:`RunState`."""
+    :class:`RunState`. ``run_dir``: the directory :func:`~spikedistill.engine.state.open_run_dir`
+    opened (default: the checkpoint's folder, or :func:`make_run_dir`). ``config.yaml`` is
+    written once everything is restored, so a refused resume leaves it as it was."""
     tc = cfg.train
     device, world = info.device, info.world_size
     amp_dtype, use_scaler = resolve_amp(tc.amp, device)
@@ -214,7 +262,9 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]]) -> 
     run.train_loader, run.test_loader = train_loader, test_loader
 
     # run directory and the records written once
-    run.run_dir = Path(ckpt["path"]).parent if ckpt is not None else make_run_dir(cfg)
+    if run_dir is None:
+        run_dir = Path(ckpt["path"]).parent if ckpt is not None else make_run_dir(cfg)
+    run.run_dir = Path(run_dir)
     if info.is_main:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run.run_dir / "config.yaml")
