@@ -15,11 +15,16 @@ def pyplot():
 
 
 def save_figure(fig, path: Union[str, Path]) -> Path:
-    """Lay out ``fig``, write it to ``path`` (creating folders) and close it."""
+    """Lay out ``fig``, write it to ``path`` atomically (creating folders; the format from the
+    suffix, PNG by default) and close it."""
+    from spikedistill.atomic import atomic_write
+
     plt = pyplot()
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    fmt = path.suffix[1:].lower() or "png"
+    try:
+        atomic_write(path, lambda handle: fig.savefig(handle, format=fmt))
+    finally:
+        plt.close(fig)
     return path
