@@ -61,3 +61,25 @@ def test_demo_rejects_bad_seeds_before_training(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == ("error: --seeds: expected comma-separated "
                                                "integers, e.g. 0,1,2; got 'zero'")
     assert not (tmp_path / "d").exists()
+
+
+def test_demo_names_only_the_differences_whose_interval_excludes_0():
+    from spikedistill.commands import compare as C
+    from spikedistill.commands.demo import excluding_line
+
+    def rec(method, seed, best, last):
+        return {"method": method, "seed": seed, "best_acc": best, "last_acc": last,
+                "teacher_acc": None, "loss_means": {}}
+
+    # kd - ce: best d = [+2.0, +2.2, +1.8] (excludes 0), last d = [+3, -3, 0] (includes 0);
+    # ckd - ce: d = [+1, -1, +0.5] on both (includes 0)
+    ce = [(0.90, 0.90), (0.91, 0.91), (0.92, 0.92)]
+    kd = [(0.92, 0.93), (0.932, 0.88), (0.938, 0.92)]
+    ckd = [(0.91, 0.91), (0.90, 0.90), (0.925, 0.925)]
+    records = [rec(m, s, b, l) for m, accs in (("ce", ce), ("kd", kd), ("ckd", ckd))
+               for s, (b, l) in enumerate(accs)]
+    rows = C.summarize(records, ["ce", "kd", "ckd"], "ce")
+    assert excluding_line(rows) == "differences whose 95 % interval excludes 0: kd (best acc)"
+    rows = C.summarize([r for r in records if r["method"] != "kd"], ["ce", "ckd"], "ce")
+    assert excluding_line(rows) == ("differences whose 95 % interval excludes 0: none; at these "
+                                    "seeds no method is shown better or worse than ce")

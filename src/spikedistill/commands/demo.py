@@ -56,6 +56,20 @@ def default_out() -> str:
     return str(out)
 
 
+def excluding_line(rows) -> str:
+    """The line naming every (method, metric) whose paired 95 % interval against the baseline
+    excludes 0, or saying that none does."""
+    shown = []
+    for r in rows:
+        hits = [k for k, d in r["paired"].items() if d is not None and d.excludes_zero]
+        if hits:
+            shown.append(f"{r['method']} ({', '.join(hits)} acc)")
+    base = next((r["method"] for r in rows if r["is_baseline"]), "the baseline")
+    return ("differences whose 95 % interval excludes 0: "
+            + (", ".join(shown) if shown else f"none; at these seeds no method is shown better "
+               f"or worse than {base}"))
+
+
 def run(args) -> int:
     from spikedistill.commands import compare as C
     from spikedistill.engine import run_training
@@ -89,13 +103,6 @@ def run(args) -> int:
         print()
         for line in C.verdict_lines(rows):
             print(line)
-        shown = []
-        for r in rows:
-            hits = [k for k, d in r["paired"].items() if d is not None and d.excludes_zero]
-            if hits:
-                shown.append(f"{r['method']} ({', '.join(hits)} acc)")
-        print("differences whose 95 % interval excludes 0: "
-              + (", ".join(shown) if shown else "none; at these seeds no method is shown "
-                 "better or worse than ce"))
+        print(excluding_line(rows))
     print(f"\ntotal wall time {total:.1f} s; runs in {out}/ (summary: {paths['md']})")
     return 0
