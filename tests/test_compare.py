@@ -38,6 +38,119 @@ def test_parse_methods_and_seeds():
         C.parse_seeds("1,1")
 
 
+def test_baseline_checked_before_any_run(tmp_path, capsys):
+    assert C.parse_baseline("ce", ["kd", "ce"]) == "ce"
+    with pytest.raises(ConfigError, match=r"--baseline: 'ce' is not one of --methods \(kd, ckd\)"):
+        C.parse_baseline("ce", ["kd", "ckd"])
+    with pytest.raises(ConfigError, match="--baseline: 'nope' is not a registered method"):
+        C.parse_baseline("nope", ["ce", "kd"])
+    with pytest.raises(ConfigError, match="--jobs: expected a positive integer"):
+        C.parse_jobs(0)
+    cfg_path = tmp_path / "r.yaml"
+    cfg_path.write_text(RECIPE)
+    assert main(["compare", "--config", str(cfg_path), "--methods", "ce", "--seeds", "0",
+                 "--baseline", "kd", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --baseline: 'kd' is not one of --methods (ce); add it to --methods "
+                   "or pass --baseline METHOD"]
+    assert not (tmp_path / "o").exists()
+
+
+def _paired_records():
+    """Three seeds of ce and ckd, two of kd (seed 2 missing), one of enof; accuracies chosen so
+    that the paired differences are round numbers."""
+    acc = {"ce": {0: (0.80, 0.78), 1: (0.84, 0.80), 2: (0.90, 0.85)},
+           "ckd": {0: (0.81, 0.83), 1: (0.86, 0.81), 2: (0.93, 0.82)},   # best d = 1, 2, 3
+           "kd": {0: (0.70, 0.70), 1: (0.80, 0.718)},                    # best d = -10, -4
+           "enof": {1: (0.85, 0.85)}}
+    return [{"method": m, "seed": s, "best_acc": b, "last_acc": l, "teacher_acc": 0.99,
+             "loss_means": {"ce": 0.1}} for m, by in acc.items() for s, (b, l) in by.items()]
+
+
+def test_paired_differences_by_hand(tmp_path):
+    import math
+
+    records = _paired_records()
+    rows = {r["method"]: r for r in C.summarize(records, ["ce", "ckd", "kd", "enof"], "ce")}
+    assert rows["ce"]["is_baseline"] and rows["ce"]["paired"] == {}
+    # ckd - ce, best: d = [1, 2, 3] points: mean 2, sd 1, half-width t_{0.975,2} / sqrt 3
+    t2 = math.sqrt(2 * 0.95 ** 2 / (1 - 0.95 ** 2))      # 4.302652729749464
+    d = rows["ckd"]["paired"]["best"]
+    assert rows["ckd"]["paired_seeds"] == [0, 1, 2]
+    assert d.mean == pytest.approx(2.0) and d.sd == pytest.approx(1.0)
+    assert d.half_width == pytest.approx(t2 / math.sqrt(3), rel=1e-9)
+    assert d.excludes_zero is False
+    # ckd - ce, last: d = [5, 1, -3]: mean 1, sd 4
+    dl = rows["ckd"]["paired"]["last"]
+    assert dl.mean == pytest.approx(1.0) and dl.sd == pytest.approx(4.0)
+    assert dl.half_width == pytest.approx(t2 * 4 / math.sqrt(3), rel=1e-9)
+    # kd pairs with ce on seeds 0 and 1 only: d = [-10, -4], df 1
+    k = rows["kd"]["paired"]["best"]
+    assert rows["kd"]["paired_seeds"] == [0, 1] and k.n == 2
+    assert k.mean == pytest.approx(-7.0) and k.sd == pytest.approx(math.sqrt(18))
+    assert k.half_width == pytest.approx(12.706204736174707 * math.sqrt(18) / math.sqrt(2))
+    kl = rows["kd"]["paired"]["last"]  # d = [-8, -8.2]: mean -8.1, sd 0.1 sqrt 2
+    assert kl.mean == pytest.approx(-8.1) and kl.sd == pytest.approx(0.1 * math.sqrt(2))
+    assert kl.half_width == pytest.approx(12.706204736174707 * 0.1, rel=1e-9)
+    assert kl.high < 0 and kl.excludes_zero is True
+    # enof: one pair, no interval
+    e = rows["enof"]["paired"]["best"]
+    assert e.n == 1 and e.mean == pytest.approx(1.0) and not e.has_interval
+
+    table = C.paired_table(list(rows.values()))
+    assert "| ckd | 3 | +2.00 [-0.48, +4.48] | 0.0742 | +1.00 [-8.94, +10.94] |" in table
+    assert "| kd | 2 | -7.00 [-45.12, +31.12] |" in table and "| last |" in table
+    assert "| enof | 1 | +1.00 (n=1: no interval) | - | +5.00 (n=1: no interval) | - | " \
+           "no interval (n<2) |" in table
+    verdicts = C.verdict_lines(list(rows.values()))
+    assert any(v.startswith("kd - ce, last acc: -8.10 [-9.37, -6.83]") and "excludes 0 (kd is lower)" in v
+               for v in verdicts)
+    assert any(v.startswith("ckd - ce, best acc: +2.00") and "includes 0" in v for v in verdicts)
+    assert any(v.startswith("enof - ce, best acc") and "no order can be claimed" in v
+               for v in verdicts)
+
+    paths = C.write_summary(list(rows.values()), records, tmp_path, "t")
+    md = paths["md"].read_text()
+    assert "## Paired differences against ce" in md and table in md
+    with open(paths["csv"]) as fh:
+        got = {r["method"]: r for r in csv.DictReader(fh)}
+    assert got["ce"]["baseline"] == "ce" and got["ce"]["best_diff_mean"] == "-"
+    assert got["ckd"]["paired_n"] == "3" and float(got["ckd"]["best_diff_mean"]) == 2.0
+    assert float(got["ckd"]["best_diff_ci_low"]) == pytest.approx(2 - t2 / math.sqrt(3), abs=1e-4)
+    assert float(got["ckd"]["best_diff_ci_high"]) == pytest.approx(2 + t2 / math.sqrt(3), abs=1e-4)
+    assert float(got["ckd"]["best_diff_p"]) == pytest.approx(1 - math.sqrt(12 / 14), abs=1e-6)
+    assert got["ckd"]["best_diff_excludes_0"] == "false"
+    assert got["kd"]["last_diff_excludes_0"] == "true"
+    assert got["enof"]["best_diff_ci_low"] == "-" and got["enof"]["best_diff_excludes_0"] == "-"
+
+
+def test_chart_draws_the_paired_intervals():
+    from matplotlib.container import ErrorbarContainer
+
+    rows = C.summarize(_paired_records(), ["ce", "ckd", "kd", "enof"], "ce")
+    fig = C.chart_figure(rows, "t")
+    try:
+        assert len(fig.axes) == 2
+        ax = fig.axes[1]
+        bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert [c.get_label() for c in bars] == ["best acc (95 % CI)", "last acc (95 % CI)"]
+        by = {r["method"]: r for r in rows}
+        for c, prefix in zip(bars, ("best", "last")):
+            segs = c.lines[2][0].get_segments()          # one vertical segment per interval
+            want = [by[m]["paired"][prefix] for m in ("ckd", "kd")]
+            assert len(segs) == 2
+            for seg, d in zip(segs, want):
+                assert sorted(seg[:, 1]) == [pytest.approx(d.low), pytest.approx(d.high)]
+        # the single pair (enof) is a lone marker, no bar; the zero line is drawn
+        lone = [ln for ln in ax.lines if ln.get_label().endswith("(n=1, no interval)")]
+        assert len(lone) == 2 and all(ln.get_ydata()[0] == pytest.approx(
+            by["enof"]["paired"][p].mean) for ln, p in zip(lone, ("best", "last")))
+        assert any(list(ln.get_ydata()) == [0.0, 0.0] for ln in ax.lines)
+    finally:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+
+
 def test_teacher_required_and_checked(tmp_path, capsys):
     cfg_path = tmp_path / "r.yaml"
     cfg_path.write_text(RECIPE)
@@ -95,6 +208,7 @@ def test_compare_digits_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| ce | 2 |" in printed and "| ckd-released | 2 |" in printed
+    assert "| ckd-released | 2 | " in printed.split("Δ best vs ce")[1]
     for name in ("compare.md", "compare.csv", "runs.csv", "compare.png"):
         assert (out / name).is_file(), name
 
@@ -119,6 +233,21 @@ def test_compare_digits_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert float(rows["ce"]["best_acc_mean"]) == pytest.approx(statistics.fmean(accs), abs=1e-3)
     assert float(rows["ce"]["best_acc_std"]) == pytest.approx(statistics.stdev(accs), abs=1e-3)
     assert rows["ckd-released"]["n"] == "2"
+    # the paired column: ckd-released - ce, matched by seed, from the runs' own results
+    import math
+
+    from spikedistill.analysis.stats import t_quantile
+    for key, col in (("best_acc", "best"), ("last_acc", "last")):
+        d = [100 * (results[f"ckd-released-seed{s}"][key] - results[f"ce-seed{s}"][key])
+             for s in (0, 1)]
+        mean, half = statistics.fmean(d), t_quantile(0.975, 1) * statistics.stdev(d) / math.sqrt(2)
+        r = rows["ckd-released"]
+        assert r["baseline"] == "ce" and r["paired_n"] == "2"
+        assert float(r[f"{col}_diff_mean"]) == pytest.approx(mean, abs=1e-3)
+        if half > 0:
+            assert float(r[f"{col}_diff_ci_low"]) == pytest.approx(mean - half, abs=1e-3)
+            assert float(r[f"{col}_diff_ci_high"]) == pytest.approx(mean + half, abs=1e-3)
+    assert "## Paired differences against ce" in (out / "compare.md").read_text()
 
     # resumable: finished runs are skipped ...
     def boom(*a, **k):
@@ -139,3 +268,18 @@ def test_compare_digits_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     # ... and a changed recipe is refused instead of mixed into the table
     assert main(argv[:-2] + ["--train.lr", "0.03"]) == 2
     assert "train.lr" in capsys.readouterr().err
+
+    # --jobs 2: the same runs in two worker processes give the same numbers, each run's output
+    # kept in logs/
+    out2 = tmp_path / "cmp2"
+    argv2 = [a if a != str(out) else str(out2) for a in argv]
+    argv2[argv2.index("ce,ckd-released")] = "ce"
+    assert main(argv2 + ["--jobs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 runs in 2 worker processes" in printed
+    for s in (0, 1):
+        rec = json.loads((out2 / "results" / f"ce-seed{s}.json").read_text())
+        assert rec["best_acc"] == results[f"ce-seed{s}"]["best_acc"]
+        assert rec["last_acc"] == results[f"ce-seed{s}"]["last_acc"]
+        assert rec["loss_means"] == results[f"ce-seed{s}"]["loss_means"]
+        assert "epoch 1/1" in (out2 / "logs" / f"ce-seed{s}.log").read_text()

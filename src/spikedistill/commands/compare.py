@@ -1,7 +1,7 @@
 """``spikedistill compare``: train several methods over several seeds and tabulate them.
 
     spikedistill compare --config CFG --methods ce,kd,ckd --seeds 0,1,2 \\
-        [--teacher RUN_DIR/best.pt] [--set k=v ...] [--out DIR]
+        [--teacher RUN_DIR/best.pt] [--baseline ce] [--jobs N] [--set k=v ...] [--out DIR]
 
 Every (method, seed) run uses the same recipe (``--config`` plus overrides), the same teacher
 and, for the same seed, the same initialisation and data order (``train.seed`` = seed, which
@@ -11,13 +11,23 @@ A second invocation skips finished runs (a result made with a different config i
 continues interrupted ones from their ``last.pt``, and rewrites the summary:
 
 - ``DIR/compare.md``: mean +- sample std of the best and last test accuracy per method, the
-  number of seeds, the mean of each loss term over the last epoch (already weighted),
+  number of seeds, the mean of each loss term over the last epoch (already weighted); then, for
+  every method against the baseline (``--baseline``, default ``ce``), the paired mean
+  difference over the seeds both ran (percentage points), its 95 % paired-t interval (n - 1
+  degrees of freedom; none for a single pair), the two-sided p-value and whether the interval
+  excludes 0 (:mod:`spikedistill.analysis.stats`),
 - ``DIR/compare.csv``: the same numbers, one row per method, and ``DIR/runs.csv``: one row per run,
-- ``DIR/compare.png``: a bar chart of best and last accuracy with std error bars.
+- ``DIR/compare.png``: a bar chart of best and last accuracy with std error bars, beside the
+  paired differences against the baseline with their 95 % intervals.
+
+With ``--jobs N`` the runs go to N worker processes (each run's output is kept in
+``DIR/logs/METHOD-seedN.log``); a run's numbers do not depend on N (same seed, same
+``train.threads``), so let N x ``train.threads`` not exceed the cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -26,6 +36,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from spikedistill.analysis.stats import PairedDifference, paired_difference
 from spikedistill.atomic import atomic_write, atomic_write_text
 from spikedistill.commands.common import add_config_args, load_from_args, training_callbacks
 from spikedistill.errors import ConfigError
@@ -44,6 +55,11 @@ def register(sub) -> None:
     p.add_argument("--teacher", default=None,
                    help="teacher checkpoint (RUN_DIR or RUN_DIR/best.pt) for every method that "
                         "needs one (default: teacher.checkpoint of the config)")
+    p.add_argument("--baseline", default="ce",
+                   help="the method every other one is compared with, paired by seed "
+                        "(default ce; it must be one of --methods)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once in worker processes (default 1)")
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
     p.set_defaults(func=run)
 
@@ -84,6 +100,25 @@ def parse_seeds(text: str) -> List[int]:
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds: a seed is listed twice in {text!r}")
     return seeds
+
+
+def parse_baseline(name: Optional[str], methods: Sequence[str]) -> str:
+    """The baseline method: a name among ``methods`` (one clear line otherwise)."""
+    name = str(name or "").strip()
+    if name not in methods:
+        from spikedistill.distill import list_methods
+
+        what = ("is not one of --methods" if name in list_methods()
+                else "is not a registered method; it must be one of --methods")
+        raise ConfigError(f"--baseline: {name!r} {what} ({', '.join(methods)}); add it to "
+                          "--methods or pass --baseline METHOD")
+    return name
+
+
+def parse_jobs(jobs: Any) -> int:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"--jobs: expected a positive integer, got {jobs!r}")
+    return jobs
 
 
 def resolve_teacher(path: Optional[str]) -> Optional[str]:
@@ -189,6 +224,11 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
 # summary
 # --------------------------------------------------------------------------------------------
 
+#: the accuracies compared: (record key, row prefix, label)
+METRICS = (("best_acc", "best", "best acc"), ("last_acc", "last", "last acc"))
+CONFIDENCE = 0.95
+
+
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
@@ -196,8 +236,37 @@ def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
-def summarize(records: Sequence[Dict[str, Any]], methods: Sequence[str]) -> List[Dict[str, Any]]:
-    """One row per method: n, seeds, best/last accuracy (%) mean and std, mean loss terms."""
+def _by_seed(records: Sequence[Dict[str, Any]], method: str, key: str) -> Dict[int, float]:
+    """``{seed: accuracy in %}`` of one method's runs with a finite ``key``."""
+    out = {}
+    for r in records:
+        v = r.get(key)
+        if r["method"] == method and v is not None and math.isfinite(v):
+            out[int(r["seed"])] = 100.0 * v
+    return out
+
+
+def paired_against(records: Sequence[Dict[str, Any]], method: str, baseline: str,
+                   key: str = "best_acc") -> Tuple[List[int], Optional[PairedDifference]]:
+    """The seeds both ``method`` and ``baseline`` ran, and the paired t comparison of their
+    accuracies in % (``method - baseline``, pairs matched by seed); None without a common
+    seed."""
+    a, b = _by_seed(records, method, key), _by_seed(records, baseline, key)
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return seeds, None
+    return seeds, paired_difference([a[s] for s in seeds], [b[s] for s in seeds], CONFIDENCE)
+
+
+def summarize(records: Sequence[Dict[str, Any]], methods: Sequence[str],
+              baseline: Optional[str] = "ce") -> List[Dict[str, Any]]:
+    """One row per method: n, seeds, best/last accuracy (%) mean and std, mean loss terms, and
+    (``baseline`` among ``methods``; None: none) ``paired``: ``{"best": PairedDifference,
+    "last": ...}`` of the method against the baseline over their common seeds (None for the
+    baseline itself)."""
+    if baseline is not None and baseline not in methods:
+        raise ConfigError(f"--baseline: {baseline!r} is not one of the compared methods "
+                          f"({', '.join(methods)})")
     rows = []
     for method in methods:
         recs = [r for r in records if r["method"] == method]
@@ -208,11 +277,18 @@ def summarize(records: Sequence[Dict[str, Any]], methods: Sequence[str]) -> List
             for k, v in (r.get("loss_means") or {}).items():
                 terms.setdefault(k, []).append(v)
         teacher = [r["teacher_acc"] for r in recs if r.get("teacher_acc") is not None]
+        paired: Dict[str, Optional[PairedDifference]] = {}
+        paired_seeds: List[int] = []
+        if baseline is not None and method != baseline:
+            for key, prefix, _ in METRICS:
+                paired_seeds, paired[prefix] = paired_against(records, method, baseline, key)
         rows.append({
             "method": method, "n": len(recs), "seeds": [r["seed"] for r in recs],
             "best_mean": best_m, "best_std": best_s, "last_mean": last_m, "last_std": last_s,
             "losses": {k: statistics.fmean(v) for k, v in terms.items()},
             "teacher_acc": 100 * statistics.fmean(teacher) if teacher else None,
+            "baseline": baseline, "is_baseline": method == baseline,
+            "paired": paired, "paired_seeds": paired_seeds,
         })
     return rows
 
@@ -230,7 +306,32 @@ def _fmt(v: Optional[float], nd: int = 2) -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{nd}f}"
 
 
+def _signed(v: Optional[float], nd: int = 2) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:+.{nd}f}"
+
+
+def format_difference(d: Optional[PairedDifference]) -> str:
+    """``+1.23 [-0.50, +2.96]`` (mean and 95 % interval), ``+1.23 (n=1: no interval)``, ``-``."""
+    if d is None:
+        return "-"
+    if not d.has_interval:
+        return f"{_signed(d.mean)} (n=1: no interval)"
+    return f"{_signed(d.mean)} [{_signed(d.low)}, {_signed(d.high)}]"
+
+
+def _p_text(d: Optional[PairedDifference]) -> str:
+    return "-" if d is None or d.p_value is None else f"{d.p_value:.3g}"
+
+
+def _excludes_text(paired: Dict[str, Optional[PairedDifference]]) -> str:
+    got = [p for p, d in paired.items() if d is not None and d.excludes_zero]
+    if any(d is not None and d.has_interval for d in paired.values()):
+        return ", ".join(got) if got else "neither"
+    return "no interval (n<2)"
+
+
 def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """Accuracy mean ± std per method and the mean loss terms."""
     names = _loss_names(rows)
     head = ["method", "n", "best acc %", "last acc %"] + [f"{n} (mean)" for n in names]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -241,6 +342,52 @@ def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
         cells += [_fmt(r["losses"].get(n), 4) for n in names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def paired_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """Every method against the baseline: paired seeds, the mean difference of best and last
+    accuracy (percentage points) with its 95 % interval and p-value, and which intervals
+    exclude 0; empty without a baseline."""
+    base = next((r for r in rows if r["is_baseline"]), None)
+    if base is None:
+        return ""
+    b = base["method"]
+    head = ["method", "paired seeds", f"Δ best vs {b} [95 % CI]", "p (best)",
+            f"Δ last vs {b} [95 % CI]", "p (last)", "CI excludes 0"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        if r["is_baseline"]:
+            continue
+        pb, pl = r["paired"].get("best"), r["paired"].get("last")
+        lines.append("| " + " | ".join([
+            r["method"], str(len(r["paired_seeds"])), format_difference(pb), _p_text(pb),
+            format_difference(pl), _p_text(pl), _excludes_text(r["paired"])]) + " |")
+    return "\n".join(lines)
+
+
+def verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """One sentence per (method, metric) against the baseline saying whether the 95 % interval
+    of the paired difference excludes 0, i.e. whether the seeds support an order."""
+    out = []
+    for r in rows:
+        if r["is_baseline"]:
+            continue
+        for _, prefix, label in METRICS:
+            d = r["paired"].get(prefix)
+            what = f"{r['method']} - {r['baseline']}, {label}"
+            if d is None:
+                out.append(f"{what}: no common seed, no comparison")
+            elif not d.has_interval:
+                out.append(f"{what}: {_signed(d.mean)} points from a single seed pair: no "
+                           "interval, no order can be claimed")
+            elif d.excludes_zero:
+                word = "higher" if d.mean > 0 else "lower"
+                out.append(f"{what}: {format_difference(d)} points over {d.n} seeds: the "
+                           f"interval excludes 0 ({r['method']} is {word})")
+            else:
+                out.append(f"{what}: {format_difference(d)} points over {d.n} seeds: the "
+                           "interval includes 0 (no difference shown)")
+    return out
 
 
 def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, Any]], out: Path,
@@ -255,19 +402,41 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
     if teacher:
         md += [f"Teacher test accuracy: {statistics.fmean(teacher):.2f} %", ""]
     md += [markdown_table(rows), ""]
+    paired = paired_table(rows)
+    if paired:
+        base = rows[[r["is_baseline"] for r in rows].index(True)]["method"]
+        md += [f"## Paired differences against {base}", "",
+               f"Runs with the same seed share the initialisation and the data order, so each "
+               f"method pairs with {base} by seed: Δ is the mean over the common seeds of "
+               f"(method - {base}) in percentage points, with its 95 % paired-t interval "
+               "(n - 1 degrees of freedom; none for a single seed) and the two-sided p-value.",
+               "", paired, ""]
+        md += [f"- {line}" for line in verdict_lines(rows)] + [""]
     paths = {"md": out / "compare.md", "csv": out / "compare.csv", "runs_csv": out / "runs.csv",
              "png": out / "compare.png"}
     atomic_write_text(paths["md"], "\n".join(md))
 
     fh = io.StringIO(newline="")
     w = csv.writer(fh)
+    diff_cols = [f"{prefix}_diff_{c}" for _, prefix, _ in METRICS
+                 for c in ("mean", "ci_low", "ci_high", "p", "excludes_0")]
     w.writerow(["method", "n", "seeds", "best_acc_mean", "best_acc_std", "last_acc_mean",
-                "last_acc_std", "teacher_acc"] + [f"loss_{n}" for n in names])
+                "last_acc_std", "teacher_acc"] + [f"loss_{n}" for n in names]
+               + ["baseline", "paired_n"] + diff_cols)
     for r in rows:
+        diffs: List[str] = []
+        for _, prefix, _ in METRICS:
+            d = r["paired"].get(prefix)
+            diffs += ([_fmt(d.mean, 4), _fmt(d.low, 4), _fmt(d.high, 4), _fmt(d.p_value, 6),
+                       "-" if d.excludes_zero is None else str(d.excludes_zero).lower()]
+                      if d is not None else ["-"] * 5)
         w.writerow([r["method"], r["n"], " ".join(map(str, r["seeds"])),
                     _fmt(r["best_mean"], 4), _fmt(r["best_std"], 4), _fmt(r["last_mean"], 4),
                     _fmt(r["last_std"], 4), _fmt(r["teacher_acc"], 4)]
-                   + [_fmt(r["losses"].get(n), 6) for n in names])
+                   + [_fmt(r["losses"].get(n), 6) for n in names]
+                   + [r["baseline"] or "-",
+                      "-" if r["is_baseline"] or r["baseline"] is None
+                      else len(r["paired_seeds"])] + diffs)
     atomic_write_text(paths["csv"], fh.getvalue())
 
     fh = io.StringIO(newline="")
@@ -282,7 +451,10 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
                     rec.get("run_dir")] + [_fmt(lm.get(n), 6) for n in names])
     atomic_write_text(paths["runs_csv"], fh.getvalue())
 
-    _bar_chart(rows, paths["png"], title)
+    fig = chart_figure(rows, title)
+    from spikedistill.analysis.figures import pyplot
+    atomic_write(paths["png"], lambda handle: fig.savefig(handle, format="png", dpi=120))
+    pyplot().close(fig)
     return paths
 
 
@@ -290,23 +462,30 @@ def _pct(v: Optional[float]) -> Optional[float]:
     return None if v is None else 100 * v
 
 
-def _bar_chart(rows: Sequence[Dict[str, Any]], path: Path, title: str) -> None:
+def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
+    """The compare chart: bars of best and last accuracy (mean, std error bars) per method and,
+    with a baseline, a second panel of the paired differences against it: the mean as a point
+    and the 95 % interval as an error bar (a lone point where n = 1), a line at 0."""
     from spikedistill.analysis.figures import pyplot
     plt = pyplot()
 
     def clean(v):
         return v if v is not None and math.isfinite(v) else 0.0
 
+    others = [r for r in rows if r["baseline"] is not None and not r["is_baseline"]]
+    ncols = 2 if others else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(max(4.0, 1.2 * len(rows) + 2) * ncols, 3.6),
+                             squeeze=False)
+    ax = axes[0][0]
     x = list(range(len(rows)))
     width = 0.38
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(rows) + 2), 3.6))
     ax.bar([i - width / 2 for i in x], [clean(r["best_mean"]) for r in rows], width,
            yerr=[clean(r["best_std"]) for r in rows], capsize=3, label="best")
     ax.bar([i + width / 2 for i in x], [clean(r["last_mean"]) for r in rows], width,
            yerr=[clean(r["last_std"]) for r in rows], capsize=3, label="last")
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r['method']}\n(n={r['n']})" for r in rows])
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%, mean ± std)")
     vals = [clean(r[k]) for r in rows for k in ("best_mean", "last_mean")]
     lo = min(vals) if vals else 0.0
     hi = max(vals or [1.0]) + max([clean(r["best_std"]) for r in rows] + [0.0])
@@ -314,32 +493,114 @@ def _bar_chart(rows: Sequence[Dict[str, Any]], path: Path, title: str) -> None:
     ax.set_title(title or "spikedistill compare")
     ax.legend(loc="upper right", ncol=2)
     ax.grid(axis="y", alpha=0.3)
+
+    if others:
+        ax = axes[0][1]
+        base = others[0]["baseline"]
+        for j, (_, prefix, label) in enumerate(METRICS):
+            xs, ys, errs, lone_x, lone_y = [], [], [], [], []
+            for i, r in enumerate(others):
+                d = r["paired"].get(prefix)
+                if d is None:
+                    continue
+                xpos = i + (j - 0.5) * 0.3
+                if d.has_interval:
+                    xs.append(xpos), ys.append(d.mean), errs.append(d.half_width)
+                else:
+                    lone_x.append(xpos), lone_y.append(d.mean)
+            color = f"C{j}"
+            if xs:
+                ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=4, color=color,
+                            label=f"{label} (95 % CI)")
+            if lone_x:
+                ax.plot(lone_x, lone_y, "x", color=color, label=f"{label} (n=1, no interval)")
+        ax.axhline(0.0, color="k", linewidth=0.8)
+        ax.set_xticks(list(range(len(others))))
+        ax.set_xticklabels([f"{r['method']}\n(pairs={len(r['paired_seeds'])})" for r in others])
+        ax.set_xlim(-0.6, len(others) - 0.4)
+        ax.set_ylabel(f"paired Δ vs {base} (points)")
+        ax.set_title(f"paired difference against {base}")
+        ax.legend(loc="best", fontsize="small")
+        ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=120))
-    plt.close(fig)
+    return fig
 
 
 # --------------------------------------------------------------------------------------------
 # the command
 # --------------------------------------------------------------------------------------------
 
+def _run_captured(job) -> Tuple[Dict[str, Any], str]:
+    """Worker side of ``--jobs``: :func:`run_one` with its printed output captured; returns
+    the record and the output."""
+    base_cfg, method, seed, teacher, out = job
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        try:
+            record = run_one(base_cfg, method, seed, teacher, Path(out))
+        except BaseException:
+            _write_log(Path(out), run_key(method, seed), buf.getvalue())
+            raise
+    _write_log(Path(out), run_key(method, seed), buf.getvalue())
+    return record, buf.getvalue()
+
+
+def _write_log(out: Path, key: str, text: str) -> None:
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "logs" / f"{key}.log", text)
+
+
+def _run_all(base_cfg, jobs_list, teacher, out: Path, jobs: int, log) -> List[Dict[str, Any]]:
+    """Every (method, seed) of ``jobs_list`` in order, in this process (``jobs`` = 1) or in
+    ``jobs`` spawned worker processes; records come back in the order of ``jobs_list``."""
+    if jobs == 1 or len(jobs_list) <= 1:
+        return [run_one(base_cfg, m, s, teacher, out, log=log) for m, s in jobs_list]
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    records: List[Optional[Dict[str, Any]]] = [None] * len(jobs_list)
+    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)),
+                                  mp_context=mp.get_context("spawn"))
+    try:
+        futures = {}
+        for i, (m, s) in enumerate(jobs_list):
+            futures[pool.submit(_run_captured, (base_cfg, m, s, teacher, str(out)))] = i
+        log(f"compare: {len(jobs_list)} runs in {min(jobs, len(jobs_list))} worker processes "
+            f"(each run's output: {out / 'logs'}/METHOD-seedN.log)")
+        for fut in cf.as_completed(futures):
+            i = futures[fut]
+            record, _ = fut.result()
+            records[i] = record
+            m, s = jobs_list[i]
+            log(f"compare: {run_key(m, s)}: best {_fmt(_pct(record['best_acc']))} %, last "
+                f"{_fmt(_pct(record['last_acc']))} % ({_fmt(record.get('wall_time_s'), 1)} s)")
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [r for r in records if r is not None]
+
+
 def compare(base_cfg, methods: Sequence[str], seeds: Sequence[int], out, teacher=None,
-            log=print) -> Tuple[List[Dict[str, Any]], Dict[str, Path]]:
-    """Run every (method, seed) (seeds outermost) and write the summary; returns the per-method
-    rows and the paths written."""
+            log=print, baseline: Optional[str] = "ce",
+            jobs: int = 1) -> Tuple[List[Dict[str, Any]], Dict[str, Path]]:
+    """Run every (method, seed) (seeds outermost; ``jobs`` at once in worker processes) and
+    write the summary with the paired comparison against ``baseline`` (one of ``methods``, or
+    None); returns the per-method rows and the paths written."""
     from spikedistill.distill import method_requires_teacher
 
     out = Path(out)
+    if baseline is not None:
+        baseline = parse_baseline(baseline, methods)
+    jobs = parse_jobs(jobs)
     teacher = resolve_teacher(teacher if teacher is not None else base_cfg.teacher.checkpoint)
     needing = [m for m in methods if method_requires_teacher(m)]
     if needing and teacher is None and base_cfg.teacher.source == "spikedistill":
         raise ConfigError(f"methods {', '.join(needing)} need a teacher: pass --teacher "
                           "RUN_DIR/best.pt (or set teacher.checkpoint)")
-    records = []
-    for seed in seeds:
-        for method in methods:
-            records.append(run_one(base_cfg, method, seed, teacher, out, log=log))
-    rows = summarize(records, methods)
+    records = _run_all(base_cfg, [(m, s) for s in seeds for m in methods], teacher, out, jobs,
+                       log)
+    rows = summarize(records, methods, baseline)
     title = f"{base_cfg.model.name} T={base_cfg.model.T} on {base_cfg.data.name}"
     paths = write_summary(rows, records, out, title)
     return rows, paths
@@ -349,8 +610,18 @@ def run(args) -> int:
     cfg = load_from_args(args)
     methods = parse_methods(args.methods)
     seeds = parse_seeds(args.seeds)
-    rows, paths = compare(cfg, methods, seeds, args.out, teacher=args.teacher)
+    baseline = parse_baseline(args.baseline, methods)
+    jobs = parse_jobs(args.jobs)
+    rows, paths = compare(cfg, methods, seeds, args.out, teacher=args.teacher,
+                          baseline=baseline, jobs=jobs)
     print()
     print(markdown_table(rows))
+    paired = paired_table(rows)
+    if paired:
+        print()
+        print(paired)
+        print()
+        for line in verdict_lines(rows):
+            print(line)
     print(f"\nwrote {paths['md']}, {paths['csv']}, {paths['runs_csv']}, {paths['png']}")
     return 0
