@@ -1,6 +1,7 @@
 # The two commands of the README:
-#   make demo   installs what is needed, then trains an ANN teacher and an SNN student on the
-#               embedded digits dataset and prints a table (a few minutes on 2 CPU cores)
+#   make demo   installs what is needed, then trains an ANN teacher and CE / KD / CKD spiking
+#               students over 3 seeds on the embedded digits dataset and prints mean +- std and
+#               the paired differences against CE (under 5 minutes on 2 CPU cores)
 #   make test   installs what is needed, then runs the whole test suite
 PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install --disable-pip-version-check -q -c constraints.txt
