@@ -27,13 +27,11 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from spikedistill.config import TEACHER_FRAMES  # how an ANN teacher sees frames (teacher.frames)
 from spikedistill.errors import ConfigError
 
 Losses = Dict[str, torch.Tensor]
 
-#: how an ANN teacher sees a frame sequence (``teacher.frames``; the same choices as
-#: ``spikedistill.config.TEACHER_FRAMES``, which imports this package and so cannot be imported here)
-TEACHER_FRAMES = ("mean", "per_step")
 
 
 def teacher_input(x: torch.Tensor, frames: str = "mean") -> Tuple[torch.Tensor, Optional[int]]:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
+from spikedistill.distill.base import teacher_input, time_mean
 from spikedistill.distill.context import StepContext
 from spikedistill.engine import distributed as D
 from spikedistill.engine.build import autocast_context, resolve_amp
@@ -178,18 +179,6 @@ def train_one_epoch(distiller, loader, optimizer: torch.optim.Optimizer, *, epoc
                        lr=lr_now)
 
 
-def _frames_to_ann(model: nn.Module, x: torch.Tensor, frames: str) -> torch.Tensor:
-    """Logits of an ANN on a frame sequence ``[T, B, C, H, W]`` (``teacher.frames``):
-    ``mean``: ``z = f(mean_t x[t])``; ``per_step``: ``z = mean_t f(x[t])``."""
-    if frames == "per_step":
-        outs = []
-        for t in range(x.shape[0]):
-            out = model(x[t])
-            outs.append(out[0] if isinstance(out, (tuple, list)) else out)
-        return torch.stack(outs).mean(dim=0)
-    return model(x.mean(dim=0))
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: Union[str, torch.device] = "cpu",
              amp: Union[str, torch.dtype, None] = "auto", *, reduce: bool = True,
@@ -216,11 +205,9 @@ def evaluate(model: nn.Module, loader: Iterable, device: Union[str, torch.device
                 if channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with autocast_context(device, dtype):
-                    if ann and x.dim() == 5:
-                        out = _frames_to_ann(model, x, frames)
-                    else:
-                        out = model(x)
-                logits = out[0] if isinstance(out, (tuple, list)) else out
+                    xin, steps = teacher_input(x, frames) if ann else (x, None)
+                    out = model(xin)
+                logits = time_mean(out[0] if isinstance(out, (tuple, list)) else out, steps)
                 counts[0] += (logits.argmax(dim=1) == y).sum()
                 counts[1] += y.numel()
     finally:
