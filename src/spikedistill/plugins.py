@@ -150,6 +150,12 @@ class Registry:
             self._entries[name] = {"obj": obj, **meta}
         return obj
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a test's or an interactive session's temporary entry); KeyError if
+        it is not registered."""
+        with self._lock:
+            del self._entries[name]
+
     def decorator(self, name: str, **meta: Any) -> Callable[[Any], Any]:
         """``@registry.decorator(name, **meta)``: register the decorated object."""
         def deco(obj):

@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 
 from engine_helpers import tiny_config
-from spikedistill.distill import list_methods, register_method
+from spikedistill.distill import register_method
+from spikedistill.plugins import METHODS
 from spikedistill.distill.base import CrossEntropy
 from spikedistill.distill.context import StepContext
 from spikedistill.engine import checkpoint as ck
@@ -26,17 +27,25 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "spikedistill"
 
 SEEN = []  # (method instance id, StepContext) of every training step of the probe method
 
-if "test-ctx-probe" not in list_methods():
-    @register_method("test-ctx-probe")
-    class ContextProbe(CrossEntropy):
-        """Cross-entropy that records the step context it is given."""
+class ContextProbe(CrossEntropy):
+    """Cross-entropy that records the step context it is given."""
 
-        requires_teacher = False
+    requires_teacher = False
 
-        def forward_train(self, x, y, ctx=None):
-            SEEN.append(ctx)
-            logits = self.student(x)
-            return logits, {"ce": self.cross_entropy(logits, y)}
+    def forward_train(self, x, y, ctx=None):
+        SEEN.append(ctx)
+        logits = self.student(x)
+        return logits, {"ce": self.cross_entropy(logits, y)}
+
+
+@pytest.fixture
+def context_probe():
+    """``test-ctx-probe`` registered for one test only, so that tests iterating over every
+    registered method (tests/distill/test_methods.py) never see it, in whatever order the
+    files are collected."""
+    register_method("test-ctx-probe")(ContextProbe)
+    yield "test-ctx-probe"
+    METHODS.unregister("test-ctx-probe")
 
 
 def _expected(epochs, steps, first_epoch=0):
@@ -50,7 +59,7 @@ def _seen():
     return [(c.epoch, c.step, c.step_in_epoch, c.progress) for c in SEEN]
 
 
-def test_step_context_over_two_epochs_and_after_a_resume(tmp_path):
+def test_step_context_over_two_epochs_and_after_a_resume(tmp_path, context_probe):
     SEEN.clear()
     run_training(tiny_config(tmp_path, "two", ["distill.method=test-ctx-probe", "train.epochs=2"]))
     assert all(isinstance(c, StepContext) for c in SEEN)
