@@ -29,6 +29,19 @@ BASE = [
 ]
 
 
+class SimulatedCrash(RuntimeError):
+    """What :func:`crash_after` raises: a run killed at an epoch boundary."""
+
+
+def crash_after(n: int):
+    """An ``on_epoch_end`` hook that raises :class:`SimulatedCrash` once ``n`` epochs are done
+    (after that epoch's checkpoint was written)."""
+    def hook(epoch, record):
+        if epoch >= n:
+            raise SimulatedCrash(f"crash after epoch {epoch}")
+    return hook
+
+
 def tiny_config(out_dir: Path, name: str, extra: Sequence[str] = ()) -> Config:
     """A few-second run on the digits: 3 epochs of 3 steps, augmentation on."""
     return build_config({}, BASE + [f"run.out_dir={out_dir}", f"run.name={name}"] + list(extra))

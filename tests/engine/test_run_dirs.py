@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine_helpers import state_dicts_equal, tiny_config
+from engine_helpers import SimulatedCrash, crash_after, state_dicts_equal, tiny_config
 from spikedistill import atomic
 from spikedistill.cli import main
 from spikedistill.config import build_config
@@ -32,17 +32,6 @@ from spikedistill.errors import CheckpointError, ConfigError, SpikeDistillError
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 QUICK = ["train.epochs=1", "train.max_steps_per_epoch=1"]
-
-
-class Crash(RuntimeError):
-    pass
-
-
-def _crash_after(n):
-    def hook(epoch, record):
-        if epoch >= n:
-            raise Crash(f"crash after epoch {epoch}")
-    return hook
 
 
 def _env():
@@ -58,8 +47,8 @@ def _env():
 def test_run_killed_after_best_before_first_last_resumes_exactly(tmp_path, capsys):
     extra = ["run.save_every=10"]          # last.pt only at the end (epoch 3)
     full = run_training(tiny_config(tmp_path, "full", extra))
-    with pytest.raises(Crash):
-        run_training(tiny_config(tmp_path, "k", extra), on_epoch_end=_crash_after(1))
+    with pytest.raises(SimulatedCrash):
+        run_training(tiny_config(tmp_path, "k", extra), on_epoch_end=crash_after(1))
     run_dir = tmp_path / "k"
     assert not (run_dir / "last.pt").exists() and (run_dir / "best.pt").exists()
     capsys.readouterr()

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from engine_helpers import state_dicts_equal, tiny_config
+from engine_helpers import SimulatedCrash, crash_after, state_dicts_equal, tiny_config
 from spikedistill.commands.common import training_callbacks
 from spikedistill.config import build_config
 from spikedistill.engine import checkpoint as ck
@@ -18,23 +18,12 @@ from spikedistill.errors import CheckpointError, ConfigError, DataError, SpikeDi
 from spikedistill.models import create_model
 
 
-class SimulatedCrash(RuntimeError):
-    pass
-
-
-def _crash_after(n):
-    def hook(epoch, record):
-        if epoch >= n:
-            raise SimulatedCrash(f"crash after epoch {epoch}")
-    return hook
-
-
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     full = run_training(tiny_config(tmp_path, "full"))
     assert full.epochs == 3 and len(full.history) == 3
 
     with pytest.raises(SimulatedCrash):
-        run_training(tiny_config(tmp_path, "crashed"), on_epoch_end=_crash_after(1))
+        run_training(tiny_config(tmp_path, "crashed"), on_epoch_end=crash_after(1))
     crashed_dir = tmp_path / "crashed"
     assert ck.load_checkpoint(crashed_dir)["epoch"] == 1
     resumed = run_training(None, resume=crashed_dir)  # config taken from the checkpoint
@@ -209,7 +198,7 @@ def test_named_run_dir_with_checkpoint_is_not_overwritten(tmp_path):
 def test_resume_with_a_different_model_is_refused(tmp_path):
     cfg = tiny_config(tmp_path, "m", ["train.epochs=2", "train.max_steps_per_epoch=1"])
     with pytest.raises(SimulatedCrash):
-        run_training(cfg, on_epoch_end=_crash_after(1))
+        run_training(cfg, on_epoch_end=crash_after(1))
     other = tiny_config(tmp_path, "m", ["train.epochs=2", "model.width_mult=2"])
     with pytest.raises(CheckpointError, match="does not match the configured model.*width_mult"):
         run_training(other, resume=tmp_path / "m")
