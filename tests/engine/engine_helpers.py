@@ -47,6 +47,22 @@ def tiny_config(out_dir: Path, name: str, extra: Sequence[str] = ()) -> Config:
     return build_config({}, BASE + [f"run.out_dir={out_dir}", f"run.name={name}"] + list(extra))
 
 
+def teacher_checkpoint(path: Path, num_classes: int = 10, *, constant_class=None) -> Path:
+    """A ResNet-20 (width 1, 1 input channel) teacher checkpoint at ``path``; with
+    ``constant_class`` it predicts that class for every input (chance on balanced data)."""
+    from spikedistill.engine import checkpoint as ck
+    from spikedistill.models import create_model
+
+    teacher = create_model("resnet20", num_classes=num_classes, in_channels=1, width_mult=1)
+    if constant_class is not None:
+        with torch.no_grad():
+            teacher.classifier.weight.zero_()
+            teacher.classifier.bias.zero_()
+            teacher.classifier.bias[constant_class] = 1.0
+    ck.save_checkpoint(ck.make_checkpoint(model=teacher, config={}, epoch=1), path)
+    return path
+
+
 def state_dicts_equal(a: dict, b: dict) -> bool:
     """Exact equality of two state dicts (same keys, bitwise-equal tensors)."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from engine_helpers import tiny_config
+from engine_helpers import teacher_checkpoint, tiny_config
 from spikedistill.distill import register_method
 from spikedistill.plugins import METHODS
 from spikedistill.distill.base import CrossEntropy
@@ -21,7 +21,6 @@ from spikedistill.distill.context import StepContext
 from spikedistill.engine import checkpoint as ck
 from spikedistill.engine.trainer import eval_loader_for, load_data, run_training
 from spikedistill.errors import CheckpointError, ConfigError
-from spikedistill.models import create_model
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "spikedistill"
 
@@ -110,20 +109,10 @@ def test_distiller_gets_teacher_frames(tmp_path, monkeypatch):
 # teacher provenance
 # --------------------------------------------------------------------------------------------
 
-def _own_teacher(path, constant_class=3):
-    teacher = create_model("resnet20", num_classes=10, in_channels=1, width_mult=1)
-    with torch.no_grad():  # predicts one class for every input: 10 % on the balanced subset
-        teacher.classifier.weight.zero_()
-        teacher.classifier.bias.zero_()
-        teacher.classifier.bias[constant_class] = 1.0
-    ck.save_checkpoint(ck.make_checkpoint(model=teacher, config={}, epoch=1), path)
-    return path
-
-
 def test_own_teacher_provenance_in_run_dir_result_and_summary(tmp_path):
     from spikedistill.commands.train import summary_lines
 
-    path = _own_teacher(tmp_path / "t.pt")
+    path = teacher_checkpoint(tmp_path / "t.pt", constant_class=3)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     res = run_training(tiny_config(tmp_path, "kd", ["distill.method=kd", "train.epochs=1",
                                                     "train.max_steps_per_epoch=1"]),

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from engine_helpers import SimulatedCrash, crash_after, state_dicts_equal, tiny_config
+from engine_helpers import (SimulatedCrash, crash_after, state_dicts_equal, teacher_checkpoint,
+                            tiny_config)
 from spikedistill.commands.common import training_callbacks
 from spikedistill.config import build_config
 from spikedistill.engine import checkpoint as ck
@@ -15,7 +16,6 @@ from spikedistill.engine.logging import read_metrics_csv
 from spikedistill.engine.trainer import (build_optimizer, build_scheduler, evaluate,
                                          per_rank_batch, run_training, eval_loader_for)
 from spikedistill.errors import CheckpointError, ConfigError, DataError, SpikeDistillError
-from spikedistill.models import create_model
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
@@ -127,19 +127,8 @@ def test_global_batch_must_divide():
     assert per_rank_batch(cfg, 3) == (32, 96)
 
 
-def _teacher_checkpoint(path, num_classes, *, constant_class=None):
-    teacher = create_model("resnet20", num_classes=num_classes, in_channels=1, width_mult=1)
-    if constant_class is not None:  # predicts one class for every input: chance on balanced data
-        with torch.no_grad():
-            teacher.classifier.weight.zero_()
-            teacher.classifier.bias.zero_()
-            teacher.classifier.bias[constant_class] = 1.0
-    ck.save_checkpoint(ck.make_checkpoint(model=teacher, config={}, epoch=1), path)
-    return path
-
-
 def test_teacher_class_count_must_match(tmp_path):
-    path = _teacher_checkpoint(tmp_path / "t5.pt", 5)
+    path = teacher_checkpoint(tmp_path / "t5.pt", 5)
     cfg = tiny_config(tmp_path, "mismatch", ["distill.method=kd"])
     with pytest.raises(CheckpointError, match=r"predicts 5 classes but dataset 'digits' has 10"):
         run_training(cfg, teacher_checkpoint=str(path))
@@ -147,7 +136,7 @@ def test_teacher_class_count_must_match(tmp_path):
 
 
 def test_chance_level_teacher_warns_and_min_accuracy_refuses(tmp_path, capsys):
-    path = _teacher_checkpoint(tmp_path / "t.pt", 10, constant_class=3)
+    path = teacher_checkpoint(tmp_path / "t.pt", 10, constant_class=3)
     cfg = tiny_config(tmp_path, "kd", ["distill.method=kd", "train.epochs=1",
                                        "train.max_steps_per_epoch=1"])
     res = run_training(cfg, teacher_checkpoint=str(path))
