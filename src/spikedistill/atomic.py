@@ -116,7 +116,7 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
         raise
     except OSError as exc:
         raise WriteError(f"cannot write '{path}': {describe_os_error(exc)}", exc.errno) from None
-    except Exception as exc:
+    except Exception:
         if recorder is not None and recorder.error is not None:
             cause = recorder.error
             raise WriteError(f"cannot write '{path}': {describe_os_error(cause)}", cause.errno) from None

@@ -240,7 +240,7 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, allow_relu: bool = F
     nodes["stem_lif"] = lif_node(model.stem_lif, (model.stem.out_channels, *hw), "stem_lif",
                                  dtype)
     edges.append(("stem", "stem_lif"))
-    prev, prev_c = "stem_lif", model.stem.out_channels
+    prev = "stem_lif"
 
     for sname in ("layer1", "layer2", "layer3"):
         for bi, block in enumerate(getattr(model, sname)):
@@ -293,7 +293,7 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, allow_relu: bool = F
                 nodes[name] = cs
                 edges.append((src, name))
                 edges.append((name, out))
-            prev, hw, prev_c = out, hw2, cout
+            prev, hw = out, hw2
 
     # head: GAP (sum pool, its 1/(h w) folded into head.0), the Linears as 1x1 convs
     h, w = hw

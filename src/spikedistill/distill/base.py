@@ -22,7 +22,7 @@ running stats) and outside ``no_grad`` — its parameters are still never update
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 import torch.nn as nn

@@ -55,8 +55,7 @@ from spikedistill.engine.build import (autocast_context, build_augmentations, bu
                                        teacher_label, trainable_parameters, wrap_for_training)
 from spikedistill.engine.callbacks import (PROGRESS_EVERY, Callback, CallbackList,
                                            EpochHookCallback, engine_callbacks)
-from spikedistill.engine.checkpoint import (BEST_NAME, LAST_NAME, check_same_model,
-                                            load_checkpoint, save_checkpoint)
+from spikedistill.engine.checkpoint import BEST_NAME, LAST_NAME, check_same_model, save_checkpoint
 from spikedistill.engine.loop import evaluate, sync, train_one_epoch, train_step
 from spikedistill.engine.state import (RunState, check_resume_changes, checkpoint_of,
                                        config_for_resume, make_run_dir, open_run_dir,
