@@ -75,7 +75,10 @@ def _k(prefix: str, name: str) -> str:
 
 @dataclass
 class NeuronConfig:
-    """LIF neuron of the student: ``u = decay * u + I``, spike if ``u > threshold``, hard reset."""
+    """LIF neuron of the student: ``u = decay * u + I``, spike if ``u > threshold``, hard reset.
+
+    ``decay_input: true`` scales the input, ``u = decay * u + (1 - decay) * I`` (SpikingJelly's
+    ``decay_input=True`` with ``tau = 1 / (1 - decay)``; Spikformer's neuron)."""
 
     decay: float = 0.5
     threshold: float = 1.0
@@ -83,6 +86,7 @@ class NeuronConfig:
     alpha: float = 1.0               # surrogate width/sharpness (triangle: gamma = 1 in the spec)
     detach_reset: bool = False
     backend: str = "auto"            # torch | triton | auto (Triton on CUDA when available)
+    decay_input: bool = False        # scale the input by 1 - decay (SpikingJelly decay_input)
 
     def validate(self, prefix: str = "") -> None:
         check_choice(self.surrogate, ("triangle", "sigmoid", "atan"), _k(prefix, "surrogate"))

@@ -3,13 +3,21 @@
 Layout: ``x`` is **time-major**, ``[T, B, ...]``; the membrane starts at 0 at every call.
 Per timestep t (decay 0.5 and threshold 1.0 in the spec, no input scaling)::
 
-    h[t] = decay * u[t-1] + x[t]                (u[-1] = 0)
+    h[t] = decay * u[t-1] + c * x[t]            (u[-1] = 0; c = 1, or 1 - decay with decay_input)
     s[t] = H(h[t] - threshold)                  (strict >: h == threshold does not fire)
     u[t] = (1 - s[t]) * h[t]                    (hard reset to 0)
 
 The reset is part of the autograd graph unless ``detach_reset`` (the spec: not detached), and
 ``ds/dh`` is the named surrogate (``triangle``: ``max(0, 1 - |h - 1|)`` at alpha = 1). With
 T = 1 the neuron is one Heaviside step of its input.
+
+``decay_input=True`` scales the input by ``c = 1 - decay``: with ``decay = 1 - 1/tau`` this is
+SpikingJelly's ``LIFNode(tau, decay_input=True, v_reset=0)``, ``H = V + (X - V) / tau``
+(Fang et al., SpikingJelly, ``activation_based/neuron.py``, ``neuronal_charge_decay_input_reset0``),
+the neuron of Spikformer (Zhou et al., ICLR 2023: ``MultiStepLIFNode(tau=2.0,
+detach_reset=True)``, i.e. decay 0.5, c = 0.5, detach_reset, surrogate ``sigmoid`` alpha 4).
+SpikingJelly fires at ``H >= V_th``, we at ``H > V_th``: they differ only where ``H`` equals the
+threshold exactly.
 
 :func:`lif_multistep` is the pure function; :class:`LIF` is the ``nn.Module`` wrapper. The
 ``torch`` backend is the reference; ``triton`` runs the whole time loop in one fused kernel
@@ -28,18 +36,24 @@ from spikedistill.neurons.surrogate import get_surrogate, spike
 BACKENDS = ("torch", "triton", "auto")
 
 
+def input_scale(decay: float, decay_input: bool) -> float:
+    """``c`` of ``h = decay * u + c * x``: ``1 - decay`` (= 1/tau) with ``decay_input``, else 1."""
+    return 1.0 - float(decay) if decay_input else 1.0
+
+
 def lif_multistep_torch(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0,
                         surrogate: str = "triangle", alpha: float = 1.0,
-                        detach_reset: bool = False) -> torch.Tensor:
+                        detach_reset: bool = False, decay_input: bool = False) -> torch.Tensor:
     """Reference Python loop over T of the LIF equations above; returns spikes like ``x``.
 
     The membrane is kept in fp32 whatever ``x``'s dtype (bf16 rounding of ``h`` would flip
     spikes near the threshold), so this loop and the Triton kernel give identical spikes."""
     xf = x.float()
+    c = input_scale(decay, decay_input)
     u = torch.zeros_like(xf[0])
     out = []
     for t in range(xf.shape[0]):
-        h = decay * u + xf[t]
+        h = decay * u + (xf[t] if c == 1.0 else c * xf[t])
         s = spike(h - threshold, surrogate, alpha)
         keep = 1.0 - (s.detach() if detach_reset else s)
         u = keep * h
@@ -80,7 +94,7 @@ def resolve_backend(backend: str, x: torch.Tensor, surrogate: str = "triangle") 
 
 def lif_multistep(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0,
                   surrogate: str = "triangle", alpha: float = 1.0, detach_reset: bool = False,
-                  backend: str = "torch") -> torch.Tensor:
+                  backend: str = "torch", decay_input: bool = False) -> torch.Tensor:
     """Multi-step LIF on time-major ``x`` ``[T, B, ...]``; returns spikes (0/1) of ``x``'s shape
     and dtype. Equations in the module docstring."""
     if x.dim() < 2:
@@ -90,9 +104,10 @@ def lif_multistep(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0
     if resolve_backend(backend, x, surrogate) == "triton":
         from spikedistill.neurons.triton_lif import lif_multistep_triton
         return lif_multistep_triton(x, decay=decay, threshold=threshold, surrogate=surrogate,
-                                    alpha=alpha, detach_reset=detach_reset)
+                                    alpha=alpha, detach_reset=detach_reset,
+                                    decay_input=decay_input)
     return lif_multistep_torch(x, decay=decay, threshold=threshold, surrogate=surrogate,
-                               alpha=alpha, detach_reset=detach_reset)
+                               alpha=alpha, detach_reset=detach_reset, decay_input=decay_input)
 
 
 class LIF(nn.Module):
@@ -102,7 +117,8 @@ class LIF(nn.Module):
     """
 
     def __init__(self, decay: float = 0.5, threshold: float = 1.0, surrogate: str = "triangle",
-                 alpha: float = 1.0, detach_reset: bool = False, backend: str = "auto"):
+                 alpha: float = 1.0, detach_reset: bool = False, backend: str = "auto",
+                 decay_input: bool = False):
         super().__init__()
         get_surrogate(surrogate)
         if backend not in BACKENDS:
@@ -113,12 +129,15 @@ class LIF(nn.Module):
         self.alpha = float(alpha)
         self.detach_reset = bool(detach_reset)
         self.backend = backend
+        self.decay_input = bool(decay_input)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return lif_multistep(x, decay=self.decay, threshold=self.threshold,
                              surrogate=self.surrogate, alpha=self.alpha,
-                             detach_reset=self.detach_reset, backend=self.backend)
+                             detach_reset=self.detach_reset, backend=self.backend,
+                             decay_input=self.decay_input)
 
     def extra_repr(self) -> str:
         return (f"decay={self.decay}, threshold={self.threshold}, surrogate={self.surrogate}, "
-                f"alpha={self.alpha}, detach_reset={self.detach_reset}, backend={self.backend}")
+                f"alpha={self.alpha}, detach_reset={self.detach_reset}, backend={self.backend}"
+                + (", decay_input=True" if self.decay_input else ""))

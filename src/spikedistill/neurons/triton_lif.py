@@ -4,7 +4,8 @@ the whole backward (BPTT) loop.
 Semantics (identical to ``spikedistill.neurons.lif.lif_multistep``; time-major input
 ``x: [T, N...]``, everything after T is flattened into N independent neurons, u[-1] = 0)::
 
-    h[t] = decay * u[t-1] + x[t]                 (membrane before the spike)
+    h[t] = decay * u[t-1] + c * x[t]             (membrane before the spike; c = 1, or
+                                                  1 - decay with decay_input)
     s[t] = 1 if h[t] > threshold else 0          (strict >; spikes are returned in x's dtype)
     u[t] = (1 - s[t]) * h[t]                     (hard reset to 0)
 
@@ -14,7 +15,7 @@ gu[t] = dL/du[t] flowing back from step t+1 (gu[T-1] = 0)::
     dL/dh[t] = (gs[t] - gu[t] * h[t]) * sg(v[t]) + gu[t] * (1 - s[t])
                (detach_reset=True drops the "- gu[t] * h[t]" term: the reset factor (1 - s)
                 is treated as a constant)
-    dL/dx[t] = dL/dh[t],     gu[t-1] = decay * dL/dh[t]
+    dL/dx[t] = c * dL/dh[t],     gu[t-1] = decay * dL/dh[t]
 
 Surrogates (selected by a compile-time id):
 
@@ -138,7 +139,7 @@ if triton is not None:
         return g
 
     @triton.jit
-    def _lif_fwd_kernel(x_ptr, s_ptr, v_ptr, N, T, decay, threshold,
+    def _lif_fwd_kernel(x_ptr, s_ptr, v_ptr, N, T, decay, threshold, in_scale,
                         STORE_V: tl.constexpr, BLOCK_SIZE: tl.constexpr):
         """One program = BLOCK_SIZE neurons, looping over all T steps; u stays in registers."""
         pid = tl.program_id(0)
@@ -150,7 +151,7 @@ if triton is not None:
         u = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
         for _t in range(T):
             x = tl.load(x_p, mask=mask, other=0.0).to(tl.float32)
-            h = decay * u + x
+            h = decay * u + in_scale * x
             spike = h > threshold
             # via fp32: the interpreter mis-casts bool -> bf16 directly
             tl.store(s_p, tl.where(spike, 1.0, 0.0).to(s_ptr.dtype.element_ty), mask=mask)
@@ -166,7 +167,7 @@ if triton is not None:
             v_p += N
 
     @triton.jit
-    def _lif_bwd_kernel(gs_ptr, v_ptr, gx_ptr, N, T, last_offset, decay, threshold, alpha,
+    def _lif_bwd_kernel(gs_ptr, v_ptr, gx_ptr, N, T, last_offset, decay, threshold, alpha, in_scale,
                         SURROGATE: tl.constexpr, DETACH_RESET: tl.constexpr,
                         BLOCK_SIZE: tl.constexpr):
         """Reverse time loop: t = T-1 .. 0, gu (dL/du[t]) carried in registers."""
@@ -188,7 +189,7 @@ if triton is not None:
             else:
                 # where(): an overflowed 16-bit v (|h| = inf, sg = 0) must not give inf * 0
                 gh = tl.where(sg > 0.0, (gs - gu * (v + threshold)) * sg, 0.0) + gu * not_spike
-            tl.store(gx_p, gh.to(gx_ptr.dtype.element_ty), mask=mask)
+            tl.store(gx_p, (in_scale * gh).to(gx_ptr.dtype.element_ty), mask=mask)
             gu = decay * gh
             gs_p -= N
             v_p -= N
@@ -250,7 +251,7 @@ class _LIFMultistepTriton(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, decay, threshold, surrogate_id, alpha, detach_reset):
+    def forward(ctx, x, decay, threshold, surrogate_id, alpha, detach_reset, in_scale=1.0):
         if not _time_major_dense(x):
             x = x.contiguous()
         T = x.shape[0]
@@ -261,18 +262,18 @@ class _LIFMultistepTriton(torch.autograd.Function):
         if n > 0:
             with _device_guard(x):
                 _lif_fwd_kernel[_grid(n)](x, spikes, v, n, T, float(decay), float(threshold),
-                                          STORE_V=need_grad, BLOCK_SIZE=BLOCK,
+                                          float(in_scale), STORE_V=need_grad, BLOCK_SIZE=BLOCK,
                                           num_warps=NUM_WARPS)
         if need_grad:
             ctx.save_for_backward(v)
         ctx.params = (float(decay), float(threshold), int(surrogate_id), float(alpha),
-                      bool(detach_reset))
+                      bool(detach_reset), float(in_scale))
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes):
         (v,) = ctx.saved_tensors
-        decay, threshold, surrogate_id, alpha, detach_reset = ctx.params
+        decay, threshold, surrogate_id, alpha, detach_reset, in_scale = ctx.params
         T = v.shape[0]
         n = v.numel() // T if T > 0 else 0
         gs = grad_spikes
@@ -283,15 +284,15 @@ class _LIFMultistepTriton(torch.autograd.Function):
         if n > 0:
             with _device_guard(v):
                 _lif_bwd_kernel[_grid(n)](gs, v, grad_x, n, T, (T - 1) * n, decay, threshold,
-                                          alpha, SURROGATE=surrogate_id,
+                                          alpha, in_scale, SURROGATE=surrogate_id,
                                           DETACH_RESET=detach_reset, BLOCK_SIZE=BLOCK,
                                           num_warps=NUM_WARPS)
-        return grad_x, None, None, None, None, None
+        return grad_x, None, None, None, None, None, None
 
 
 def lif_multistep_triton(x: torch.Tensor, decay: float = 0.5, threshold: float = 1.0,
                          surrogate: str = "triangle", alpha: float = 1.0,
-                         detach_reset: bool = False) -> torch.Tensor:
+                         detach_reset: bool = False, decay_input: bool = False) -> torch.Tensor:
     """Multi-step LIF on time-major ``x: [T, ...]`` with the fused Triton kernels.
 
     Returns spikes (0./1.) of x's shape and dtype.  See the module docstring for the equations,
@@ -310,5 +311,6 @@ def lif_multistep_triton(x: torch.Tensor, decay: float = 0.5, threshold: float =
     if not (alpha > 0 and math.isfinite(alpha)):
         raise ValueError(f"alpha must be a positive finite number, got {alpha}")
     _require_triton(x)
+    in_scale = 1.0 - float(decay) if decay_input else 1.0
     return _LIFMultistepTriton.apply(x, decay, threshold, SUPPORTED_SURROGATES[surrogate],
-                                     alpha, detach_reset)
+                                     alpha, detach_reset, in_scale)
