@@ -87,6 +87,7 @@ class NeuronConfig:
     detach_reset: bool = False
     backend: str = "auto"            # torch | triton | auto (Triton on CUDA when available)
     decay_input: bool = False        # scale the input by 1 - decay (SpikingJelly decay_input)
+    fire_at_threshold: bool = False  # spike at h >= threshold (SpikingJelly), not h > threshold
 
     def validate(self, prefix: str = "") -> None:
         check_choice(self.surrogate, ("triangle", "sigmoid", "atan"), _k(prefix, "surrogate"))

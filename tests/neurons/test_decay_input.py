@@ -94,6 +94,34 @@ def test_other_decay_is_tau():
     assert torch.equal(ours, ref)
 
 
+def test_fire_at_threshold_by_hand():
+    """h == threshold fires with fire_at_threshold (SpikingJelly's heaviside: x >= 0), not
+    without: x = [1.0, 1.0], decay 0.5, decay_input, threshold 0.5 -> h0 = 0.5 exactly."""
+    x = torch.tensor([1.0, 1.0]).view(2, 1)
+    strict = lif_multistep(x, decay=0.5, threshold=0.5, decay_input=True)
+    incl = lif_multistep(x, decay=0.5, threshold=0.5, decay_input=True, fire_at_threshold=True)
+    # strict: h0 = 0.5 (no spike), h1 = 0.25 + 0.5 = 0.75 (spike); inclusive: h0 fires, u0 = 0,
+    # h1 = 0.5 fires again
+    assert strict.view(-1).tolist() == [0.0, 1.0]
+    assert incl.view(-1).tolist() == [1.0, 1.0]
+    assert "fire_at_threshold=True" in repr(LIF(fire_at_threshold=True))
+
+
+def test_fire_at_threshold_matches_spikingjelly_on_discrete_input():
+    """Spikformer's attention LIF sees multiples of 1/8 (``(Q K^T) V * 0.125``): SpikingJelly
+    and ours agree exactly only with fire_at_threshold."""
+    sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
+    g = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 17, (4, 2, 500), generator=g).float() * 0.125
+    ref = sj_neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=0.5, detach_reset=True,
+                            step_mode="m")(x)
+    ours = lif_multistep(x, decay=0.5, threshold=0.5, surrogate="sigmoid", alpha=4.0,
+                         detach_reset=True, decay_input=True, fire_at_threshold=True)
+    strict = lif_multistep(x, decay=0.5, threshold=0.5, decay_input=True)
+    assert torch.equal(ours, ref)
+    assert not torch.equal(strict, ref)              # ties are common on this input
+
+
 def test_config_reaches_the_neurons():
     """model.neuron.decay_input is a NeuronConfig field and every LIF of a built student has it."""
     from spikedistill.config import load_config
@@ -113,13 +141,13 @@ def test_config_reaches_the_neurons():
 # Triton kernel under the interpreter (subprocess)
 # ------------------------------------------------------------------------------------------
 
-def _reference(x, decay, threshold, alpha, detach_reset):
+def _reference(x, decay, threshold, alpha, detach_reset, inclusive=False):
     """Independent fp32 loop with a sigmoid surrogate; the input scaled by (1 - decay)."""
     class _Spike(torch.autograd.Function):
         @staticmethod
         def forward(ctx, v):
             ctx.save_for_backward(v)
-            return (v > 0).float()
+            return ((v >= 0) if inclusive else (v > 0)).float()
 
         @staticmethod
         def backward(ctx, go):
@@ -142,13 +170,28 @@ def _worker() -> None:
     from spikedistill.neurons.triton_lif import lif_multistep_triton
 
     results = {}
+    g = torch.Generator().manual_seed(9)
+    x = torch.randint(0, 17, (4, 1100), generator=g).float() * 0.125   # ties at h == 0.5
+    up = torch.randn(4, 1100, generator=g)
+    for incl in (True, False):
+        xk = x.clone().requires_grad_(True)
+        sk = lif_multistep_triton(xk, decay=0.5, threshold=0.5, surrogate="sigmoid", alpha=4.0,
+                                  detach_reset=True, decay_input=True, fire_at_threshold=incl)
+        (sk * up).sum().backward()
+        xr = x.clone().requires_grad_(True)
+        sr = _reference(xr, 0.5, 0.5, 4.0, True, inclusive=incl)
+        (sr * up).sum().backward()
+        same = torch.equal(sk, sr.detach())
+        err = (xk.grad - xr.grad).abs().max().item()
+        results[f"fire_at_threshold_{incl}"] = [same and err <= 1e-5 * xr.grad.abs().max().item(),
+                                                f"spikes equal {same}, grad err {err:.3g}"]
     for name, (decay, thr, detach, dtype, tol) in {
         "tau2_detach_fp32": (0.5, 1.0, True, torch.float32, 1e-5),
         "tau2_attn_thr0p5_fp32": (0.5, 0.5, True, torch.float32, 1e-5),
         "decay0p7_nodetach_fp32": (0.7, 1.0, False, torch.float32, 1e-5),
         "tau2_detach_bf16": (0.5, 1.0, True, torch.bfloat16, 2e-2),
     }.items():
-        g = torch.Generator().manual_seed(len(results) + 5)
+        g = torch.Generator().manual_seed(len(results) + 3)
         x = torch.randn(4, 1100, generator=g) * 1.5 + 1.2
         up = torch.randn(4, 1100, generator=g)
         xk = x.to(dtype).requires_grad_(True)
@@ -179,7 +222,8 @@ def interpreter_results():
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("case", ["tau2_detach_fp32", "tau2_attn_thr0p5_fp32",
+@pytest.mark.parametrize("case", ["fire_at_threshold_True", "fire_at_threshold_False",
+                                  "tau2_detach_fp32", "tau2_attn_thr0p5_fp32",
                                   "decay0p7_nodetach_fp32", "tau2_detach_bf16"])
 def test_triton_kernel_decay_input(interpreter_results, case):
     ok, detail = interpreter_results[case]

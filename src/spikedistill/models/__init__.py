@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from spikedistill.errors import ConfigError
 from spikedistill.models.registry import ROLES, create_model, list_models, model_role, register_model
 
 
@@ -34,7 +35,8 @@ def model_kwargs(model_cfg, num_classes: int, in_channels: int,
     """Keyword arguments for :func:`create_model` from a ``model`` config section.
 
     ``source: spikedistill``: students take T, width, last activation and neuron settings;
-    teachers take only the width (``input_shape`` is not used). Other sources:
+    teachers take only the width (``input_shape`` is not used); ``model.kwargs`` are passed
+    on too (e.g. a Spikformer's ``depth`` / ``dim``). Other sources:
     ``num_classes, in_channels, kwargs, features, classifier, input_shape`` and, for a
     spiking source, ``T`` (:func:`spikedistill.models.external.external_kwargs`)."""
     if model_cfg.source != "spikedistill":
@@ -48,6 +50,11 @@ def model_kwargs(model_cfg, num_classes: int, in_channels: int,
         from dataclasses import asdict
         kwargs.update(T=model_cfg.T, last_activation=model_cfg.last_activation,
                       neuron=asdict(model_cfg.neuron))
+    for key, value in dict(model_cfg.kwargs or {}).items():
+        if key in kwargs:
+            raise ConfigError(f"config key 'model.kwargs.{key}': set it as model.{key}, not "
+                              "through model.kwargs")
+        kwargs[key] = value
     return kwargs
 
 

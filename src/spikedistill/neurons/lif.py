@@ -16,8 +16,9 @@ SpikingJelly's ``LIFNode(tau, decay_input=True, v_reset=0)``, ``H = V + (X - V) 
 (Fang et al., SpikingJelly, ``activation_based/neuron.py``, ``neuronal_charge_decay_input_reset0``),
 the neuron of Spikformer (Zhou et al., ICLR 2023: ``MultiStepLIFNode(tau=2.0,
 detach_reset=True)``, i.e. decay 0.5, c = 0.5, detach_reset, surrogate ``sigmoid`` alpha 4).
-SpikingJelly fires at ``H >= V_th``, we at ``H > V_th``: they differ only where ``H`` equals the
-threshold exactly.
+SpikingJelly fires at ``H >= V_th``, we at ``H > V_th`` unless ``fire_at_threshold``: they differ
+only where ``H`` equals the threshold exactly, which in Spikformer's attention LIF is common (its
+input ``(Q K^T) V / 8`` is a multiple of 1/8, so ``h = 0.5`` happens), so Spikformer sets it.
 
 :func:`lif_multistep` is the pure function; :class:`LIF` is the ``nn.Module`` wrapper. The
 ``torch`` backend is the reference; ``triton`` runs the whole time loop in one fused kernel
@@ -43,7 +44,8 @@ def input_scale(decay: float, decay_input: bool) -> float:
 
 def lif_multistep_torch(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0,
                         surrogate: str = "triangle", alpha: float = 1.0,
-                        detach_reset: bool = False, decay_input: bool = False) -> torch.Tensor:
+                        detach_reset: bool = False, decay_input: bool = False,
+                        fire_at_threshold: bool = False) -> torch.Tensor:
     """Reference Python loop over T of the LIF equations above; returns spikes like ``x``.
 
     The membrane is kept in fp32 whatever ``x``'s dtype (bf16 rounding of ``h`` would flip
@@ -54,7 +56,7 @@ def lif_multistep_torch(x: torch.Tensor, *, decay: float = 0.5, threshold: float
     out = []
     for t in range(xf.shape[0]):
         h = decay * u + (xf[t] if c == 1.0 else c * xf[t])
-        s = spike(h - threshold, surrogate, alpha)
+        s = spike(h - threshold, surrogate, alpha, inclusive=fire_at_threshold)
         keep = 1.0 - (s.detach() if detach_reset else s)
         u = keep * h
         out.append(s)
@@ -94,7 +96,8 @@ def resolve_backend(backend: str, x: torch.Tensor, surrogate: str = "triangle") 
 
 def lif_multistep(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0,
                   surrogate: str = "triangle", alpha: float = 1.0, detach_reset: bool = False,
-                  backend: str = "torch", decay_input: bool = False) -> torch.Tensor:
+                  backend: str = "torch", decay_input: bool = False,
+                  fire_at_threshold: bool = False) -> torch.Tensor:
     """Multi-step LIF on time-major ``x`` ``[T, B, ...]``; returns spikes (0/1) of ``x``'s shape
     and dtype. Equations in the module docstring."""
     if x.dim() < 2:
@@ -105,9 +108,10 @@ def lif_multistep(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0
         from spikedistill.neurons.triton_lif import lif_multistep_triton
         return lif_multistep_triton(x, decay=decay, threshold=threshold, surrogate=surrogate,
                                     alpha=alpha, detach_reset=detach_reset,
-                                    decay_input=decay_input)
+                                    decay_input=decay_input, fire_at_threshold=fire_at_threshold)
     return lif_multistep_torch(x, decay=decay, threshold=threshold, surrogate=surrogate,
-                               alpha=alpha, detach_reset=detach_reset, decay_input=decay_input)
+                               alpha=alpha, detach_reset=detach_reset, decay_input=decay_input,
+                               fire_at_threshold=fire_at_threshold)
 
 
 class LIF(nn.Module):
@@ -118,7 +122,7 @@ class LIF(nn.Module):
 
     def __init__(self, decay: float = 0.5, threshold: float = 1.0, surrogate: str = "triangle",
                  alpha: float = 1.0, detach_reset: bool = False, backend: str = "auto",
-                 decay_input: bool = False):
+                 decay_input: bool = False, fire_at_threshold: bool = False):
         super().__init__()
         get_surrogate(surrogate)
         if backend not in BACKENDS:
@@ -130,14 +134,17 @@ class LIF(nn.Module):
         self.detach_reset = bool(detach_reset)
         self.backend = backend
         self.decay_input = bool(decay_input)
+        self.fire_at_threshold = bool(fire_at_threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return lif_multistep(x, decay=self.decay, threshold=self.threshold,
                              surrogate=self.surrogate, alpha=self.alpha,
                              detach_reset=self.detach_reset, backend=self.backend,
-                             decay_input=self.decay_input)
+                             decay_input=self.decay_input,
+                             fire_at_threshold=self.fire_at_threshold)
 
     def extra_repr(self) -> str:
         return (f"decay={self.decay}, threshold={self.threshold}, surrogate={self.surrogate}, "
                 f"alpha={self.alpha}, detach_reset={self.detach_reset}, backend={self.backend}"
-                + (", decay_input=True" if self.decay_input else ""))
+                + (", decay_input=True" if self.decay_input else "")
+                + (", fire_at_threshold=True" if self.fire_at_threshold else ""))

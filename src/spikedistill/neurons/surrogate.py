@@ -52,23 +52,27 @@ def get_surrogate(name: str) -> Callable[..., torch.Tensor]:
 
 
 class SpikeFunction(torch.autograd.Function):
-    """``s = 1[v > 0]`` forward; ``ds/dv = g(v)`` backward, with ``g`` a named surrogate."""
+    """``s = 1[v > 0]`` (``1[v >= 0]`` when ``inclusive``) forward; ``ds/dv = g(v)`` backward,
+    with ``g`` a named surrogate."""
 
     @staticmethod
-    def forward(ctx, v: torch.Tensor, surrogate: str, alpha: float) -> torch.Tensor:
+    def forward(ctx, v: torch.Tensor, surrogate: str, alpha: float,
+                inclusive: bool = False) -> torch.Tensor:
         ctx.save_for_backward(v)
         ctx.surrogate = surrogate
         ctx.alpha = alpha
-        return (v > 0).to(v.dtype)
+        return ((v >= 0) if inclusive else (v > 0)).to(v.dtype)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         (v,) = ctx.saved_tensors
         g = SURROGATES[ctx.surrogate](v.to(torch.promote_types(v.dtype, torch.float32)), ctx.alpha)
-        return (grad_out * g).to(v.dtype), None, None
+        return (grad_out * g).to(v.dtype), None, None, None
 
 
-def spike(v: torch.Tensor, surrogate: str = "triangle", alpha: float = 1.0) -> torch.Tensor:
-    """Heaviside spike ``1[v > 0]`` with surrogate gradient ``g(v)``."""
+def spike(v: torch.Tensor, surrogate: str = "triangle", alpha: float = 1.0,
+          inclusive: bool = False) -> torch.Tensor:
+    """Heaviside spike ``1[v > 0]`` with surrogate gradient ``g(v)``; ``inclusive``:
+    ``1[v >= 0]`` (SpikingJelly's ``heaviside``, which fires at ``v = 0``)."""
     get_surrogate(surrogate)
-    return SpikeFunction.apply(v, surrogate, alpha)
+    return SpikeFunction.apply(v, surrogate, alpha, bool(inclusive))

@@ -6,7 +6,8 @@ Semantics (identical to ``spikedistill.neurons.lif.lif_multistep``; time-major i
 
     h[t] = decay * u[t-1] + c * x[t]             (membrane before the spike; c = 1, or
                                                   1 - decay with decay_input)
-    s[t] = 1 if h[t] > threshold else 0          (strict >; spikes are returned in x's dtype)
+    s[t] = 1 if h[t] > threshold else 0          (strict >; >= with fire_at_threshold; spikes
+                                                  are returned in x's dtype)
     u[t] = (1 - s[t]) * h[t]                     (hard reset to 0)
 
 Backward, with v = h - threshold, sg(v) the surrogate of ds/dh, gs[t] = dL/ds[t] incoming and
@@ -140,7 +141,8 @@ if triton is not None:
 
     @triton.jit
     def _lif_fwd_kernel(x_ptr, s_ptr, v_ptr, N, T, decay, threshold, in_scale,
-                        STORE_V: tl.constexpr, BLOCK_SIZE: tl.constexpr):
+                        STORE_V: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+                        INCLUSIVE: tl.constexpr = False):
         """One program = BLOCK_SIZE neurons, looping over all T steps; u stays in registers."""
         pid = tl.program_id(0)
         offs = pid * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
@@ -152,7 +154,10 @@ if triton is not None:
         for _t in range(T):
             x = tl.load(x_p, mask=mask, other=0.0).to(tl.float32)
             h = decay * u + in_scale * x
-            spike = h > threshold
+            if INCLUSIVE:
+                spike = h >= threshold
+            else:
+                spike = h > threshold
             # via fp32: the interpreter mis-casts bool -> bf16 directly
             tl.store(s_p, tl.where(spike, 1.0, 0.0).to(s_ptr.dtype.element_ty), mask=mask)
             if STORE_V:
@@ -251,7 +256,8 @@ class _LIFMultistepTriton(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, decay, threshold, surrogate_id, alpha, detach_reset, in_scale=1.0):
+    def forward(ctx, x, decay, threshold, surrogate_id, alpha, detach_reset, in_scale=1.0,
+                inclusive=False):
         if not _time_major_dense(x):
             x = x.contiguous()
         T = x.shape[0]
@@ -263,6 +269,7 @@ class _LIFMultistepTriton(torch.autograd.Function):
             with _device_guard(x):
                 _lif_fwd_kernel[_grid(n)](x, spikes, v, n, T, float(decay), float(threshold),
                                           float(in_scale), STORE_V=need_grad, BLOCK_SIZE=BLOCK,
+                                          INCLUSIVE=bool(inclusive),
                                           num_warps=NUM_WARPS)
         if need_grad:
             ctx.save_for_backward(v)
@@ -287,12 +294,13 @@ class _LIFMultistepTriton(torch.autograd.Function):
                                           alpha, in_scale, SURROGATE=surrogate_id,
                                           DETACH_RESET=detach_reset, BLOCK_SIZE=BLOCK,
                                           num_warps=NUM_WARPS)
-        return grad_x, None, None, None, None, None, None
+        return grad_x, None, None, None, None, None, None, None
 
 
 def lif_multistep_triton(x: torch.Tensor, decay: float = 0.5, threshold: float = 1.0,
                          surrogate: str = "triangle", alpha: float = 1.0,
-                         detach_reset: bool = False, decay_input: bool = False) -> torch.Tensor:
+                         detach_reset: bool = False, decay_input: bool = False,
+                         fire_at_threshold: bool = False) -> torch.Tensor:
     """Multi-step LIF on time-major ``x: [T, ...]`` with the fused Triton kernels.
 
     Returns spikes (0./1.) of x's shape and dtype.  See the module docstring for the equations,
@@ -313,4 +321,4 @@ def lif_multistep_triton(x: torch.Tensor, decay: float = 0.5, threshold: float =
     _require_triton(x)
     in_scale = 1.0 - float(decay) if decay_input else 1.0
     return _LIFMultistepTriton.apply(x, decay, threshold, SUPPORTED_SURROGATES[surrogate],
-                                     alpha, detach_reset, in_scale)
+                                     alpha, detach_reset, in_scale, bool(fire_at_threshold))
