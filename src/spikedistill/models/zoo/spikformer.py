@@ -37,7 +37,8 @@ multiple of 1/8, so ``h`` hits 0.5 exactly);
 only ``model.neuron.backend`` is taken from the config. ``neuron_preset="config"`` uses
 ``model.neuron`` as given (the attention LIF at ``attn_threshold``).
 
-**Feature taps** (for SAMD and every feature method): ``sps`` and ``block1..blockL``, the
+**Feature taps** (for SAMD and every feature method): any of ``sps`` and ``block1..blockL``
+(``taps``; default ``sps``, the middle and the last block, three like the ResNets' stages), the
 token tensors ``[T, B, N, D]`` laid out on the patch grid, ``F[t, b, c, i, j] = X[t, b, i w +
 j, c]`` (``[T, B, D, h, w]``, row-major as the tokens were flattened). So the spike activation
 map is, for a token grid, the spike count per patch summed over time and channels::
@@ -55,7 +56,7 @@ Parameter counts: ``docs/spikformer.md``.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -210,7 +211,8 @@ class Spikformer(DistillModel):
     def __init__(self, num_classes: int = 10, T: int = 4, in_channels: int = 3, depth: int = 4,
                  dim: int = 384, heads: Optional[int] = None, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, attn_threshold: float = ATTN_THRESHOLD,
-                 neuron: Optional[Dict[str, Any]] = None, neuron_preset: str = "spikformer"):
+                 neuron: Optional[Dict[str, Any]] = None, neuron_preset: str = "spikformer",
+                 taps: Optional[Sequence[str]] = None):
         super().__init__()
         if int(T) < 1:
             raise ConfigError(f"config key 'model.T': expected a positive integer, got {T!r}")
@@ -244,8 +246,15 @@ class Spikformer(DistillModel):
             SpikformerBlock(self.dim, heads, self.mlp_ratio, neuron, qkv_bias, attn_threshold)
             for _ in range(self.depth))
         self.head = nn.Linear(self.dim, num_classes)
-        self.feature_names = ("sps",) + tuple(f"block{i + 1}" for i in range(self.depth))
-        self.feature_channels = (self.dim,) * (self.depth + 1)
+        names = ("sps",) + tuple(f"block{i + 1}" for i in range(self.depth))
+        taps = default_taps(self.depth) if taps is None else tuple(str(t) for t in taps)
+        bad = [t for t in taps if t not in names]
+        if bad or not taps:
+            raise ConfigError(f"config key 'model.kwargs.taps': {bad or 'none'} not among the "
+                              f"Spikformer's token outputs {', '.join(names)}")
+        self.feature_names = taps
+        self._tap_index = tuple(names.index(t) for t in taps)
+        self.feature_channels = (self.dim,) * len(taps)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -287,20 +296,31 @@ class Spikformer(DistillModel):
                              f"{tuple(x.shape)}")
         grid = self.encode(x)                                   # [T, B, D, h, w]
         T, B, D, h, w = grid.shape
-        feats: List[torch.Tensor] = [grid]
+        outs: List[torch.Tensor] = [grid]
         tokens = grid.flatten(3).transpose(-1, -2)              # [T, B, N, D], n = i w + j
         for blk in self.blocks:
             tokens = blk(tokens)
             if return_features:
-                feats.append(tokens_to_grid(tokens, h, w))
+                outs.append(tokens_to_grid(tokens, h, w))
         per_t = tokens.mean(dim=2)                              # [T, B, D]
         logits = self.head(per_t) if timestep_logits else self.head(per_t.mean(dim=0))
-        return (logits, feats) if return_features else logits
+        if return_features:
+            return logits, [outs[i] for i in self._tap_index]
+        return logits
+
+
+def default_taps(depth: int) -> Tuple[str, ...]:
+    """Three taps like the ResNets' three stages (so that stage-wise methods pair them with a
+    three-stage teacher): ``sps``, the middle block and the last block (two for depth 1)."""
+    if depth == 1:
+        return ("sps", "block1")
+    return ("sps", f"block{(depth + 1) // 2}", f"block{depth}")
 
 
 def _build(depth: int, dim: int, num_classes: int, T: int, in_channels: int,
            width_mult: Optional[int], heads: Optional[int], mlp_ratio: float, qkv_bias: bool,
-           attn_threshold: float, last_activation: str, neuron, neuron_preset: str) -> Spikformer:
+           attn_threshold: float, last_activation: str, neuron, neuron_preset: str,
+           taps) -> Spikformer:
     if last_activation != "relu":
         raise ConfigError(f"config key 'model.last_activation': Spikformer has no last "
                           f"activation to choose (its residual stream feeds the head), got "
@@ -311,7 +331,8 @@ def _build(depth: int, dim: int, num_classes: int, T: int, in_channels: int,
         dim = 32 * int(width_mult)
     return Spikformer(num_classes=num_classes, T=T, in_channels=in_channels, depth=depth,
                       dim=dim, heads=heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                      attn_threshold=attn_threshold, neuron=neuron, neuron_preset=neuron_preset)
+                      attn_threshold=attn_threshold, neuron=neuron, neuron_preset=neuron_preset,
+                      taps=taps)
 
 
 def _factory(name: str, default_depth: int, default_dim: int, doc: str):
@@ -320,9 +341,10 @@ def _factory(name: str, default_depth: int, default_dim: int, doc: str):
                 dim: int = default_dim, heads: Optional[int] = None, mlp_ratio: float = 4.0,
                 qkv_bias: bool = True, attn_threshold: float = ATTN_THRESHOLD,
                 last_activation: str = "relu", neuron: Optional[Dict[str, Any]] = None,
-                neuron_preset: str = "spikformer") -> Spikformer:
+                neuron_preset: str = "spikformer",
+                taps: Optional[Sequence[str]] = None) -> Spikformer:
         return _build(depth, dim, num_classes, T, in_channels, width_mult, heads, mlp_ratio,
-                      qkv_bias, attn_threshold, last_activation, neuron, neuron_preset)
+                      qkv_bias, attn_threshold, last_activation, neuron, neuron_preset, taps)
 
     factory.__name__ = name
     factory.__doc__ = doc
