@@ -222,3 +222,11 @@ def test_tapped_models_refused_with_what_is_exported():
                        match=r"spiking ResNet students only \(spiking_resnet19 / spiking_resnet20.*"
                              r"FeatureTapModel is not one"):
         to_nir(tiny_snn_taps(), (3, 32, 32))
+
+
+@pytest.mark.parametrize("option", ["decay_input", "fire_at_threshold"])
+def test_spikingjelly_style_neuron_options_refused(option):
+    # the graph maps u = decay*u + I with a strict threshold; these options change both
+    with pytest.raises(NIRExportError, match=option):
+        lif_node(LIF(decay=0.5, threshold=1.0, **{option: True}), (4,), "lif")
+    assert lif_node(LIF(decay=0.5, threshold=1.0), (4,), "lif") is not None

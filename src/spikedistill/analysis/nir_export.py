@@ -146,6 +146,11 @@ def lif_node(lif: LIF, shape: Sequence[int], name: str, dtype=np.float32):
     if not 0.0 <= decay <= 1.0:
         raise NIRExportError(f"{name}: LIF decay {decay} is outside [0, 1]; no NIR neuron "
                              "matches it")
+    for option in ("decay_input", "fire_at_threshold"):
+        if getattr(lif, option, False):
+            raise NIRExportError(f"{name}: neuron option {option}=True is not exported (the NIR "
+                                 "graph maps u = decay * u + I with a strict threshold); export a "
+                                 f"model built with model.neuron.{option}=false")
     if decay == 1.0:
         meta["membrane"] = "v = u"
         return nir.IF(r=ones * (1.0 / DT), v_threshold=ones * thr, v_reset=zeros, metadata=meta)
