@@ -114,8 +114,12 @@ def expand_grid(path, overrides: Sequence[str] = (),
     runs: List[GridRun] = []
     configs = {}
     for name, v in grid.variants.items():
+        try:
+            parse_methods(str(v["method"]))
+        except ConfigError as exc:
+            raise ConfigError(f"grid file '{grid.path}', variant '{name}': {exc}") from None
+    for name, v in grid.variants.items():
         method = str(v["method"])
-        parse_methods(method)
         ov = [f"distill.method={method}"] + [f"{k}={_fmt_value(val)}"
                                             for k, val in (v.get("set") or {}).items()]
         ov += list(overrides)

@@ -9,14 +9,14 @@ the student's own correct timesteps. With per-timestep logits ``z[t]`` ``[T, B, 
     S      = sum_t 1[argmax z[t] = y] z[t]                      (past and future shared)
     L_TKS  = 1/T sum_t tau^2 * CE_soft(softmax(S / tau), z[t])
     L      = alpha_e * CE(mean_t z[t], y) + (1 - alpha_e) * L_TKS
-    alpha_e = 1 - alpha * progress   (schedule "linear", the code's default: 1 - epoch/epochs *
-                                      alpha)   or   1 - alpha   (schedule "static")
+    alpha_e = 1 - alpha * epoch / epochs   (schedule "linear", the code's default, per epoch)
+              or 1 - alpha                 (schedule "static", the code's --staticalpha)
 
 We follow the released code where it is more specific than the paper: the target ``S`` is a
 *sum* of logits, it is not detached (``detach_target: false``; set true for a constant
 target), the student side is not softened by ``tau``, and the term is a soft cross-entropy.
-Defaults are the README's command (``--alpha 0.7 --T 3``). ``progress = step / total_steps``
-from the engine's step context (0 outside the engine).
+Defaults are the README's command (``--alpha 0.7 --T 3``). ``epoch`` (0-based) and
+``epochs`` come from the engine's step context (outside the engine: epoch 0, alpha_e = 1).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class TKSConfig:
 
     alpha: float = 0.7
     tau: float = 3.0
-    schedule: str = "linear"         # linear: alpha_e = 1 - alpha * progress | static: 1 - alpha
+    schedule: str = "linear"         # linear: alpha_e = 1 - alpha * epoch / epochs | static: 1 - alpha
     detach_target: bool = False
 
     def validate(self, prefix: str = "") -> None:
@@ -61,12 +61,15 @@ class TKS(Distiller):
         self.tc = _section(cfg, "tks")
 
     def alpha_e(self, ctx=None) -> float:
-        """The CE weight of this step: ``1 - alpha * progress`` or ``1 - alpha``."""
+        """The CE weight of this step: ``1 - alpha * epoch / epochs`` or ``1 - alpha``."""
         c = self.tc
         if c.schedule == "static":
             return 1.0 - c.alpha
-        progress = float(getattr(ctx, "progress", 0.0)) if ctx is not None else 0.0
-        return 1.0 - c.alpha * min(max(progress, 0.0), 1.0)
+        epochs = int(getattr(ctx, "epochs", 0) or 0) if ctx is not None else 0
+        if epochs <= 0:
+            return 1.0
+        frac = min(max(float(ctx.epoch) / epochs, 0.0), 1.0)
+        return 1.0 - c.alpha * frac
 
     def forward_train(self, x, y, ctx=None):
         z = timestep_logits(self.student, x)
