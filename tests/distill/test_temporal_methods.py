@@ -221,3 +221,19 @@ def test_hta_kl_method_per_timestep_switch():
             Fn.hta_kl_loss(s, t_logits, tau=2.0).item(), rel=1e-4)
     with pytest.raises(ConfigError, match="distill.hta_kl.mu"):
         _cfg("hta-kl", "distill.hta_kl.mu=0")
+
+
+def test_hta_kl_golden_unequal_weights():
+    # p = (0.7, 0.2, 0.1): ascending cumulative 0.1, 0.3, 1.0 -> head = {class 0} at mu = 0.5
+    # q = (0.6, 0.1, 0.3): g_head = 0.1, g_tail = 0.1 + 0.2 = 0.3 -> w_head 1/4, w_tail 3/4
+    p = [0.7, 0.2, 0.1]
+    q = [0.6, 0.1, 0.3]
+    zt = torch.tensor([[math.log(v) for v in p]])
+    zs = torch.tensor([[math.log(v) for v in q]])
+    fkl = sum(a * math.log(a / b) for a, b in zip(p, q))
+    rkl = sum(b * math.log(b / a) for a, b in zip(p, q))
+    want = 0.25 * fkl + 0.75 * rkl
+    assert Fn.hta_kl_loss(zs, zt, tau=1.0).item() == pytest.approx(want, rel=1e-5)
+    # the same classes in another order give the same value (the mask follows the classes)
+    perm = [2, 0, 1]
+    assert Fn.hta_kl_loss(zs[:, perm], zt[:, perm], tau=1.0).item() == pytest.approx(want, rel=1e-5)
