@@ -93,3 +93,24 @@ def test_grid_errors_name_the_file_and_key(tmp_path):
     bad.write_text("base: x.yaml\nbaseline: a\nvariants: {a: {method: ce, sett: {}}, b: {method: kd}}\n")
     with pytest.raises(ConfigError, match="variant 'a': unknown key"):
         load_grid(bad)
+
+
+def test_ablate_command_runs_a_tiny_grid_and_tabulates_variants(tmp_path, capsys):
+    from spikedistill.cli import main
+
+    base = GRIDS.parent / "digits" / "compare_all_methods.yaml"
+    grid = tmp_path / "tiny.yaml"
+    grid.write_text(f"base: {base}\nseeds: [0]\nbaseline: plain\nvariants:\n"
+                    "  plain: {method: ce}\n"
+                    "  smooth: {method: ce, set: {train.label_smoothing: 0.1}}\n")
+    out = tmp_path / "out"
+    rc = main(["ablate", "--grid", str(grid), "--out", str(out), "--set", "train.epochs=1",
+               "train.max_steps_per_epoch=1", "train.eval_batch_size=512"])
+    assert rc == 0
+    assert (out / "plain" / "results" / "ce-seed0.json").is_file()
+    assert (out / "smooth" / "results" / "ce-seed0.json").is_file()
+    import json
+    smooth = json.loads((out / "smooth" / "results" / "ce-seed0.json").read_text())
+    assert smooth["config"]["train"]["label_smoothing"] == 0.1
+    md = (out / "compare.md").read_text()
+    assert "| plain |" in md and "| smooth |" in md and "against plain" in md
