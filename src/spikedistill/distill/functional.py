@@ -302,3 +302,187 @@ def laf_loss(student_pooled: torch.Tensor, teacher_logits: torch.Tensor,
     b = None if classifier_bias is None else classifier_bias.detach().float()
     z_laf = F.linear(student_pooled.float(), w, b)
     return kd_loss(z_laf, teacher_logits, tau=tau)
+
+
+# --------------------------------------------------------------------------------------------
+# e2KD (Parchami-Araghi et al., "Good Teachers Explain: Explanation-Enhanced Knowledge
+# Distillation", ECCV 2024; github.com/m-parchami/GoodTeachersExplain)
+# --------------------------------------------------------------------------------------------
+
+def explanation_cosine_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tensor:
+    """e2KD's explanation term: ``1/B sum_b (1 - cos(vec(E_s[b]), vec(E_t[b])))``.
+
+    ``E_s``, ``E_t`` ``(B, H, W)`` are the student's and the teacher's explanations of the same
+    class (the teacher's prediction); the teacher's is a constant. The cosine is taken between
+    the flattened maps, so it ignores their scale (a Grad-CAM and the CAM it equals up to
+    ``1 / (H W)`` give the same loss). An all-zero map has cosine 0 (torch's ``1e-8`` guard).
+    Maps of different shape raise ``ValueError``.
+    """
+    if student_map.shape != teacher_map.shape:
+        raise ValueError(f"e2KD: student explanation {tuple(student_map.shape)} and teacher "
+                         f"explanation {tuple(teacher_map.shape)} differ in shape (B, H, W)")
+    s = student_map.float().reshape(student_map.shape[0], -1)
+    t = teacher_map.detach().float().reshape(teacher_map.shape[0], -1)
+    return (1.0 - F.cosine_similarity(s, t, dim=1, eps=1e-8)).mean()
+
+
+# --------------------------------------------------------------------------------------------
+# CAT-KD (Guo et al., "Class Attention Transfer Based Knowledge Distillation", CVPR 2023;
+# github.com/GzyAftermath/CAT-KD, mdistiller/distillers/CAT_KD.py)
+# --------------------------------------------------------------------------------------------
+
+def class_activation_maps(features: torch.Tensor, fc_weight: torch.Tensor) -> torch.Tensor:
+    """The CAMs of every class, without ReLU: ``A[b, k] = sum_c W[k, c] F[b, c]``.
+
+    ``features`` ``[B, C, H, W]``, ``fc_weight`` ``[K, C]`` -> ``[B, K, H, W]`` in float32 (CAT-KD
+    turns the classifier into a 1x1 convolution applied before the pooling).
+    """
+    if features.dim() != 4:
+        raise ValueError(f"class_activation_maps expects features [B, C, H, W], got shape "
+                         f"{tuple(features.shape)}")
+    if fc_weight.dim() != 2 or fc_weight.shape[1] != features.shape[1]:
+        raise ValueError(f"classifier weight of shape {tuple(fc_weight.shape)} does not fit "
+                         f"features with {features.shape[1]} channels (expected [K, C])")
+    return torch.einsum("kc,bchw->bkhw", fc_weight.float(), features.float())
+
+
+def cat_loss(student_cams: torch.Tensor, teacher_cams: torch.Tensor, *, resolution: int = 2,
+             normalize: bool = False) -> torch.Tensor:
+    """CAT-KD's class attention transfer: ``MSE(N(P(A_s)), N(P(A_t)))``.
+
+    ``A_s``, ``A_t`` ``[B, K, H, W]`` (the spatial sizes may differ), ``P`` adaptive average
+    pooling to ``resolution x resolution``, ``N`` (``normalize=True``) divides each pooled map by
+    its L2 norm over the positions (``F.normalize`` over H, W), and the MSE is the mean over all
+    ``B K r^2`` elements, as in ``CAT_loss`` of the released code.
+    """
+    if student_cams.shape[:2] != teacher_cams.shape[:2]:
+        raise ValueError(f"CAT-KD: student CAMs {tuple(student_cams.shape)} and teacher CAMs "
+                         f"{tuple(teacher_cams.shape)} differ in batch or class count")
+    size = (int(resolution), int(resolution))
+    s = F.adaptive_avg_pool2d(student_cams.float(), size)
+    t = F.adaptive_avg_pool2d(teacher_cams.detach().float(), size)
+    if normalize:
+        s = s / s.flatten(2).norm(dim=2).clamp_min(1e-12)[..., None, None]
+        t = t / t.flatten(2).norm(dim=2).clamp_min(1e-12)[..., None, None]
+    return F.mse_loss(s, t, reduction="mean")
+
+
+# --------------------------------------------------------------------------------------------
+# per-timestep logits [T, B, K]
+# --------------------------------------------------------------------------------------------
+
+def _check_timesteps(z: torch.Tensor, what: str) -> None:
+    if z.dim() != 3:
+        raise ValueError(f"{what} expects per-timestep logits [T, B, K], got shape "
+                         f"{tuple(z.shape)}")
+
+
+def _hard(y: torch.Tensor) -> torch.Tensor:
+    """Class indices ``(B,)`` of labels given as indices or as soft targets ``[B, K]``."""
+    return y if y.dim() == 1 else y.argmax(dim=-1)
+
+
+# TKS (Dong, Zhao, Zeng, "Temporal Knowledge Sharing enable Spiking Neural Network Learning
+# from Past and Future", IEEE TAI 2024, arXiv:2304.06540; code: the TKS repository on
+# BrainCog, model ``metarightsltet`` and ``Custom_CrossEntropy_PSKD`` in train_main.py)
+
+def tks_target_logits(timestep_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """TKS's temporal self-teacher: ``S[b] = sum_t m[t, b] z[t, b]`` with
+    ``m[t, b] = 1[argmax_k z[t, b, k] = y_b]``: the sum of the logits of the timesteps that
+    classify the sample correctly (all zeros, hence a uniform target, when none does).
+    ``y`` class indices ``(B,)`` or soft targets ``[B, K]`` (their argmax). Output ``[B, K]``;
+    the gradient flows through ``S`` as in the released code (detach it for a constant target).
+    """
+    _check_timesteps(timestep_logits, "tks_target_logits")
+    z = timestep_logits.float()
+    cls = _hard(y)
+    mask = (z.argmax(dim=-1) == cls.view(1, -1)).float()        # [T, B]
+    return (z * mask.unsqueeze(-1)).sum(dim=0)
+
+
+def tks_loss(timestep_logits: torch.Tensor, target_logits: torch.Tensor, *,
+             tau: float = 3.0) -> torch.Tensor:
+    """TKS's sharing term, as the released code computes it::
+
+        L_TKS = 1/T sum_t tau^2 * 1/B sum_b sum_k -softmax(S[b] / tau)_k * log softmax(z[t, b])_k
+
+    a soft cross-entropy of each timestep's (unsoftened) prediction against the softened
+    self-teacher ``S`` (:func:`tks_target_logits`). The paper's total loss is
+    ``alpha_e * CE(mean_t z[t], y) + (1 - alpha_e) * L_TKS``.
+    """
+    _check_timesteps(timestep_logits, "tks_loss")
+    z = timestep_logits.float()
+    target = F.softmax(target_logits.float() / tau, dim=-1)       # [B, K]
+    log_q = F.log_softmax(z, dim=-1)                               # [T, B, K]
+    per_t = -(target.unsqueeze(0) * log_q).sum(dim=-1).mean(dim=1)  # [T]
+    return (tau * tau) * per_t.mean()
+
+
+# TSER-KD (Yu et al., "Temporal Separation with Entropy Regularization for Knowledge
+# Distillation in Spiking Neural Networks", CVPR 2025, arXiv:2503.03144)
+
+def temporal_kl_loss(timestep_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
+                     tau: float = 4.0) -> torch.Tensor:
+    """Temporal-separation KL: ``tau^2 * 1/T sum_t 1/B sum_b KL(softmax(z_t/tau) || softmax(z_s[t]/tau))``
+    between the (static) teacher ``[B, K]`` and every timestep of the student ``[T, B, K]``.
+    With T = 1 it is :func:`kd_loss` of the single timestep."""
+    _check_timesteps(timestep_logits, "temporal_kl_loss")
+    log_p_t = F.log_softmax(teacher_logits.detach().float() / tau, dim=-1)
+    log_q = F.log_softmax(timestep_logits.float() / tau, dim=-1)
+    p_t = log_p_t.exp()
+    kl = (p_t.unsqueeze(0) * (log_p_t.unsqueeze(0) - log_q)).sum(dim=-1)   # [T, B]
+    return (tau * tau) * kl.mean()
+
+
+def temporal_entropy(timestep_logits: torch.Tensor, *, tau: float = 1.0) -> torch.Tensor:
+    """Mean entropy of the per-timestep predictions:
+    ``1/T sum_t 1/B sum_b H(softmax(z_s[t, b] / tau))``, ``H(q) = -sum_k q_k log q_k``."""
+    _check_timesteps(timestep_logits, "temporal_entropy")
+    log_q = F.log_softmax(timestep_logits.float() / tau, dim=-1)
+    return -(log_q.exp() * log_q).sum(dim=-1).mean()
+
+
+# HTA-KL (Zhang, Zhu, Yu, Wang, "Head-Tail-Aware KL Divergence in Knowledge Distillation for
+# Spiking Neural Networks", arXiv:2504.20445, 2025), built on the adaptive KL of Wu et al.,
+# "Rethinking Kullback-Leibler Divergence in Knowledge Distillation for Large Language
+# Models", arXiv:2404.02657
+
+def head_mask(teacher_probs: torch.Tensor, mu: float = 0.5) -> torch.Tensor:
+    """The cumulative-probability head mask ``M`` ``[..., K]`` (bool, in class order).
+
+    Sort the teacher's probabilities ascending, ``c_(j) = sum_{i <= j} p_(i)``; class ``(j)`` is
+    in the head iff ``c_(j) >= mu``, so the head is the set of the largest probabilities down to
+    where the cumulative mass from the top covers ``1 - mu`` of it (``mu = 0.5``: the top classes
+    holding half the mass, at least the top-1). Ties keep ``torch.sort``'s (stable) order.
+    """
+    sorted_p, order = torch.sort(teacher_probs.float(), dim=-1, descending=False, stable=True)
+    in_head_sorted = sorted_p.cumsum(dim=-1) >= mu
+    mask = torch.zeros_like(in_head_sorted)
+    return mask.scatter(-1, order, in_head_sorted)
+
+
+def hta_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, tau: float = 2.0,
+                mu: float = 0.5) -> torch.Tensor:
+    """Head-tail-aware KL on logits ``[..., B, K]`` (the leading dims, e.g. T, are averaged)::
+
+        p = softmax(z_t / tau), q = softmax(z_s / tau), M = head_mask(p, mu)
+        g_head = sum_k M_k |p_k - q_k|,  g_tail = sum_k (1 - M_k) |p_k - q_k|
+        w_head = g_head / (g_head + g_tail),  w_tail = g_tail / (g_head + g_tail)
+        L = tau^2 * mean_b ( w_head * KL(p || q) + w_tail * KL(q || p) )
+
+    the forward KL weighted by the head gap and the reverse KL by the tail gap, per sample. The
+    weights carry gradient (as in the adaptive-KL code); identical distributions give 0.
+    """
+    log_p = F.log_softmax(teacher_logits.detach().float() / tau, dim=-1)
+    log_q = F.log_softmax(student_logits.float() / tau, dim=-1)
+    log_p = log_p.expand_as(log_q)
+    p, q = log_p.exp(), log_q.exp()
+    m = head_mask(p, mu).float()
+    gap = (p - q).abs()
+    g_head = (m * gap).sum(dim=-1)
+    g_tail = ((1.0 - m) * gap).sum(dim=-1)
+    denom = (g_head + g_tail).clamp_min(1e-12)
+    fkl = (p * (log_p - log_q)).sum(dim=-1)
+    rkl = (q * (log_q - log_p)).sum(dim=-1)
+    per_sample = (g_head / denom) * fkl + (g_tail / denom) * rkl
+    return (tau * tau) * per_sample.mean()
