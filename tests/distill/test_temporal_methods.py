@@ -237,3 +237,93 @@ def test_hta_kl_golden_unequal_weights():
     # the same classes in another order give the same value (the mask follows the classes)
     perm = [2, 0, 1]
     assert Fn.hta_kl_loss(zs[:, perm], zt[:, perm], tau=1.0).item() == pytest.approx(want, rel=1e-5)
+
+
+# -- HTA-KL: K = 4 golden values, the mask's extremes, tau^2 ---------------------------------
+
+P4 = [0.6, 0.2, 0.15, 0.05]          # ascending 0.05, 0.15, 0.2, 0.6 -> cumulative 0.05, 0.2, 0.4, 1
+
+
+def _logits(probs, scale=1.0):
+    return torch.tensor([[scale * math.log(v) for v in probs]], dtype=torch.float64)
+
+
+def _fkl_rkl(p, q):
+    return (sum(a * math.log(a / b) for a, b in zip(p, q)),
+            sum(b * math.log(b / a) for a, b in zip(p, q)))
+
+
+def test_head_mask_extremes():
+    p = torch.tensor([P4])
+    # mu at most the smallest probability: every class is head
+    assert Fn.head_mask(p, 0.05).tolist() == [[True] * 4]
+    assert Fn.head_mask(p, 1e-9).tolist() == [[True] * 4]
+    # mu = 1: the head is the top-1 class alone
+    assert Fn.head_mask(p, 1.0).tolist() == [[True, False, False, False]]
+    # also where the float32 sum of the sorted probabilities rounds below 1 (0.99999988 for
+    # this row): the cumulative mass is normalised, so the top-1 class stays in the head
+    z = torch.randn(1, 7, generator=torch.Generator().manual_seed(10)) * 3
+    probs = torch.softmax(z, -1)
+    assert torch.sort(probs, -1).values.cumsum(-1)[0, -1].item() < 1.0
+    m = Fn.head_mask(probs, 1.0)
+    assert m.sum().item() == 1 and m[0, probs.argmax()].item()
+
+
+def test_hta_kl_golden_four_classes():
+    # mu = 0.3: head = {classes 0, 1} (cumulative 0.4 and 1 >= 0.3)
+    # q = (0.4, 0.3, 0.2, 0.1): gaps (0.2, 0.1, 0.05, 0.05) -> g_head 0.3, g_tail 0.1
+    q = [0.4, 0.3, 0.2, 0.1]
+    fkl, rkl = _fkl_rkl(P4, q)
+    want = 0.75 * fkl + 0.25 * rkl
+    got = Fn.hta_kl_loss(_logits(q), _logits(P4), tau=1.0, mu=0.3).item()
+    assert got == pytest.approx(want, rel=1e-5)
+    # mu = 0.5: head = {class 0}: g_head 0.2, g_tail 0.2 -> equal weights
+    got = Fn.hta_kl_loss(_logits(q), _logits(P4), tau=1.0, mu=0.5).item()
+    assert got == pytest.approx(0.5 * fkl + 0.5 * rkl, rel=1e-5)
+    # tau = 2 on logits 2 ln p, 2 ln q: the same distributions, times tau^2 = 4
+    got = Fn.hta_kl_loss(_logits(q, 2.0), _logits(P4, 2.0), tau=2.0, mu=0.3).item()
+    assert got == pytest.approx(4.0 * want, rel=1e-5)
+
+
+def test_hta_kl_pure_rkl_when_the_head_matches():
+    # q agrees with p on the head {class 0} (mu = 0.5) and differs only in the tail:
+    # g_head = 0 -> w_tail = 1, the loss is the reverse KL alone (not the forward one)
+    q = [0.6, 0.2, 0.02, 0.18]
+    fkl, rkl = _fkl_rkl(P4, q)
+    assert abs(fkl - rkl) > 0.04          # 0.238 vs 0.190: the two are told apart
+    got = Fn.hta_kl_loss(_logits(q), _logits(P4), tau=1.0, mu=0.5).item()
+    assert got == pytest.approx(rkl, rel=1e-5)
+
+
+def test_hta_kl_all_head_is_hinton_kd():
+    # mu below every teacher probability: M = 1 everywhere, w_head = 1 -> tau^2 KL(p || q)
+    g = torch.Generator().manual_seed(3)
+    z, t = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    p_min = torch.softmax(t / 2.0, -1).min().item()
+    got = Fn.hta_kl_loss(z, t, tau=2.0, mu=0.5 * p_min)
+    assert torch.allclose(got, Fn.kd_loss(z, t, tau=2.0), rtol=1e-5)
+
+
+# -- TSER-KD: tau on the CE (the unofficial variant) -----------------------------------------
+
+def test_tser_kd_tau_on_ce():
+    # K = 2, T = 2, tau = 2: z[0] = (ln 9, 0) -> softened (ln 3, 0): CE(label 0) = -ln 3/4;
+    # z[1] = (0, 0): CE = ln 2 either way
+    zs = torch.tensor([[[2 * math.log(3.0), 0.0]], [[0.0, 0.0]]])
+    y = torch.tensor([0])
+
+    class _Fixed(torch.nn.Module):
+        is_spiking = True
+
+        def forward(self, x, timestep_logits=False):
+            return zs if timestep_logits else zs.mean(0)
+
+    cfg = _cfg("tser-kd", "distill.tser_kd.tau=2", "distill.tser_kd.alpha=0.5",
+               "distill.tser_kd.tau_on_ce=true")
+    d = build_method("tser-kd", _Fixed(), torch.nn.Linear(1, 2), cfg)
+    from spikedistill.distill.methods import tser_kd
+    d.teacher_targets = lambda x, return_features=False: torch.zeros(1, 2)
+    _, losses = d(torch.zeros(1, 1), y)
+    want = 0.5 * 0.5 * (-math.log(0.75) + math.log(2.0))
+    assert losses["ce"].item() == pytest.approx(want, rel=1e-6)
+    assert tser_kd.TSERKDConfig().tau_on_ce is False      # default: CE unsoftened

@@ -419,7 +419,9 @@ def tks_loss(timestep_logits: torch.Tensor, target_logits: torch.Tensor, *,
 
 
 # TSER-KD (Yu et al., "Temporal Separation with Entropy Regularization for Knowledge
-# Distillation in Spiking Neural Networks", CVPR 2025, arXiv:2503.03144)
+# Distillation in Spiking Neural Networks", CVPR 2025, arXiv:2503.03144). NOT VERIFIED against
+# the paper's equations (only its abstract was reachable); the terms follow public unofficial
+# TSERKDLoss implementations, see distill/methods/tser_kd.py and docs/methods.md.
 
 def temporal_kl_loss(timestep_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
                      tau: float = 4.0) -> torch.Tensor:
@@ -443,35 +445,49 @@ def temporal_entropy(timestep_logits: torch.Tensor, *, tau: float = 1.0) -> torc
 
 
 # HTA-KL (Zhang, Zhu, Yu, Wang, "Head-Tail-Aware KL Divergence in Knowledge Distillation for
-# Spiking Neural Networks", arXiv:2504.20445, 2025), built on the adaptive KL of Wu et al.,
-# "Rethinking Kullback-Leibler Divergence in Knowledge Distillation for Large Language
-# Models", arXiv:2404.02657
+# Spiking Neural Networks", arXiv:2504.20445, 2025). NOT VERIFIED against the paper: only its
+# abstract was reachable (cumulative-probability mask splitting head and tail, adaptive weights,
+# forward + reverse KL); the equations below are those of the adaptive KL (AKL) of Wu et al.,
+# "Rethinking Kullback-Leibler Divergence in Knowledge Distillation for Large Language Models",
+# arXiv:2404.02657, which matches every element the abstract names. See docs/methods.md.
 
 def head_mask(teacher_probs: torch.Tensor, mu: float = 0.5) -> torch.Tensor:
-    """The cumulative-probability head mask ``M`` ``[..., K]`` (bool, in class order).
+    """The cumulative-probability head mask ``M`` ``[..., K]`` (bool, in class order), AKL's
+    (Wu et al., arXiv:2404.02657, threshold ``mu``)::
 
-    Sort the teacher's probabilities ascending, ``c_(j) = sum_{i <= j} p_(i)``; class ``(j)`` is
-    in the head iff ``c_(j) >= mu``, so the head is the set of the largest probabilities down to
-    where the cumulative mass from the top covers ``1 - mu`` of it (``mu = 0.5``: the top classes
-    holding half the mass, at least the top-1). Ties keep ``torch.sort``'s (stable) order.
+        p_(1) <= ... <= p_(K)  (the teacher's probabilities, ascending)
+        c_(j) = sum_{i <= j} p_(i) / sum_i p_(i)
+        M_(j) = 1[c_(j) >= mu]
+
+    so the tail is the set of the smallest classes holding less than ``mu`` of the mass and the
+    head the rest. The cumulative sum is divided by its last entry so that ``c_(K) = 1`` exactly:
+    for every ``mu <= 1`` the top-1 class is in the head (``mu = 1``: the head is the top-1 alone,
+    whatever the float rounding of the sum), and ``mu`` at most the smallest probability puts
+    every class in the head. Ties keep ``torch.sort``'s (stable) order.
     """
     sorted_p, order = torch.sort(teacher_probs.float(), dim=-1, descending=False, stable=True)
-    in_head_sorted = sorted_p.cumsum(dim=-1) >= mu
+    cum = sorted_p.cumsum(dim=-1)
+    cum = cum / cum[..., -1:].clamp_min(1e-30)
+    in_head_sorted = cum >= mu
     mask = torch.zeros_like(in_head_sorted)
     return mask.scatter(-1, order, in_head_sorted)
 
 
 def hta_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, tau: float = 2.0,
                 mu: float = 0.5) -> torch.Tensor:
-    """Head-tail-aware KL on logits ``[..., B, K]`` (the leading dims, e.g. T, are averaged)::
+    """Head-tail-aware KL on logits ``[..., B, K]`` (the leading dims, e.g. T, are averaged),
+    in AKL's form (Wu et al., arXiv:2404.02657, Sec. 4; HTA-KL's own equations unverified)::
 
         p = softmax(z_t / tau), q = softmax(z_s / tau), M = head_mask(p, mu)
         g_head = sum_k M_k |p_k - q_k|,  g_tail = sum_k (1 - M_k) |p_k - q_k|
         w_head = g_head / (g_head + g_tail),  w_tail = g_tail / (g_head + g_tail)
         L = tau^2 * mean_b ( w_head * KL(p || q) + w_tail * KL(q || p) )
 
-    the forward KL weighted by the head gap and the reverse KL by the tail gap, per sample. The
-    weights carry gradient (as in the adaptive-KL code); identical distributions give 0.
+    the forward KL weighted by the head gap and the reverse KL by the tail gap, per sample.
+    Consequences used by the tests: ``q = p`` gives 0; ``mu`` at most the smallest ``p_k`` (all
+    classes in the head) gives pure FKL, i.e. Hinton KD ``tau^2 KL(p || q)``; a student that
+    matches the teacher on the head classes (``g_head = 0``) gets pure RKL. The weights carry
+    gradient, as in the public AKL code; where ``g_head + g_tail = 0`` both KLs are 0.
     """
     log_p = F.log_softmax(teacher_logits.detach().float() / tau, dim=-1)
     log_q = F.log_softmax(student_logits.float() / tau, dim=-1)

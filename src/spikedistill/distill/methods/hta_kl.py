@@ -10,10 +10,13 @@ time-averaged logits (``false``)::
 
     L = CE(mean_t z_s[t], y) + weight * 1/T sum_t HTA(z_s[t], z_t)
 
-The head mask and the gap weights are those of the adaptive KL (Wu et al., arXiv:2404.02657)
-that HTA-KL builds on, with the head threshold ``mu`` (default 0.5). Neither the paper's code
-nor its exact per-timestep reduction was available to us: ``per_timestep``, ``tau`` and
-``weight`` are our defaults, not verified against the paper.
+NOT VERIFIED against the paper: its equations, equation numbers and CIFAR hyper-parameters were
+not reachable (the stored copies of arxiv.org/html/2504.20445 and of the pages about it give
+the abstract only; no code for it was found), so ``HTA`` here is the adaptive KL of Wu et al.
+(arXiv:2404.02657) with its head threshold ``mu`` (default 0.5), which has every element the
+abstract names (cumulative-probability mask, adaptive head/tail weights, FKL + RKL). The
+per-timestep reduction, ``tau`` 2 and ``weight`` 1 are our defaults. Treat its numbers as
+those of "adaptive KL per timestep" until checked against the paper.
 """
 
 from __future__ import annotations
