@@ -1,5 +1,6 @@
 """The built-in distillation methods: small Distillers around :mod:`..functional`, one module
-per method family (``kd.py``, ``kdsnn.py``, ``bkdsnn.py``, ``enof.py``, ``ckd.py``), each holding
+per method family (``kd.py``, ``kdsnn.py``, ``bkdsnn.py``, ``enof.py``, ``ckd.py``, ``e2kd.py``,
+``catkd.py``, ``tks.py``, ``tser_kd.py``, ``hta_kl.py``), each holding
 the method, the dataclass of its ``distill.<section>`` and its ``@register_method``.
 
 Discovery: the method registry (:data:`spikedistill.plugins.METHODS`) imports every module of
@@ -23,7 +24,15 @@ nld            ce, nld                    (``distill.ckd``, SAMD off)
 ckd            ce, samd, nld              (``distill.ckd``, preset ``distill.ckd.preset``)
 ckd-released   ce, samd, nld              (``distill.ckd``, released-code preset)
 ckd-paper      ce, samd, nld              (``distill.ckd``, paper preset)
+e2kd           ce, kd, exp                (``distill.e2kd``; teacher Grad-CAM vs student CAM)
+catkd          ce, cat [, kd]             (``distill.catkd``; CAMs of all K; kd if kd_weight > 0)
+tks            ce, tks                    (``distill.tks``; no teacher, per-timestep logits)
+tser-kd        ce, kd, er                 (``distill.tser_kd``; per-timestep; not verified)
+hta-kl         ce, hta                    (``distill.hta_kl``; adaptive KL; not verified)
 =============  ====================================================================
+
+``tser-kd`` and ``hta-kl`` are not verified against their papers' equations (only the
+abstracts were reachable); ``docs/methods.md`` says what each follows instead.
 
 Teacher outputs are always targets (detached), also with ``teacher.mode=released``.
 
