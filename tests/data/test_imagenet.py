@@ -125,6 +125,12 @@ def test_wrong_trees_are_one_line_errors(tmp_path):
 
     dk = tmp_path / "dk"
     make_tree(dk, val="devkit")
+    gt = dk / "ILSVRC2012_devkit_t12" / "data" / "ILSVRC2012_validation_ground_truth.txt"
+    good = gt.read_text()
+    gt.write_text("4\n" + good.split("\n", 1)[1])      # id 4 is the fake devkit's non-leaf synset
+    with pytest.raises(DataError, match=r"line 1: expected an ILSVRC2012_ID .*\(1\.\.3\), got '4'"):
+        index_imagenet(dk)
+    gt.write_text(good)
     (dk / "ILSVRC2012_devkit_t12" / "data" / "meta.mat").unlink()
     with pytest.raises(DataError, match="need the devkit's meta.mat.*data.kwargs.devkit"):
         index_imagenet(dk)
