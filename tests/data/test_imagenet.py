@@ -160,3 +160,27 @@ def test_a_val_class_missing_from_train_is_refused(tmp_path):
     shutil.copytree(tmp_path / "val" / "n01440764", tmp_path / "val" / "n07777777")
     with pytest.raises(DataError, match="class n07777777 is not among the 3 classes"):
         index_imagenet(tmp_path)
+
+
+
+RECIPES = Path(__file__).resolve().parents[2] / "configs" / "imagenet"
+
+
+@pytest.mark.parametrize("method", ["ce", "kd", "bkdsnn", "ckd"])
+def test_imagenet_recipes_load_with_the_sew_schedule(method):
+    from spikedistill.config import load_config
+    from spikedistill.models.registry import list_models
+
+    cfg = load_config(RECIPES / f"sew_resnet34_t4_{method}.yaml")
+    assert cfg.distill.method == method and cfg.model.T == 4
+    assert (cfg.data.name, cfg.data.pipeline, cfg.data.image_size) == ("imagenet", "stream", 224)
+    t = cfg.train
+    assert (t.optimizer, t.lr, t.momentum, t.scheduler, t.epochs) == ("sgd", 0.1, 0.9, "cosine", 320)
+    assert (t.batch_size, t.batch_size_is) == (256, "global")
+    if method != "ce":
+        assert (cfg.teacher.source, cfg.teacher.arch) == ("torchvision", "resnet34")
+    teacher = load_config(RECIPES / "resnet34_teacher.yaml")
+    assert teacher.teacher.arch == teacher.model.arch == "resnet34"
+    if "sew_resnet34" not in list_models():
+        pytest.skip("sew_resnet34 is not registered yet (the SEW-ResNet students)")
+    assert cfg.model.name == "sew_resnet34"
