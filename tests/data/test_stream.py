@@ -261,3 +261,22 @@ def test_train_resume_distill_and_evaluate_streamed(tree, tmp_path):
     splits = load_data(cfg)
     acc = evaluate(full.model, eval_loader_for(splits, 4, torch.device("cpu")), "cpu", "fp32")
     assert acc == full.last_acc
+
+
+def test_the_decode_benchmark_runs_and_counts_images(tree, tmp_path):
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "stream_decode.py"
+    spec = importlib.util.spec_from_file_location("bench_stream_decode", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "b.json"
+    assert mod.main(["--name", "imagenet", "--root", str(tree), "--size", "16", "--batch-size",
+                     "4", "--batches", "2", "--workers", "0", "--compare-memory",
+                     "--memory-subset", "0", "--step-batches", "1", "--step-workers", "0",
+                     "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    stream = [r for r in rows if r["kind"] == "stream"]
+    assert stream[0]["images"] == 8 and stream[0]["train_images"] == 18
+    assert {r["pipeline"] for r in rows if r["kind"] == "steps"} == {"memory", "stream"}
