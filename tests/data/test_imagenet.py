@@ -14,7 +14,10 @@ import torch
 
 from fake_imagenet import WNIDS, make_tree
 from spikedistill.config import build_config
-from spikedistill.data.sets.imagenet import index_imagenet
+from spikedistill.plugins import DATASETS
+
+DATASETS.names()   # discovery first, so the datasets register in their usual order
+from spikedistill.data.sets.imagenet import index_imagenet  # noqa: E402
 from spikedistill.data.stream import decode_rgb, read_sample
 from spikedistill.errors import DataError
 
