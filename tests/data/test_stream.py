@@ -15,7 +15,7 @@ from fake_imagenet import make_tree
 from spikedistill.config import build_config
 from spikedistill.data import epoch_indices
 from spikedistill.data.sampler import EpochShardSampler
-from spikedistill.data.stream import (FileList, StreamLoader, decode_rgb, folder_index,
+from spikedistill.data.stream import (StreamLoader, decode_rgb, folder_index,
                                       read_sample, resolve_pipeline)
 from spikedistill.errors import ConfigError, DataError
 

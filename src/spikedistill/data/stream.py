@@ -37,7 +37,6 @@ given as an ImageFolder folder); otherwise it keeps the in-memory path.
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,10 +256,6 @@ def _bytes_collate(batch):
     return list(data), torch.tensor(labels, dtype=torch.long), list(seeds), list(idx)
 
 
-def worker_count_ok(workers: int) -> int:
-    return max(0, int(workers))
-
-
 class StreamLoader:
     """Batches ``(x float32 [B, 3, S, S], y int64 [B])`` on ``device`` from a :class:`FileList`.
 
@@ -306,7 +301,7 @@ class StreamLoader:
         self.sampler = EpochShardSampler(len(files), shuffle=self.shuffle, seed=self.seed,
                                          rank=self.rank, world_size=self.world_size)
         self.dataset = StreamDataset(files, self.transform, decode_in_worker=decode == "cpu")
-        workers = worker_count_ok(workers)
+        workers = max(0, int(workers))
         kwargs: Dict[str, Any] = {}
         if workers > 0:
             kwargs.update(prefetch_factor=int(prefetch_factor),

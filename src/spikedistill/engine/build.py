@@ -102,14 +102,14 @@ def load_data(cfg: Config):
     """The dataset described by ``cfg.data``: CPU uint8 tensors (``data.pipeline: memory``) or
     an index of files streamed from disk (``stream``, :mod:`spikedistill.data.stream`).
 
-    ``auto`` is resolved here and written back into ``cfg.data.pipeline``, so the saved
-    ``config.yaml`` and checkpoints name the pipeline that ran and a resume uses the same one.
+    ``auto`` is resolved here from the data alone (:func:`~spikedistill.data.stream.
+    resolve_pipeline`), so a resume of the same data resolves it the same way; the config is
+    left as given (``splits.info["pipeline"]`` / the splits' type say which one ran).
     """
     from spikedistill.data import load_from_config
     from spikedistill.data.stream import load_stream, resolve_pipeline
 
-    cfg.data.pipeline = resolve_pipeline(cfg.data)
-    if cfg.data.pipeline == "stream":
+    if resolve_pipeline(cfg.data) == "stream":
         return load_stream(cfg.data)
     return load_from_config(cfg.data)
 
