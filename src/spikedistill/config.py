@@ -217,8 +217,23 @@ class DataConfig:
     kwargs: Dict[str, Any] = field(default_factory=dict)  # options of the dataset's reader
     cache_dir: Optional[str] = None   # decoded uint8 cache (None: $SPIKEDISTILL_CACHE or ~/.cache/spikedistill)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # the streaming pipeline (docs/imagenet.md): decode from disk in DataLoader workers
+    pipeline: str = "auto"           # memory | stream | auto (stream above memory_limit_gib decoded)
+    memory_limit_gib: float = 4.0    # auto: the decoded uint8 splits' size above which it streams
+    workers: int = 4                 # DataLoader worker processes (stream; 0: decode in the trainer)
+    prefetch_factor: int = 2         # batches each worker keeps ready
+    persistent_workers: bool = True  # keep the workers between epochs
+    pin_memory: bool = True          # page-locked batches for asynchronous copies (CUDA only)
+    decode: str = "cpu"              # cpu | cuda (torchvision.io.decode_jpeg on the GPU)
+    crop_scale: Tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area fraction (stream train)
 
     def validate(self, prefix: str = "") -> None:
+        check_choice(self.pipeline, ("memory", "stream", "auto"), _k(prefix, "pipeline"))
+        check_choice(self.decode, ("cpu", "cuda"), _k(prefix, "decode"))
+        check_range(self.memory_limit_gib, _k(prefix, "memory_limit_gib"), low=0.0)
+        check_range(self.workers, _k(prefix, "workers"), low=0)
+        check_range(self.prefetch_factor, _k(prefix, "prefetch_factor"), low=1)
+        check_interval(self.crop_scale, _k(prefix, "crop_scale"), low=0.0, high=1.0)
         key = _k(prefix, "name")
         if self.name not in DATASETS:
             raise ConfigError(f"config key '{key}': unknown dataset {self.name!r}; registered "

@@ -99,10 +99,24 @@ def per_rank_batch(train_cfg, world_size: int) -> Tuple[int, int]:
 
 
 def load_data(cfg: Config):
-    """The dataset described by ``cfg.data`` (CPU uint8 tensors)."""
-    from spikedistill.data import load_from_config
+    """The dataset described by ``cfg.data``: CPU uint8 tensors (``data.pipeline: memory``) or
+    an index of files streamed from disk (``stream``, :mod:`spikedistill.data.stream`).
 
+    ``auto`` is resolved here from the data alone (:func:`~spikedistill.data.stream.
+    resolve_pipeline`), so a resume of the same data resolves it the same way; the config is
+    left as given (``splits.info["pipeline"]`` / the splits' type say which one ran).
+    """
+    from spikedistill.data import load_from_config
+    from spikedistill.data.stream import load_stream, resolve_pipeline
+
+    if resolve_pipeline(cfg.data) == "stream":
+        return load_stream(cfg.data)
     return load_from_config(cfg.data)
+
+
+def is_streamed(splits) -> bool:
+    """True for a dataset of :func:`load_data` that streams from disk."""
+    return getattr(splits, "pipeline", "memory") == "stream"
 
 
 def build_augmentations(cfg: Config, splits):
@@ -115,6 +129,10 @@ def build_augmentations(cfg: Config, splits):
 
     switches = asdict(cfg.data.augment)
     switches["erasing_scale"] = tuple(switches["erasing_scale"])
+    if is_streamed(splits):
+        # crop and flip are per-sample transforms in the workers (RandomResizedCrop + flip);
+        # the device keeps the batch part (AutoAugment / erasing if switched on, normalisation)
+        switches.update(random_crop=False, hflip=False)
     train_aug = build_augment(True, splits.mean, splits.std, **switches)
     if cfg.data.augment.normalize:
         test_aug = build_augment(False, splits.mean, splits.std)
@@ -134,6 +152,16 @@ def build_loaders(cfg: Config, splits, device: torch.device, rank: int, world_si
     from spikedistill.data import DeviceLoader
 
     train_aug, test_aug = build_augmentations(cfg, splits)
+    if is_streamed(splits):
+        from spikedistill.data.stream import stream_loader
+
+        train = stream_loader(splits, "train", cfg.data, batch, augment=train_aug, device=device,
+                              seed=cfg.train.seed, rank=rank, world_size=world_size,
+                              channels_last=cfg.train.channels_last)
+        test = stream_loader(splits, "test", cfg.data, cfg.train.eval_batch_size,
+                             augment=test_aug, device=device, seed=0, rank=rank,
+                             world_size=world_size, channels_last=cfg.train.channels_last)
+        return train, test
     train = DeviceLoader(splits.train.images, splits.train.labels, batch, shuffle=True,
                          drop_last=True, augment=train_aug, device=device, seed=cfg.train.seed,
                          rank=rank, world_size=world_size, channels_last=cfg.train.channels_last)
@@ -152,6 +180,12 @@ def eval_loader_for(splits, batch_size: int, device: torch.device, rank: int = 0
 
     if augment is None:
         augment = build_augment(False, splits.mean, splits.std)
+    if is_streamed(splits):
+        from spikedistill.data.stream import stream_loader
+
+        return stream_loader(splits, "test", getattr(splits, "data_cfg"), batch_size,
+                             augment=augment, device=device, seed=0, rank=rank,
+                             world_size=world_size, channels_last=channels_last, shuffle=shuffle)
     return DeviceLoader(splits.test.images, splits.test.labels, batch_size, shuffle=shuffle,
                         drop_last=False, augment=augment, device=device, seed=0, rank=rank,
                         world_size=world_size, channels_last=channels_last)
@@ -160,6 +194,8 @@ def eval_loader_for(splits, batch_size: int, device: torch.device, rank: int = 0
 def input_shape_of(splits) -> Tuple[int, int, int]:
     """``(C, H, W)`` of one training sample (images ``[N, C, H, W]`` or frames
     ``[N, T, C, H, W]``)."""
+    if is_streamed(splits):
+        return tuple(splits.input_shape)
     return tuple(int(s) for s in splits.train.images.shape[-3:])
 
 
