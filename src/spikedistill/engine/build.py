@@ -99,10 +99,13 @@ def per_rank_batch(train_cfg, world_size: int) -> Tuple[int, int]:
 
 
 def load_data(cfg: Config):
-    """The dataset described by ``cfg.data`` (CPU uint8 tensors)."""
+    """The dataset described by ``cfg.data`` (CPU uint8 tensors); a frame dataset with a ``T``
+    option gets the student's ``model.T`` (a teacher run keeps the dataset's own T)."""
     from spikedistill.data import load_from_config
+    from spikedistill.models import config_role
 
-    return load_from_config(cfg.data)
+    student_T = cfg.model.T if config_role(cfg.model) == "student" else None
+    return load_from_config(cfg.data, T=student_T)
 
 
 def build_augmentations(cfg: Config, splits):
