@@ -108,6 +108,42 @@ def load_data(cfg: Config):
     return load_from_config(cfg.data, T=student_T)
 
 
+DATA_SPLIT_RECORD = "data_split.txt"
+
+
+def write_data_split(run_dir, splits, *, resume: bool = False):
+    """Copy the exact train/test file list the dataset reader used into ``RUN_DIR/data_split.txt``
+    (atomically) and return its path; None for a dataset without one.
+
+    A reader that splits recordings itself (the event datasets, :mod:`spikedistill.data.events.split`)
+    names its list in ``splits.info["split_file"]`` (``train<TAB><class>/<name>`` lines); that
+    file's text is the record, so ``data.kwargs={split: file, split_file: RUN_DIR/data_split.txt}``
+    reproduces the run's split on another machine. ``resume``: the run continues in ``run_dir``,
+    and a record there that lists another split is an error (the run would go on with other data).
+    """
+    from pathlib import Path
+
+    from spikedistill.atomic import atomic_write_text
+    from spikedistill.errors import DataError
+
+    source = (getattr(splits, "info", None) or {}).get("split_file")
+    if not source:
+        return None
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{source}: cannot read the split list the dataset wrote ({exc.strerror})") from None
+    target = Path(run_dir) / DATA_SPLIT_RECORD
+    if resume and target.is_file():
+        from spikedistill.data.events.split import parse_split_text
+
+        if parse_split_text(target.read_text(encoding="utf-8"), target) != parse_split_text(text, source):
+            raise DataError(f"{target}: the run was trained on another train/test split than the one "
+                            f"data.{splits.name} gives now ({source}); resume with the same data.kwargs "
+                            f"or pass split: file, split_file: {target}")
+    return atomic_write_text(target, text)
+
+
 def build_augmentations(cfg: Config, splits):
     """``(train transform, test transform)`` from the ``data.augment`` switches and the
     dataset's mean/std (the test transform only normalises, or only scales to [0, 1] when

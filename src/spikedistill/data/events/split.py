@@ -93,6 +93,11 @@ def read_split_file(path) -> Tuple[List[str], List[str]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise DataError(f"data.kwargs.split_file {path}: cannot read it ({exc.strerror})") from None
+    return parse_split_text(text, path)
+
+
+def parse_split_text(text: str, path="the split list") -> Tuple[List[str], List[str]]:
+    """``(train, test)`` of the text of a list file (``path``: named in errors)."""
     train: List[str] = []
     test: List[str] = []
     for n, line in enumerate(text.splitlines(), 1):

@@ -84,6 +84,10 @@ def load_event_frames(request: ReadRequest, *, expected_classes: int | None = 10
     seed = _int_option(opts, "split_seed", 0, low=0)
     train, test = split_keys(keys, split=split, train_fraction=fraction, seed=seed,
                              split_file=opts.get("split_file"))
+    if not train or not test:
+        raise DataError(f"data.kwargs: the {split} split of the {len(keys)} recordings under {root} leaves "
+                        f"{len(train)} train / {len(test)} test recordings; both must be non-empty "
+                        "(change data.kwargs.train_fraction or the split)")
     info = {"format": layout["format"], "layout": layout["layout"], "T": T, "split_by": split_by,
             "frame_cache": str(path) if request.use_cache else None, "frame_cache_state": cache_state,
             "events": stats.get("events"), "events_per_s": stats.get("events_per_s"),
