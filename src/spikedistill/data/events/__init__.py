@@ -2,12 +2,12 @@
 the frame cache and the emulator of recordings from images.
 
     read_events(path) -> {"t", "x", "y", "p"}       (int64 numpy arrays, SpikingJelly's conventions)
-    write_events(path, events, format="aedat")     (aedat | aedat3 | npz; atomic)
+    write_events(path, events, format="aedat")     (aedat | aedat3 | aedat4 | npz; atomic)
     events_to_frames(events, T, split_by="number", sensor_size=(128, 128)) -> [T, 2, H, W]
 
 Formats are recognised by their bytes: ``#!AER-DAT2.x`` (the CIFAR10-DVS release, see
-:mod:`.aedat`), ``#!AER-DAT3.1``, a ``.npz`` (zip) of SpikingJelly's ``events_np``. AEDAT 4.0
-(``#!AER-DAT4.0``, tonic's ``CIFAR10DVS`` copy) is recognised and refused with a DataError.
+:mod:`.aedat`), ``#!AER-DAT3.1``, ``#!AER-DAT4.0`` (DV; tonic's ``CIFAR10DVS`` copy, see
+:mod:`.aedat4`), a ``.npz`` (zip) of SpikingJelly's ``events_np``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import numpy as np
 
 from spikedistill.atomic import atomic_write
 from spikedistill.data.events.aedat import encode_aedat2, encode_aedat3, read_aedat2, read_aedat3
+from spikedistill.data.events.aedat4 import encode_aedat4, read_aedat4
 from spikedistill.data.events.frames import SPLIT_BY, events_to_frames, resize_counts
 from spikedistill.data.events.npz import encode_events_npz, read_events_npz
 from spikedistill.errors import DataError
 
-FORMATS = ("aedat", "aedat3", "npz")
-SUFFIX = {"aedat": ".aedat", "aedat3": ".aedat", "npz": ".npz"}
+FORMATS = ("aedat", "aedat3", "aedat4", "npz")
+SUFFIX = {"aedat": ".aedat", "aedat3": ".aedat", "aedat4": ".aedat4", "npz": ".npz"}
 
 
 def decode_events(data: bytes, name: str = "<bytes>") -> Dict[str, np.ndarray]:
@@ -34,12 +35,12 @@ def decode_events(data: bytes, name: str = "<bytes>") -> Dict[str, np.ndarray]:
     if data.startswith(b"#!AER-DAT3"):
         return read_aedat3(data, name)
     if data.startswith(b"#!AER-DAT4"):
-        raise DataError(f"{name}: AEDAT 4.0 (tonic's CIFAR10DVS copy) is not decoded by spikedistill; "
-                        "use the original AEDAT 2.0 release or SpikingJelly's events_np/")
+        return read_aedat4(data, name)
     if data.startswith(b"PK"):
         return read_events_npz(data, name)
-    raise DataError(f"{name}: unknown event file format (expected an AEDAT 2.0/3.1 header "
-                    f"'#!AER-DAT2.0' / '#!AER-DAT3.1' or a SpikingJelly .npz), starts with {data[:12]!r}")
+    raise DataError(f"{name}: unknown event file format (expected an AEDAT 2.0/3.1/4.0 header "
+                    f"'#!AER-DAT2.0' / '#!AER-DAT3.1' / '#!AER-DAT4.0' or a SpikingJelly .npz), "
+                    f"starts with {data[:12]!r}")
 
 
 def read_events(path: os.PathLike, data: Optional[bytes] = None) -> Dict[str, np.ndarray]:
@@ -58,6 +59,8 @@ def encode_events(events: Dict[str, np.ndarray], format: str = "aedat") -> bytes
         return encode_aedat2(events)
     if format == "aedat3":
         return encode_aedat3(events)
+    if format == "aedat4":
+        return encode_aedat4(events)
     if format == "npz":
         return encode_events_npz(events)
     raise DataError(f"unknown event format {format!r} (expected one of {', '.join(FORMATS)})")

@@ -7,8 +7,7 @@ in place from a ``.zip`` / ``.tar`` / ``.tar.gz``.
 - SpikingJelly's converted events ``events_np/<class>/<stem>.npz`` and its frame folders
   ``frames_number_<T>_split_by_<how>/<class>/<stem>.npz`` (used when ``T`` and ``split_by``
   match the request);
-- tonic's ``CIFAR10DVS/<class>/<stem>.aedat4`` (AEDAT 4.0; recognised, not decoded: see
-  :func:`spikedistill.data.events.read_events`).
+- tonic's ``CIFAR10DVS/<class>/<stem>.aedat4`` (AEDAT 4.0, :mod:`spikedistill.data.events.aedat4`).
 
 A recording is named ``<class>/<stem>`` whatever its format, so one split file list serves the
 release and SpikingJelly's copies alike. Labels are the positions of the class folders sorted by
