@@ -1,6 +1,6 @@
 """``spikedistill events emulate | info | convert``: event-camera recordings.
 
-    spikedistill events emulate --data.name cifar10 --data.root PATH --out DIR [--format aedat|aedat3|npz]
+    spikedistill events emulate --data.name cifar10 --data.root PATH --out DIR [--format aedat|aedat3|aedat4|npz]
                                 [--train-subset N --test-subset N] [--seed S] [--workers W]
     spikedistill events info PATH            # recordings, classes, formats, events, event rate
     spikedistill events convert PATH [--T 10] [--split-by number] [--size 48] [--workers W]
@@ -26,7 +26,7 @@ def register(sub) -> None:
     e = s.add_parser("emulate", help="turn an image dataset (data.name, data.root) into emulated event recordings")
     add_config_args(e)
     e.add_argument("--out", required=True, help="output folder (<class>/<name>.aedat, split.txt, emulate.json)")
-    e.add_argument("--format", default="aedat", help="aedat (AEDAT 2.0, the release's) | aedat3 | npz")
+    e.add_argument("--format", default="aedat", help="aedat (AEDAT 2.0, the release's) | aedat3 | aedat4 (tonic's) | npz")
     e.add_argument("--train-subset", type=int, default=None, help="class-balanced train images (default data.train_subset)")
     e.add_argument("--test-subset", type=int, default=None, help="class-balanced test images (default data.test_subset)")
     e.add_argument("--seed", type=int, default=0)
