@@ -401,9 +401,9 @@ def test_cifar10_root_detects_image_folder_archive(tmp_path, cache):
 
 
 def test_unknown_dataset_lists_known():
-    with pytest.raises(DataError, match="unknown dataset 'mnist'.*cifar10, cifar100, digits, imagefolder"):
+    with pytest.raises(DataError, match="unknown dataset 'mnist'.*cifar10, cifar100, cifar10dvs, digits, imagefolder, imagenet"):
         load_dataset("mnist")
-    assert set(DATASETS) == {"digits", "cifar10", "cifar100", "imagefolder", "imagenet"}
+    assert set(DATASETS) == {"digits", "cifar10", "cifar100", "cifar10dvs", "imagefolder", "imagenet"}
 
 
 def test_missing_roots_name_path_and_expectation(tmp_path):

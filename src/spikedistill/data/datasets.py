@@ -152,6 +152,7 @@ def load_dataset(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     options: dict | None = None,
+    T: int | None = None,
 ) -> DatasetSplits:
     """Load the registered dataset ``name`` into CPU uint8 tensors.
 
@@ -161,7 +162,8 @@ def load_dataset(
     ``~/.cache/spikedistill``); ``use_cache=False`` never reads or writes the cache.
     ``mean``/``std``: normalisation constants (None: the dataset's registered ones, else the
     training split's own, see :func:`channel_stats`). ``options``: the reader's own options
-    (``data.kwargs``).
+    (``data.kwargs``). ``T``: the number of frames the model runs (its ``model.T``): a frame
+    dataset that takes the option ``T`` gets it unless ``options`` sets ``T`` itself.
     """
     registry = DATASETS
     if name not in registry:
@@ -174,6 +176,8 @@ def load_dataset(
     if image_size is not None and (not isinstance(image_size, (int, np.integer)) or image_size < 1):
         raise DataError(f"image_size must be a positive integer or None, got {image_size!r}")
     options = dict(options or {})
+    if T is not None and spec.frames and "T" in spec.options and "T" not in options:
+        options["T"] = int(T)
     unknown = sorted(set(options) - set(spec.options))
     if unknown:
         raise DataError(f"data.kwargs: dataset '{name}' does not take {', '.join(unknown)}"
@@ -190,7 +194,7 @@ def load_dataset(
     if info.pop("subset", None) != "applied":
         data = subset_raw(data, train_subset, test_subset, subset_seed)
     source = info.pop("source", None) or data.source
-    _check_declared(spec, data, source)
+    _check_declared(spec, data, source, options.get("T") if "T" in spec.options else None)
     train_images, test_images = data.train_images, data.test_images
     if image_size is not None:
         train_images, test_images = _resize(train_images, image_size), _resize(test_images, image_size)
@@ -224,8 +228,10 @@ def load_dataset(
     )
 
 
-def _check_declared(spec, data: readers.RawDataset, source: str) -> None:
-    """The data a reader returned must match what its dataset declared."""
+def _check_declared(spec, data: readers.RawDataset, source: str, T: int | None = None) -> None:
+    """The data a reader returned must match what its dataset declared (``T``: the frames the
+    request asked for, else the declared ``spec.T``)."""
+    want_T = spec.T if T is None else int(T)
     if spec.num_classes is not None and len(data.class_names) != spec.num_classes:
         raise DataError(f"{source} has {len(data.class_names)} classes but {spec.name} has {spec.num_classes}")
     ndim = 5 if spec.frames else 4
@@ -234,18 +240,18 @@ def _check_declared(spec, data: readers.RawDataset, source: str) -> None:
             shape = "[N, T, C, H, W]" if spec.frames else "[N, C, H, W]"
             raise DataError(f"dataset '{spec.name}' ({source}): {split} images must be {shape}, "
                             f"got shape {tuple(images.shape)}")
-        if spec.frames and images.shape[1] != spec.T:
+        if spec.frames and images.shape[1] != want_T:
             raise DataError(f"dataset '{spec.name}' ({source}): {split} has {images.shape[1]} "
-                            f"frames per sample but the dataset declares T={spec.T}")
+                            f"frames per sample but the dataset declares T={want_T}")
         if spec.in_channels is not None and images.shape[-3] != spec.in_channels:
             raise DataError(f"dataset '{spec.name}' ({source}): {split} images have "
                             f"{images.shape[-3]} channels but the dataset declares {spec.in_channels}")
 
 
-def load_from_config(data_cfg, *, use_cache: bool = True) -> DatasetSplits:
+def load_from_config(data_cfg, *, use_cache: bool = True, T: int | None = None) -> DatasetSplits:
     """:func:`load_dataset` with the arguments of a ``data`` config section
-    (:class:`spikedistill.config.DataConfig`)."""
+    (:class:`spikedistill.config.DataConfig`); ``T``: the student's ``model.T``."""
     d = data_cfg
     return load_dataset(d.name, d.root, train_subset=d.train_subset, test_subset=d.test_subset,
                         subset_seed=d.subset_seed, image_size=d.image_size, cache_dir=d.cache_dir,
-                        use_cache=use_cache, mean=d.mean, std=d.std, options=d.kwargs)
+                        use_cache=use_cache, mean=d.mean, std=d.std, options=d.kwargs, T=T)

@@ -191,10 +191,16 @@ from spikedistill.distill.registry import (build_method, get_method, list_method
 
 @register_method("ce")
 class CrossEntropy(Distiller):
-    """The student alone: ``L = CE(z_s, y)``. Also trains ANN teachers."""
+    """The student alone: ``L = CE(z_s, y)``. Also trains ANN teachers; an ANN given frames
+    ``[T, B, C, H, W]`` sees them as ``teacher.frames`` says (:func:`teacher_input`), as in
+    evaluation."""
 
     requires_teacher = False
 
     def forward_train(self, x, y, ctx=None):
-        logits = self.student(x)
+        if x.dim() == 5 and not getattr(self.student, "is_spiking", False):
+            xin, steps = teacher_input(x, getattr(self, "teacher_frames", "mean"))
+            logits = time_mean(self.student(xin), steps)
+        else:
+            logits = self.student(x)
         return logits, {"ce": self.cross_entropy(logits, y)}

@@ -104,14 +104,54 @@ def load_data(cfg: Config):
 
     ``auto`` is resolved here from the data alone (:func:`~spikedistill.data.stream.
     resolve_pipeline`), so a resume of the same data resolves it the same way; the config is
-    left as given (``splits.info["pipeline"]`` / the splits' type say which one ran).
+    left as given (``splits.info["pipeline"]`` / the splits' type say which one ran). A frame
+    dataset with a ``T`` option gets the student's ``model.T`` (a teacher run keeps the
+    dataset's own T).
     """
     from spikedistill.data import load_from_config
     from spikedistill.data.stream import load_stream, resolve_pipeline
+    from spikedistill.models import config_role
 
     if resolve_pipeline(cfg.data) == "stream":
         return load_stream(cfg.data)
-    return load_from_config(cfg.data)
+    student_T = cfg.model.T if config_role(cfg.model) == "student" else None
+    return load_from_config(cfg.data, T=student_T)
+
+
+DATA_SPLIT_RECORD = "data_split.txt"
+
+
+def write_data_split(run_dir, splits, *, resume: bool = False):
+    """Copy the exact train/test file list the dataset reader used into ``RUN_DIR/data_split.txt``
+    (atomically) and return its path; None for a dataset without one.
+
+    A reader that splits recordings itself (the event datasets, :mod:`spikedistill.data.events.split`)
+    names its list in ``splits.info["split_file"]`` (``train<TAB><class>/<name>`` lines); that
+    file's text is the record, so ``data.kwargs={split: file, split_file: RUN_DIR/data_split.txt}``
+    reproduces the run's split on another machine. ``resume``: the run continues in ``run_dir``,
+    and a record there that lists another split is an error (the run would go on with other data).
+    """
+    from pathlib import Path
+
+    from spikedistill.atomic import atomic_write_text
+    from spikedistill.errors import DataError
+
+    source = (getattr(splits, "info", None) or {}).get("split_file")
+    if not source:
+        return None
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"{source}: cannot read the split list the dataset wrote ({exc.strerror})") from None
+    target = Path(run_dir) / DATA_SPLIT_RECORD
+    if resume and target.is_file():
+        from spikedistill.data.events.split import parse_split_text
+
+        if parse_split_text(target.read_text(encoding="utf-8"), target) != parse_split_text(text, source):
+            raise DataError(f"{target}: the run was trained on another train/test split than the one "
+                            f"data.{splits.name} gives now ({source}); resume with the same data.kwargs "
+                            f"or pass split: file, split_file: {target}")
+    return atomic_write_text(target, text)
 
 
 def is_streamed(splits) -> bool:

@@ -105,7 +105,8 @@ def warn(msg: str) -> None:
 #: the lock file of a run directory, present while a run holds it
 LOCK_NAME = "run.lock"
 #: what a run writes in its directory (removed by ``overwrite=True`` before starting over)
-RUN_FILES = (LAST_NAME, BEST_NAME, "config.yaml", "metrics.csv", TEACHER_RECORD, "curves.png")
+RUN_FILES = (LAST_NAME, BEST_NAME, "config.yaml", "metrics.csv", TEACHER_RECORD, "curves.png",
+             "data_split.txt")
 RUN_FOLDERS = ("tensorboard",)
 
 

@@ -52,7 +52,8 @@ from spikedistill.engine.build import (autocast_context, build_augmentations, bu
                                        build_scheduler, build_student, build_teacher,
                                        configure_determinism, eval_loader_for, input_shape_of,
                                        load_data, per_rank_batch, resolve_amp, seed_everything,
-                                       teacher_label, trainable_parameters, wrap_for_training)
+                                       teacher_label, trainable_parameters, wrap_for_training,
+                                       write_data_split)
 from spikedistill.engine.callbacks import (PROGRESS_EVERY, Callback, CallbackList,
                                            EpochHookCallback, engine_callbacks)
 from spikedistill.engine.checkpoint import BEST_NAME, LAST_NAME, check_same_model, save_checkpoint
@@ -267,6 +268,7 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
     if info.is_main:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run.run_dir / "config.yaml")
+        write_data_split(run.run_dir, splits, resume=ckpt is not None)
         if run.teacher_info is not None:
             write_teacher_record(run.run_dir, run.teacher_info)
     _log(f"run {run.run_dir}: {student.model_name} "
