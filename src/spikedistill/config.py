@@ -94,6 +94,7 @@ class NeuronConfig:
 
 MODEL_SOURCES = ("spikedistill", "spikingjelly", "torchvision", "timm", "python")
 TEACHER_FRAMES = ("mean", "per_step")
+SEW_CONNECTS = ("ADD", "IAND", "AND")   # spike-element-wise functions g(A, S) of SEW-ResNets
 
 
 def _check_source(cfg, prefix: str) -> None:
@@ -127,12 +128,19 @@ class ModelConfig:
     T: int = 1                       # timesteps (students only)
     width_mult: Optional[int] = None  # None: the architecture's default (resnet19: 8, resnet20: 1)
     last_activation: str = "relu"    # relu (released code, EnOF's RepAct) | lif
+    connect: Optional[str] = None    # SEW-ResNet residual g(A, S): ADD | IAND | AND (None: ADD)
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.T, _k(prefix, "T"), low=1)
         check_range(self.width_mult, _k(prefix, "width_mult"), low=1)
         check_choice(self.last_activation, ("relu", "lif"), _k(prefix, "last_activation"))
+        if self.connect is not None:
+            check_choice(self.connect, SEW_CONNECTS, _k(prefix, "connect"))
+            if self.source != "spikedistill":
+                raise ConfigError(f"config key '{_k(prefix, 'connect')}': model.connect is for "
+                                  "the registered SEW-ResNets; a network of another library takes "
+                                  "its own argument in model.kwargs (SpikingJelly: cnf)")
         _check_source(self, prefix or "model")
 
 
