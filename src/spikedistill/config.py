@@ -270,6 +270,7 @@ class TrainConfig:
     threads: int = 0                 # torch CPU threads (0: leave torch's default)
     find_unused_parameters: bool = False  # DDP: only for methods that skip parameters in a step
     deterministic: bool = False      # deterministic CUDA kernels (bitwise-reproducible resume on GPU, slower)
+    checkpoint_stages: Union[str, List[int]] = field(default_factory=list)  # recompute these stages (1-based, or all) in backward
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.epochs, _k(prefix, "epochs"), low=1)
@@ -288,6 +289,21 @@ class TrainConfig:
         check_choice(self.optimizer, ("sgd", "adamw"), _k(prefix, "optimizer"))
         check_choice(self.scheduler, ("cosine", "onecycle", "constant"), _k(prefix, "scheduler"))
         check_choice(self.amp, ("auto", "bf16", "fp16", "fp32"), _k(prefix, "amp"))
+        _check_checkpoint_stages(self.checkpoint_stages, _k(prefix, "checkpoint_stages"))
+
+
+def _check_checkpoint_stages(value: Any, key: str) -> None:
+    """``train.checkpoint_stages``: ``all`` or distinct stage numbers >= 1 (the upper bound,
+    the model's stage count, is checked when the model is built)."""
+    if isinstance(value, str):
+        if value != "all":
+            raise ConfigError(f"config key '{key}': expected 'all' or a list of stage numbers "
+                              f"(1-based, e.g. [2, 3]), got {value!r}")
+        return
+    for i, s in enumerate(value):
+        check_range(s, f"{key}[{i}]", low=1)
+        if s in value[:i]:
+            raise ConfigError(f"config key '{key}[{i}]': stage {s} is listed twice")
 
 
 @dataclass
