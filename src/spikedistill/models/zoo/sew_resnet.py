@@ -32,7 +32,7 @@ Head: GAP per timestep, ``fc`` (``Linear(C, K)``); ``z_s = mean_t fc(GAP(F_4[t])
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -144,8 +144,8 @@ class SEWBottleneck(SEWBasicBlock):
 
 
 class SEWResNet(DistillModel):
-    """SEW-ResNet student; taps ``layer1..layer4`` ``[T, B, C, H, W]`` (spikes, or spike counts
-    up to 2 per step with ADD). Input: images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``.
+    """SEW-ResNet student; taps ``layer1..layer4`` ``[T, B, C, H, W]`` (spikes with AND / IAND;
+    with ADD non-negative integers: the identity path sums the spikes of the blocks). Input: images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``.
 
     Args:
         arch: ``sew_resnet18`` | ``sew_resnet34`` | ``sew_resnet50``.
