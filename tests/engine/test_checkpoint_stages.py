@@ -130,7 +130,9 @@ def test_checkpointed_stages_save_less_for_backward():
     assert every < 0.5 * base
 
 
-def test_tapped_spikingjelly_student_with_checkpointed_stages():
+def test_stateful_spikingjelly_neurons_are_reset_after_the_recompute():
+    # without the reset the recompute leaves each IFNode's v a tensor of the freed graph and
+    # the second step fails ("backward through the graph a second time")
     pytest.importorskip("spikingjelly")
     from spikingjelly.activation_based import neuron
 

@@ -19,9 +19,10 @@ layers normalise with the batch statistics in the recompute as in the forward, b
 running statistics (and ``num_batches_tracked``) are updated only once, by the forward: the
 recompute runs the very same code (so autograd saves the same tensors) and the buffers of every
 ``_BatchNorm`` of the stage are restored to their values from before the recompute.
-SpikingJelly 2.0's multi-step neurons (a tapped ``spikingjelly/...`` student) start every call
-from their reset state, so their recompute is exact too (tested). Without grad (evaluation) a
-stage runs plainly.
+Stateful neurons of other libraries (a tapped ``spikingjelly/...`` student) are reset with the
+model's ``reset`` after the recompute, as after every forward: the recompute leaves their
+membrane ``v`` as a tensor of the backward graph, and the next batch would start from it.
+Without grad (evaluation) a stage runs plainly.
 
 The wrapping sets an instance ``forward`` on the stage module: parameters, buffers, state-dict
 keys and forward hooks (feature taps) are unchanged.
@@ -30,7 +31,7 @@ keys and forward hooks (feature taps) are unchanged.
 from __future__ import annotations
 
 import contextlib
-from typing import List, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -97,9 +98,11 @@ def frozen_batchnorm_stats(module: nn.Module):
                 b.copy_(value)
 
 
-def checkpoint_module(module: nn.Module) -> nn.Module:
+def checkpoint_module(module: nn.Module, after_recompute: Optional[Callable[[], None]] = None
+                      ) -> nn.Module:
     """Make ``module`` recompute its forward in backward (non-reentrant checkpoint), with the
-    BatchNorm running statistics updated once per step (see the module doc). Idempotent."""
+    BatchNorm running statistics updated once per step (see the module doc); ``after_recompute``
+    runs after each recompute (the model's neuron reset). Idempotent."""
     if getattr(module, "_sd_checkpointed", False):
         return module
     inner = module.forward
@@ -113,8 +116,12 @@ def checkpoint_module(module: nn.Module) -> nn.Module:
             calls[0] += 1
             if calls[0] == 1:          # the forward pass
                 return inner(*a, **k)
-            with frozen_batchnorm_stats(module):   # the recompute in backward
-                return inner(*a, **k)
+            try:
+                with frozen_batchnorm_stats(module):   # the recompute in backward
+                    return inner(*a, **k)
+            finally:
+                if after_recompute is not None:
+                    after_recompute()
 
         return checkpoint(run, *args, use_reentrant=False, preserve_rng_state=True, **kwargs)
 
@@ -131,8 +138,10 @@ def apply_checkpointing(model: nn.Module, spec: Union[str, Sequence[int], None])
     if chosen and not stages:
         raise ConfigError(f"config key '{KEY}': {type(model).__name__} exposes no stages "
                           "(no checkpoint_modules() and no feature_names)")
+    reset, net = getattr(model, "_reset", None), getattr(model, "net", None)
+    after = (lambda: reset(net)) if callable(reset) and net is not None else None
     for i in chosen:
-        checkpoint_module(stages[i][1])
+        checkpoint_module(stages[i][1], after)
     return [stages[i][0] for i in chosen]
 
 
