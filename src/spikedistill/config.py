@@ -116,7 +116,10 @@ class ModelConfig:
     ``arch`` from that library (``spikingjelly``: ``spikingjelly.activation_based.model``,
     ``torchvision``/``timm``: their model factories, ``python``: ``package.module:factory``)
     with ``kwargs``, tapped at the modules ``features`` (dotted paths) with ``classifier``
-    the module producing the logits.
+    the module producing the logits. A registered model takes ``kwargs`` too (its factory's
+    extra arguments, e.g. ``stem: cifar`` of the SEW-ResNets; unknown ones are a ConfigError).
+    ``connect`` is the SEW-ResNets' residual function ``g(A, S)`` (``ADD | IAND | AND``; a
+    field rather than a ``kwargs`` entry so that it is validated when the config is loaded).
     """
 
     name: str = "spiking_resnet20"
