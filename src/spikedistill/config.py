@@ -99,6 +99,7 @@ class NeuronConfig:
 
 MODEL_SOURCES = ("spikedistill", "spikingjelly", "torchvision", "timm", "python")
 TEACHER_FRAMES = ("mean", "per_step")
+SEW_CONNECTS = ("ADD", "IAND", "AND")   # spike-element-wise functions g(A, S) of SEW-ResNets
 
 
 def _check_source(cfg, prefix: str) -> None:
@@ -120,7 +121,10 @@ class ModelConfig:
     ``arch`` from that library (``spikingjelly``: ``spikingjelly.activation_based.model``,
     ``torchvision``/``timm``: their model factories, ``python``: ``package.module:factory``)
     with ``kwargs``, tapped at the modules ``features`` (dotted paths) with ``classifier``
-    the module producing the logits.
+    the module producing the logits. A registered model takes ``kwargs`` too (its factory's
+    extra arguments, e.g. ``stem: cifar`` of the SEW-ResNets; unknown ones are a ConfigError).
+    ``connect`` is the SEW-ResNets' residual function ``g(A, S)`` (``ADD | IAND | AND``; a
+    field rather than a ``kwargs`` entry so that it is validated when the config is loaded).
     """
 
     name: str = "spiking_resnet20"
@@ -132,12 +136,19 @@ class ModelConfig:
     T: int = 1                       # timesteps (students only)
     width_mult: Optional[int] = None  # None: the architecture's default (resnet19: 8, resnet20: 1)
     last_activation: str = "relu"    # relu (released code, EnOF's RepAct) | lif
+    connect: Optional[str] = None    # SEW-ResNet residual g(A, S): ADD | IAND | AND (None: ADD)
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.T, _k(prefix, "T"), low=1)
         check_range(self.width_mult, _k(prefix, "width_mult"), low=1)
         check_choice(self.last_activation, ("relu", "lif"), _k(prefix, "last_activation"))
+        if self.connect is not None:
+            check_choice(self.connect, SEW_CONNECTS, _k(prefix, "connect"))
+            if self.source != "spikedistill":
+                raise ConfigError(f"config key '{_k(prefix, 'connect')}': model.connect is for "
+                                  "the registered SEW-ResNets; a network of another library takes "
+                                  "its own argument in model.kwargs (SpikingJelly: cnf)")
         _check_source(self, prefix or "model")
 
 
@@ -282,6 +293,7 @@ class TrainConfig:
     threads: int = 0                 # torch CPU threads (0: leave torch's default)
     find_unused_parameters: bool = False  # DDP: only for methods that skip parameters in a step
     deterministic: bool = False      # deterministic CUDA kernels (bitwise-reproducible resume on GPU, slower)
+    checkpoint_stages: Union[str, List[int]] = field(default_factory=list)  # recompute these stages (1-based, or all) in backward
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.epochs, _k(prefix, "epochs"), low=1)
@@ -300,6 +312,21 @@ class TrainConfig:
         check_choice(self.optimizer, ("sgd", "adamw"), _k(prefix, "optimizer"))
         check_choice(self.scheduler, ("cosine", "onecycle", "constant"), _k(prefix, "scheduler"))
         check_choice(self.amp, ("auto", "bf16", "fp16", "fp32"), _k(prefix, "amp"))
+        _check_checkpoint_stages(self.checkpoint_stages, _k(prefix, "checkpoint_stages"))
+
+
+def _check_checkpoint_stages(value: Any, key: str) -> None:
+    """``train.checkpoint_stages``: ``all`` or distinct stage numbers >= 1 (the upper bound,
+    the model's stage count, is checked when the model is built)."""
+    if isinstance(value, str):
+        if value != "all":
+            raise ConfigError(f"config key '{key}': expected 'all' or a list of stage numbers "
+                              f"(1-based, e.g. [2, 3]), got {value!r}")
+        return
+    for i, s in enumerate(value):
+        check_range(s, f"{key}[{i}]", low=1)
+        if s in value[:i]:
+            raise ConfigError(f"config key '{key}[{i}]': stage {s} is listed twice")
 
 
 @dataclass

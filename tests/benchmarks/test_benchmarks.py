@@ -152,3 +152,17 @@ def test_pytest_summary_parsing():
     assert gc.pytest_counts("....\n3 passed, 2 skipped, 1 failed, 4 deselected in 1.0s\n") == {
         "passed": 3, "failed": 1, "skipped": 2, "errors": 0, "deselected": 4}
     assert gc.pytest_counts("1 error in 0.1s")["errors"] == 1
+
+
+def test_checkpoint_memory_benchmark_on_cpu(tmp_path):
+    # a tiny SEW-ResNet-18: every setting runs in its own process, gradients agree with the
+    # unchecked baseline (check ok), and the ratios are against that baseline
+    data, stdout = _run(["benchmarks/checkpoint_memory.py", "--arch", "sew_resnet18",
+                         "--width-mult", "1", "--T", "2", "--size", "32", "--batch", "2",
+                         "--classes", "5", "--steps", "1", "--settings", "2,3", "all"], tmp_path)
+    rows = {r["setting"]: r for r in data["results"]}
+    assert list(rows) == ["none", "2,3", "all"]
+    assert rows["2,3"]["stages"] == ["layer2", "layer3"] and rows["none"]["stages"] == []
+    assert all(r["check"] == "ok" and r["peak_mb"] > 0 and r["step_s"] > 0 for r in rows.values())
+    assert rows["none"]["mem_ratio"] == 1.0 and rows["none"]["time_ratio"] == 1.0
+    assert "checkpoint_stages" in stdout

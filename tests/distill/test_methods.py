@@ -27,6 +27,9 @@ def _teacher_for(student_name: str) -> str:
 def _pair(student_name="spiking_resnet20", seed=0, T=2):
     torch.manual_seed(seed)
     student = create_model(student_name, num_classes=K, T=T, width_mult=1)
+    if student_name.startswith("sew_"):     # 4 stages at H/4..H/32: torchvision's ResNet taps
+        teacher = create_model("torchvision/resnet18", num_classes=K, input_shape=(3, SIZE, SIZE))
+        return student, teacher
     teacher = create_model(_teacher_for(student_name), num_classes=K, width_mult=1)
     return student, teacher
 

@@ -305,11 +305,16 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg, steps_per_epoch
 def build_student(cfg: Config, num_classes: int, in_channels: int,
                   input_shape: Tuple[int, int, int]) -> nn.Module:
     """The network ``cfg.model`` describes (any ``model.source``), seeded with ``train.seed``
-    first so that its initialisation is a function of the seed."""
+    first so that its initialisation is a function of the seed; the stages named by
+    ``train.checkpoint_stages`` recompute their forward in backward
+    (:mod:`spikedistill.models.checkpointing`)."""
     from spikedistill.models import build_model
+    from spikedistill.models.checkpointing import apply_checkpointing
 
     seed_everything(cfg.train.seed)
-    return build_model(cfg.model, num_classes, in_channels, input_shape=tuple(input_shape))
+    model = build_model(cfg.model, num_classes, in_channels, input_shape=tuple(input_shape))
+    apply_checkpointing(model, getattr(cfg.train, "checkpoint_stages", None))
+    return model
 
 
 def teacher_label(provenance: Dict[str, Any]) -> str:

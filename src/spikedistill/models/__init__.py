@@ -48,14 +48,37 @@ def model_kwargs(model_cfg, num_classes: int, in_channels: int,
         kwargs["width_mult"] = model_cfg.width_mult
     if model_role(model_cfg.name) == "student":
         from dataclasses import asdict
-        kwargs.update(T=model_cfg.T, last_activation=model_cfg.last_activation,
-                      neuron=asdict(model_cfg.neuron))
+        kwargs.update(T=model_cfg.T, neuron=asdict(model_cfg.neuron))
+        kwargs.update(student_options(model_cfg))
     for key, value in dict(model_cfg.kwargs or {}).items():
         if key in kwargs:
             raise ConfigError(f"config key 'model.kwargs.{key}': set it as model.{key}, not "
                               "through model.kwargs")
         kwargs[key] = value
     return kwargs
+
+
+def student_options(model_cfg) -> Dict[str, Any]:
+    """The architecture options of a registered student that its factory takes:
+    ``last_activation`` (spiking ResNets) and ``connect`` (SEW-ResNets; ConfigError naming
+    ``model.connect`` when set for a model without a connect function)."""
+    import inspect
+
+    from spikedistill.errors import ConfigError
+    from spikedistill.models.registry import _entry
+
+    params = inspect.signature(_entry(model_cfg.name)["factory"]).parameters
+    out: Dict[str, Any] = {}
+    if "last_activation" in params:
+        out["last_activation"] = model_cfg.last_activation
+    connect = getattr(model_cfg, "connect", None)
+    if connect is not None:
+        if "connect" not in params:
+            raise ConfigError(f"config key 'model.connect': model {model_cfg.name!r} has no "
+                              "spike-element-wise connect function (SEW-ResNets have one); "
+                              "leave it null")
+        out["connect"] = connect
+    return out
 
 
 def build_model(model_cfg, num_classes: int, in_channels: int,
