@@ -115,12 +115,24 @@ def build_augmentations(cfg: Config, splits):
 
     switches = asdict(cfg.data.augment)
     switches["erasing_scale"] = tuple(switches["erasing_scale"])
+    for key in ("mixup", "cutmix", "mix_prob", "switch_prob", "mix_off_epoch"):
+        switches.pop(key)                      # batch-level: build_mixer, not the per-sample chain
     train_aug = build_augment(True, splits.mean, splits.std, **switches)
     if cfg.data.augment.normalize:
         test_aug = build_augment(False, splits.mean, splits.std)
     else:
         test_aug = BatchAugment(mean=tuple(splits.mean), std=tuple(splits.std), normalize=False)
     return train_aug, test_aug
+
+
+def build_mixer(cfg: Config, splits):
+    """The train loader's Mixup / CutMix (:class:`spikedistill.data.mix.BatchMixer`) when
+    ``data.augment.mixup`` or ``data.augment.cutmix`` is positive, else None."""
+    from spikedistill.data.mix import BatchMixer
+
+    if not BatchMixer.enabled(cfg.data.augment):
+        return None
+    return BatchMixer(cfg.data.augment, splits.num_classes)
 
 
 def build_loaders(cfg: Config, splits, device: torch.device, rank: int, world_size: int,
@@ -136,7 +148,8 @@ def build_loaders(cfg: Config, splits, device: torch.device, rank: int, world_si
     train_aug, test_aug = build_augmentations(cfg, splits)
     train = DeviceLoader(splits.train.images, splits.train.labels, batch, shuffle=True,
                          drop_last=True, augment=train_aug, device=device, seed=cfg.train.seed,
-                         rank=rank, world_size=world_size, channels_last=cfg.train.channels_last)
+                         rank=rank, world_size=world_size, channels_last=cfg.train.channels_last,
+                         mix=build_mixer(cfg, splits))
     test = eval_loader_for(splits, cfg.train.eval_batch_size, device, rank, world_size,
                            test_aug, channels_last=cfg.train.channels_last)
     return train, test
