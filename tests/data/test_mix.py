@@ -36,8 +36,9 @@ class _FakeNumpyRandom:
 
 # (u0 mix coin, u1 switch coin, u2, u3 box centre, lam draw): mixup, cutmix, clipped cutmix,
 # not mixed (u0 >= mix_prob)
+# (odd box sides), not mixed (u0 >= mix_prob)
 CASES = [(0.1, 0.9, 0.3, 0.6, 0.7), (0.2, 0.1, 0.55, 0.4, 0.64), (0.3, 0.2, 0.02, 0.97, 0.3),
-         (0.95, 0.1, 0.5, 0.5, 0.4)]
+         (0.25, 0.3, 0.5, 0.5, 0.5), (0.95, 0.1, 0.5, 0.5, 0.4)]
 
 
 @pytest.mark.parametrize("u0, u1, u2, u3, lam", CASES)
@@ -85,6 +86,9 @@ def test_cutmix_box_and_corrected_lam_golden_by_hand():
     # centre (0, 3): rows [clip(-1), 0 + 1) = [0, 1), cols [2, min(4, 4)) = [2, 4): area 2
     box = cutmix_box(4, 4, torch.tensor(0.75), torch.tensor(0), torch.tensor(3))
     assert box.tolist() == [0, 1, 2, 4]
+    # lam 7/16: sqrt(9/16) -> a 3x3 box; centre (2, 2): [2 - 1, 2 + (3 + 1) // 2) = [1, 4)
+    box = cutmix_box(4, 4, torch.tensor(7 / 16), torch.tensor(2), torch.tensor(2))
+    assert box.tolist() == [1, 4, 1, 4]
     m = _mixer(2, cutmix=1.0)
     d = m.decide(torch.tensor([0.0, 0.0, 0.0, 0.8]), None, torch.tensor(0.75), 4, 4)  # cx = 3
     assert bool(d.use_cutmix) and float(d.lam) == pytest.approx(1 - 2 / 16)
