@@ -70,7 +70,7 @@ def cutmix_box(height: int, width: int, lam: torch.Tensor, cy: torch.Tensor,
     """The CutMix box ``[yl, yh, xl, xh]`` (int64, half-open) for ``lam`` and the centre ``(cy,
     cx)``: ``cut = int(side * sqrt(1 - lam))``, ``lo = clip(c - cut // 2, 0, side)``, ``hi =
     clip(c + (cut + 1) // 2, 0, side)`` (timm 1.0 ``rand_bbox`` with ``margin=0``)."""
-    ratio = torch.sqrt((1.0 - lam).clamp(min=0.0))
+    ratio = torch.sqrt((1.0 - lam.double()).clamp(min=0.0))     # float64 like timm's numpy
     cut_h = torch.floor(height * ratio).long()
     cut_w = torch.floor(width * ratio).long()
     yl = (cy - torch.div(cut_h, 2, rounding_mode="floor")).clamp(0, height)
