@@ -126,7 +126,7 @@ def test_ckd_label_gradcam_uses_the_dominant_label_of_a_soft_target():
     _, lh = hard(x, hard_labels(y))
     torch.testing.assert_close(ls["samd"], lh["samd"])            # same Grad-CAM classes
     torch.testing.assert_close(ls["nld"], lh["nld"])
-    assert abs(float(ls["ce"]) - float(lh["ce"])) > 1e-4          # CE sees the soft target
+    assert abs(float(ls["ce"].detach()) - float(lh["ce"].detach())) > 1e-4   # CE sees the soft target
 
 
 def test_teacher_sees_the_same_mixed_image_as_the_student():
