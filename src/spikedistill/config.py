@@ -188,6 +188,65 @@ class TeacherConfig:
                               "ANN; spikingjelly models are students (model.source)")
 
 
+#: timm's RandAugment ops (``timm/data/auto_augment.py``: ``_RAND_TRANSFORMS`` and, for ``inc1``,
+#: ``_RAND_INCREASING_TRANSFORMS``), in timm's order
+RANDAUGMENT_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize",
+                   "SolarizeAdd", "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY",
+                   "TranslateXRel", "TranslateYRel")
+RANDAUGMENT_INC_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing",
+                       "SolarizeIncreasing", "SolarizeAdd", "ColorIncreasing", "ContrastIncreasing",
+                       "BrightnessIncreasing", "SharpnessIncreasing", "ShearX", "ShearY",
+                       "TranslateXRel", "TranslateYRel")
+RANDAUGMENT_ALL_OPS = tuple(dict.fromkeys(RANDAUGMENT_OPS + RANDAUGMENT_INC_OPS))
+
+
+@dataclass(frozen=True)
+class RandAugmentSpec:
+    """A parsed RandAugment string: ``magnitude`` M (0..``magnitude_max``), ``num_ops`` N per
+    image, ``magnitude_std`` (Gaussian noise of M per application; ``inf``: M ~ U(0, M)),
+    ``magnitude_max`` (clip bound, timm's ``_LEVEL_DENOM`` = 10 unless ``mmax``) and
+    ``increasing`` (``inc1``: the ops whose severity grows with M)."""
+
+    magnitude: float = 10.0
+    num_ops: int = 2
+    magnitude_std: float = 0.0
+    magnitude_max: float = 10.0
+    increasing: bool = False
+
+
+def parse_randaugment(text: str, key: str = "data.augment.randaugment") -> RandAugmentSpec:
+    """Read timm's RandAugment string (``rand_augment_transform`` in ``timm/data/auto_augment.py``):
+    ``rand`` then ``-``-separated sections ``m<int>`` (magnitude, default 10), ``n<int>`` (ops per
+    image, default 2), ``mstd<float>`` (magnitude noise; > 100 means uniform), ``mmax<int>``
+    (magnitude bound, default 10), ``inc<0|1>`` (increasing ops). ``w<int>`` (op weights) is not
+    supported. E.g. ``rand-m9-n1-mstd0.4-inc1``: M = 9, one op, noise 0.4, increasing ops."""
+    import math
+    import re
+
+    parts = str(text).split("-")
+    if parts[0] != "rand":
+        raise ConfigError(f"config key '{key}': expected a RandAugment string like "
+                          f"'rand-m9-n1-mstd0.4-inc1' (starting with 'rand'), got {text!r}")
+    vals: Dict[str, Any] = {}
+    for part in parts[1:]:
+        m = re.fullmatch(r"(mstd|mmax|inc|m|n)(\d+(?:\.\d*)?)", part)
+        if m is None:
+            raise ConfigError(f"config key '{key}': unknown section {part!r} in {text!r}; "
+                              "expected m<int>, n<int>, mstd<float>, mmax<int> or inc<0|1>")
+        name, num = m.group(1), m.group(2)
+        if name in ("m", "n", "mmax", "inc") and "." in num:
+            raise ConfigError(f"config key '{key}': section {part!r} needs an integer")
+        vals[name] = float(num) if name == "mstd" else int(num)
+    mstd = vals.get("mstd", 0.0)
+    spec = RandAugmentSpec(magnitude=float(vals.get("m", 10)), num_ops=int(vals.get("n", 2)),
+                           magnitude_std=math.inf if mstd > 100 else mstd,
+                           magnitude_max=float(vals.get("mmax", 10)),
+                           increasing=bool(vals.get("inc", 0)))
+    if spec.num_ops < 1:
+        raise ConfigError(f"config key '{key}': n (ops per image) must be >= 1 in {text!r}")
+    return spec
+
+
 @dataclass
 class AugmentConfig:
     """Per-sample training augmentation, applied on the training device (spec order)."""
@@ -201,9 +260,31 @@ class AugmentConfig:
     erasing_ratio: Tuple[float, float] = (0.3, 3.3)
     erasing_value: Union[float, str] = 0.0   # fill after normalisation: a number, or "random" (N(0, 1))
     normalize: bool = True
+    # RandAugment (data/randaugment.py): timm's string, e.g. "rand-m9-n1-mstd0.4-inc1" (None: off)
+    randaugment: Optional[str] = None
+    randaugment_ops: List[str] = field(default_factory=list)  # op subset ([]: timm's set for inc)
+    # Mixup / CutMix per batch (data/mix.py): Beta alphas (0: off), timm's mix_prob/switch_prob
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0
+    switch_prob: float = 0.5
+    mix_off_epoch: int = 0           # no mixing from this 0-based epoch on (0: never off)
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.crop_padding, _k(prefix, "crop_padding"), low=0)
+        for name in ("mixup", "cutmix"):
+            check_range(getattr(self, name), _k(prefix, name), low=0.0)
+        for name in ("mix_prob", "switch_prob"):
+            check_range(getattr(self, name), _k(prefix, name), low=0.0, high=1.0)
+        check_range(self.mix_off_epoch, _k(prefix, "mix_off_epoch"), low=0)
+        if self.randaugment is not None:
+            parse_randaugment(self.randaugment, _k(prefix, "randaugment"))
+            if self.autoaugment:
+                raise ConfigError(f"config key '{_k(prefix, 'autoaugment')}': RandAugment "
+                                  f"({_k(prefix, 'randaugment')}={self.randaugment!r}) replaces "
+                                  "AutoAugment; set data.augment.autoaugment=false")
+        for i, op in enumerate(self.randaugment_ops):
+            check_choice(op, RANDAUGMENT_ALL_OPS, f"{_k(prefix, 'randaugment_ops')}[{i}]")
         check_range(self.random_erasing, _k(prefix, "random_erasing"), low=0.0, high=1.0)
         # the area fraction of the erased box lies in (0, 1]; its aspect ratio is positive
         check_interval(self.erasing_scale, _k(prefix, "erasing_scale"), low=0.0, high=1.0)

@@ -114,6 +114,29 @@ def test_a_resumed_loader_sees_the_same_batches_and_the_trainer_rng_is_untouched
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
+def test_streamed_batches_are_mixed_on_the_device_like_the_memory_loader(tree):
+    # data.augment.mixup reaches the stream loader: each batch is the unmixed batch passed
+    # through the same BatchMixer with the loader's per-epoch generator (as DeviceLoader does)
+    from spikedistill.config import AugmentConfig
+    from spikedistill.data.mix import BatchMixer
+
+    index = _files(tree)
+    files, k = index.train, len(index.class_names)
+    mixer = BatchMixer(AugmentConfig(mixup=1.0, mix_prob=1.0), k)
+    plain = _loader(files)
+    plain.set_epoch(1)
+    gen = plain.augment_generator()
+    expect = [mixer(x, y, gen, epoch=1) for x, y in plain]
+    mixed = _loader(files)
+    mixed.mix = mixer
+    got = _batches(mixed, 1)
+    assert len(got) == len(expect) == 4
+    for (xa, ya), (xb, yb) in zip(expect, got):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        assert yb.shape == (4, k) and torch.allclose(yb.sum(1), torch.ones(4))
+    assert any((yb.max(1).values < 1).any() for _, yb in got)     # something was mixed
+
+
 def test_training_samples_are_random_resized_crops_of_the_file(tree):
     """Each output is RandomResizedCrop + flip of its own decoded file: recomputed by hand from
     the seeded draw with torchvision's functional ops."""

@@ -325,8 +325,13 @@ class BatchAugment:
     erasing_value: float | str = "random"
     normalize: bool = True
     policy: tuple = field(default=CIFAR10_POLICY, repr=False)
+    randaugment: str | None = None       # timm's RandAugment string (data/randaugment.py), in AutoAugment's slot
+    randaugment_ops: Sequence[str] = ()
 
     def __post_init__(self) -> None:
+        from spikedistill.data.randaugment import RandAugment, fill_from_mean
+        self._randaugment = None if self.randaugment is None else RandAugment(
+            self.randaugment, self.randaugment_ops, fill_from_mean(self.mean))
         if len(self.mean) != len(self.std):
             raise ValueError(f"mean {tuple(self.mean)} and std {tuple(self.std)} differ in length")
         if any(s <= 0 for s in self.std):
@@ -428,6 +433,8 @@ class BatchAugment:
             record["subpolicy"] = torch.full((b,), -1, dtype=torch.long, device=dev)
             record["op"] = torch.full((b, 2), -1, dtype=torch.long, device=dev)
             record["magnitude"] = torch.zeros(b, 2, device=dev)
+        if self._randaugment is not None:
+            out = self._randaugment(out, g, channels=c)
         out = out / 255.0
         if self.normalize:
             if len(self.mean) != c:

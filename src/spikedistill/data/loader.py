@@ -67,7 +67,7 @@ def epoch_indices(n: int, *, shuffle: bool, seed: int, epoch: int, rank: int = 0
 
 
 class DeviceLoader:
-    """Iterate ``(x float32 [B, C, H, W], y int64 [B])`` batches on ``device``; for frame data
+    """Iterate ``(x float32 [B, C, H, W], y int64 [B] or soft float32 [B, K] with mix)`` batches on ``device``; for frame data
     (uint8 ``[N, T, C, H, W]``) ``x`` is time-major ``[T, B, C, H, W]``.
 
     ``images`` (uint8 ``[N, C, H, W]`` or ``[N, T, C, H, W]``) and ``labels`` are moved to
@@ -77,12 +77,16 @@ class DeviceLoader:
     ``batch_size`` is per process. ``augment`` is a callable ``(x_uint8, generator) -> float32``
     (e.g. :class:`spikedistill.data.BatchAugment`); None gives ``x / 255``. ``drop_last`` drops
     the final short batch. ``channels_last`` returns batches in channels-last memory format.
+    ``mix`` (e.g. :class:`spikedistill.data.mix.BatchMixer`) is called as ``mix(x, y, generator,
+    epoch=epoch)`` on the augmented float batch (stored layout, same generator after the
+    augmentation's draws) and returns ``(x~, y~ [B, K])``: the loader then yields soft targets.
     Call :meth:`set_epoch` before each epoch.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle: bool,
                  drop_last: bool = False, augment: Callable | None = None, device: str | torch.device = "cpu",
-                 seed: int = 0, rank: int = 0, world_size: int = 1, channels_last: bool = False) -> None:
+                 seed: int = 0, rank: int = 0, world_size: int = 1, channels_last: bool = False,
+                 mix: Callable | None = None) -> None:
         if images.dtype != torch.uint8 or images.ndim not in (4, 5):
             raise ValueError(f"images must be uint8 [N, C, H, W] or frames [N, T, C, H, W], got "
                              f"{images.dtype} {tuple(images.shape)}")
@@ -106,6 +110,7 @@ class DeviceLoader:
         self.rank = int(rank)
         self.world_size = int(world_size)
         self.channels_last = bool(channels_last)
+        self.mix = mix
         self.frames = images.ndim == 5
         self.epoch = 0
 
@@ -145,6 +150,8 @@ class DeviceLoader:
             x = self.images.index_select(0, idx)
             y = self.labels.index_select(0, idx)
             x = self.augment(x, gen) if self.augment is not None else x.to(torch.float32) / 255.0
+            if self.mix is not None:                      # mixup / cutmix: y becomes [B, K]
+                x, y = self.mix(x, y, gen, epoch=self.epoch)
             if self.frames:
                 x = x.transpose(0, 1).contiguous()        # [B, T, C, H, W] -> [T, B, C, H, W]
             elif self.channels_last:

@@ -296,6 +296,7 @@ class StreamLoader:
         self.decode = decode
         self.frames = False
         self.epoch = 0
+        self.mix = None      # batch transform that also changes the labels (data.mix.BatchMixer)
         self.transform = build_transform(self.shuffle, self.image_size, hflip=hflip,
                                          crop_scale=crop_scale)
         self.sampler = EpochShardSampler(len(files), shuffle=self.shuffle, seed=self.seed,
@@ -344,6 +345,8 @@ class StreamLoader:
         S]`` -> ``augment(x, gen)`` (normalisation and any batch augmentation) -> layout.
         On-device batch transforms that also change the labels hook in here."""
         x = self.augment(x, gen) if self.augment is not None else x.to(torch.float32) / 255.0
+        if self.mix is not None:                          # mixup / cutmix: y becomes [B, K]
+            x, y = self.mix(x, y, gen, epoch=self.epoch)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
@@ -564,9 +567,11 @@ def load_stream(data_cfg) -> StreamSplits:
 
 def stream_loader(splits: StreamSplits, split: str, data_cfg, batch_size: int, *,
                   augment, device, seed: int, rank: int, world_size: int,
-                  channels_last: bool = False, shuffle: Optional[bool] = None) -> StreamLoader:
+                  channels_last: bool = False, shuffle: Optional[bool] = None,
+                  mix=None) -> StreamLoader:
     """A :class:`StreamLoader` over ``splits.<split>`` with ``data_cfg``'s worker settings
-    (``split="train"`` shuffles, crops randomly and drops the last short batch)."""
+    (``split="train"`` shuffles, crops randomly and drops the last short batch); ``mix``
+    (:class:`spikedistill.data.mix.BatchMixer`) mixes each batch after ``augment``."""
     train = split == "train"
     files = getattr(splits, split).files
     loader = StreamLoader(
@@ -576,6 +581,7 @@ def stream_loader(splits: StreamSplits, split: str, data_cfg, batch_size: int, *
         persistent_workers=data_cfg.persistent_workers, pin_memory=data_cfg.pin_memory,
         decode=data_cfg.decode, hflip=data_cfg.augment.hflip, crop_scale=tuple(data_cfg.crop_scale),
         channels_last=channels_last, drop_last=train)
+    loader.mix = mix
     if not train:
         loader.transform = build_transform(False, splits.image_size)
         loader.dataset.transform = loader.transform

@@ -59,6 +59,36 @@ def time_mean(t: torch.Tensor, T: Optional[int]) -> torch.Tensor:
     return t.reshape(T, t.shape[0] // T, *t.shape[1:]).mean(dim=0)
 
 
+def soft_cross_entropy(logits: torch.Tensor, y: torch.Tensor,
+                       label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of ``logits [B, K]`` against int labels ``y [B]`` or soft targets ``y [B, K]``.
+
+    Int labels: ``torch.nn.functional.cross_entropy(z, y, label_smoothing=eps)``, i.e. the target
+    ``(1 - eps) onehot(y) + eps / K``. Soft targets: ``-(1/B) sum_i sum_k y'_ik log softmax(z_i)_k``
+    with ``y' = (1 - eps) y + eps / K``, computed in float32. For a mixed target ``y = lam
+    onehot(a) + (1 - lam) onehot(b)`` this is exactly timm's ``SoftTargetCrossEntropy`` of
+    ``Mixup(label_smoothing=eps)``'s target (timm ``timm/loss/cross_entropy.py``,
+    ``timm/data/mixup.py``): the smoothing is applied once, here, and the loader's mixed targets
+    are unsmoothed."""
+    z = logits.float()
+    if y.dim() == 1:
+        return nn.functional.cross_entropy(z, y, label_smoothing=label_smoothing)
+    if y.shape != z.shape:
+        raise ValueError(f"soft targets must be [B, K] like the logits {tuple(z.shape)}, got "
+                         f"{tuple(y.shape)}")
+    t = y.float()
+    if label_smoothing:
+        t = t * (1.0 - label_smoothing) + label_smoothing / z.shape[1]
+    return -(t * torch.log_softmax(z, dim=1)).sum(dim=1).mean()
+
+
+def hard_labels(y: torch.Tensor) -> torch.Tensor:
+    """Class indices ``[B]`` of a target: ``y`` itself for int labels ``[B]``, the dominant
+    class ``argmax_k y_k`` of soft targets ``[B, K]`` (for a Mixup / CutMix target, the label
+    with weight ``max(lam, 1 - lam)``; at ``lam = 1/2`` the lower class index)."""
+    return y if y.dim() == 1 else y.argmax(dim=1)
+
+
 def unwrap(module: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel / torch.compile wrapper (or itself)."""
     while True:
@@ -148,17 +178,19 @@ class Distiller(nn.Module):
         return out
 
     def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``ce_weight * CE(z_s, y)`` (label smoothing from ``train.label_smoothing`` is applied
-        by the engine through :attr:`label_smoothing`)."""
-        return self.ce_weight * nn.functional.cross_entropy(
-            logits.float(), y, label_smoothing=self.label_smoothing)
+        """``ce_weight * CE(z_s, y)`` for int labels ``y [B]`` or soft targets ``y [B, K]``
+        (Mixup / CutMix, :mod:`spikedistill.data.mix`): see :func:`soft_cross_entropy`.
+        ``train.label_smoothing`` (:attr:`label_smoothing`, set by the engine) is applied once,
+        to either kind of target."""
+        return self.ce_weight * soft_cross_entropy(logits, y, self.label_smoothing)
 
     label_smoothing: float = 0.0
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor,
                       ctx=None) -> Tuple[torch.Tensor, Losses]:
         """``(z_s, {name: weighted loss})`` for a batch ``x`` (images ``[B, C, H, W]`` or frames
-        ``[T, B, C, H, W]``) with labels ``y`` ``(B,)``; the training loss is the sum of the
+        ``[T, B, C, H, W]``) with labels ``y`` ``(B,)`` or soft targets ``[B, K]`` (mixup:
+        use :meth:`cross_entropy` and, for class indices, :func:`hard_labels`); the loss is the sum of the
         values. ``ctx``: the engine's ``StepContext`` (``epoch``, ``step``, ``progress = step /
         total_steps``, ...) or None; methods without a schedule ignore it."""
         raise NotImplementedError

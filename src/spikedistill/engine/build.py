@@ -173,12 +173,24 @@ def build_augmentations(cfg: Config, splits):
         # crop and flip are per-sample transforms in the workers (RandomResizedCrop + flip);
         # the device keeps the batch part (AutoAugment / erasing if switched on, normalisation)
         switches.update(random_crop=False, hflip=False)
+    for key in ("mixup", "cutmix", "mix_prob", "switch_prob", "mix_off_epoch"):
+        switches.pop(key)                      # batch-level: build_mixer, not the per-sample chain
     train_aug = build_augment(True, splits.mean, splits.std, **switches)
     if cfg.data.augment.normalize:
         test_aug = build_augment(False, splits.mean, splits.std)
     else:
         test_aug = BatchAugment(mean=tuple(splits.mean), std=tuple(splits.std), normalize=False)
     return train_aug, test_aug
+
+
+def build_mixer(cfg: Config, splits):
+    """The train loader's Mixup / CutMix (:class:`spikedistill.data.mix.BatchMixer`) when
+    ``data.augment.mixup`` or ``data.augment.cutmix`` is positive, else None."""
+    from spikedistill.data.mix import BatchMixer
+
+    if not BatchMixer.enabled(cfg.data.augment):
+        return None
+    return BatchMixer(cfg.data.augment, splits.num_classes)
 
 
 def build_loaders(cfg: Config, splits, device: torch.device, rank: int, world_size: int,
@@ -197,14 +209,15 @@ def build_loaders(cfg: Config, splits, device: torch.device, rank: int, world_si
 
         train = stream_loader(splits, "train", cfg.data, batch, augment=train_aug, device=device,
                               seed=cfg.train.seed, rank=rank, world_size=world_size,
-                              channels_last=cfg.train.channels_last)
+                              channels_last=cfg.train.channels_last, mix=build_mixer(cfg, splits))
         test = stream_loader(splits, "test", cfg.data, cfg.train.eval_batch_size,
                              augment=test_aug, device=device, seed=0, rank=rank,
                              world_size=world_size, channels_last=cfg.train.channels_last)
         return train, test
     train = DeviceLoader(splits.train.images, splits.train.labels, batch, shuffle=True,
                          drop_last=True, augment=train_aug, device=device, seed=cfg.train.seed,
-                         rank=rank, world_size=world_size, channels_last=cfg.train.channels_last)
+                         rank=rank, world_size=world_size, channels_last=cfg.train.channels_last,
+                         mix=build_mixer(cfg, splits))
     test = eval_loader_for(splits, cfg.train.eval_batch_size, device, rank, world_size,
                            test_aug, channels_last=cfg.train.channels_last)
     return train, test

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 
-from spikedistill.distill.base import teacher_input, time_mean
+from spikedistill.distill.base import hard_labels, teacher_input, time_mean
 from spikedistill.distill.context import StepContext
 from spikedistill.engine import distributed as D
 from spikedistill.engine.build import autocast_context, resolve_amp
@@ -104,7 +104,8 @@ class EpochMeter:
             v = v.detach().to(torch.float64)
             self.sums[k] = v.clone() if acc_k is None else acc_k + v
         self.total_sum += total.detach().to(torch.float64)
-        self.correct += (logits.detach().argmax(dim=1) == y).sum()
+        # soft (mixup / cutmix) targets count the dominant label: argmax z_s == argmax y~
+        self.correct += (logits.detach().argmax(dim=1) == hard_labels(y)).sum()
         self.seen += int(y.shape[0])
         self.steps += 1
 

@@ -25,7 +25,7 @@ import torch
 
 from spikedistill.config import DistillConfig, check_choice, check_range
 from spikedistill.distill import functional as Fn
-from spikedistill.distill.base import register_method, teacher_input, time_mean
+from spikedistill.distill.base import hard_labels, register_method, teacher_input, time_mean
 from spikedistill.distill.methods._common import _TeacherStudent, _check_stage, _k, resolve_stage
 from spikedistill.errors import ConfigError
 
@@ -225,7 +225,7 @@ class CKD(_TeacherStudent):
             t_logits_f, t_feats_f = self.teacher(xin, return_features=True)
             t_logits = time_mean(t_logits_f.detach(), T)
             if self.settings.samd.teacher_map == "gradcam_label":
-                classes = y
+                classes = hard_labels(y)      # soft (mixup) targets: the dominant label
             else:
                 classes = t_logits.argmax(dim=1)
             classes_f = classes if T is None else classes.repeat(T)
