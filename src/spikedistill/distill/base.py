@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from spikedistill.config import TEACHER_FRAMES  # how an ANN teacher sees frames (teacher.frames)
+from spikedistill.distill.functional import hard_labels  # noqa: F401  (class indices of int or soft targets)
 from spikedistill.errors import ConfigError
 
 Losses = Dict[str, torch.Tensor]
@@ -80,13 +81,6 @@ def soft_cross_entropy(logits: torch.Tensor, y: torch.Tensor,
     if label_smoothing:
         t = t * (1.0 - label_smoothing) + label_smoothing / z.shape[1]
     return -(t * torch.log_softmax(z, dim=1)).sum(dim=1).mean()
-
-
-def hard_labels(y: torch.Tensor) -> torch.Tensor:
-    """Class indices ``[B]`` of a target: ``y`` itself for int labels ``[B]``, the dominant
-    class ``argmax_k y_k`` of soft targets ``[B, K]`` (for a Mixup / CutMix target, the label
-    with weight ``max(lam, 1 - lam)``; at ``lam = 1/2`` the lower class index)."""
-    return y if y.dim() == 1 else y.argmax(dim=1)
 
 
 def unwrap(module: nn.Module) -> nn.Module:

@@ -377,9 +377,11 @@ def _check_timesteps(z: torch.Tensor, what: str) -> None:
                          f"{tuple(z.shape)}")
 
 
-def _hard(y: torch.Tensor) -> torch.Tensor:
-    """Class indices ``(B,)`` of labels given as indices or as soft targets ``[B, K]``."""
-    return y if y.dim() == 1 else y.argmax(dim=-1)
+def hard_labels(y: torch.Tensor) -> torch.Tensor:
+    """Class indices ``[B]`` of a target: ``y`` itself for int labels ``[B]``, the dominant
+    class ``argmax_k y_k`` of soft targets ``[B, K]`` (for a Mixup / CutMix target, the label
+    with weight ``max(lam, 1 - lam)``; at ``lam = 1/2`` the lower class index)."""
+    return y if y.dim() == 1 else y.argmax(dim=1)
 
 
 # TKS (Dong, Zhao, Zeng, "Temporal Knowledge Sharing enable Spiking Neural Network Learning
@@ -395,7 +397,7 @@ def tks_target_logits(timestep_logits: torch.Tensor, y: torch.Tensor) -> torch.T
     """
     _check_timesteps(timestep_logits, "tks_target_logits")
     z = timestep_logits.float()
-    cls = _hard(y)
+    cls = hard_labels(y)
     mask = (z.argmax(dim=-1) == cls.view(1, -1)).float()        # [T, B]
     return (z * mask.unsqueeze(-1)).sum(dim=0)
 

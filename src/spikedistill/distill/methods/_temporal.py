@@ -8,11 +8,6 @@ import torch
 from spikedistill.distill.base import unwrap
 
 
-def _hard(y: torch.Tensor) -> torch.Tensor:
-    """Class indices of labels given as indices ``(B,)`` or soft targets ``[B, K]``."""
-    return y if y.dim() == 1 else y.argmax(-1)
-
-
 def timestep_logits(student, x: torch.Tensor) -> torch.Tensor:
     """The student's per-timestep logits ``z_s[t]`` ``[T, B, K]`` (``timestep_logits=True`` of the
     model contract); a non-spiking student gives its logits as a single timestep ``[1, B, K]``."""
