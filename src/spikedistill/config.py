@@ -185,9 +185,15 @@ class AugmentConfig:
     erasing_ratio: Tuple[float, float] = (0.3, 3.3)
     erasing_value: Union[float, str] = 0.0   # fill after normalisation: a number, or "random" (N(0, 1))
     normalize: bool = True
+    # event frames (the TET / SNN-KD CIFAR10-DVS recipe): roll each sample by (dy, dx), each
+    # uniform on -translate..translate pixels, the same for all its frames; 0 disables
+    translate: int = 0
+    translate_fill: str = "wrap"     # wrap (torch.roll, as TET) | zero (shift, zero border)
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.crop_padding, _k(prefix, "crop_padding"), low=0)
+        check_range(self.translate, _k(prefix, "translate"), low=0)
+        check_choice(self.translate_fill, ("wrap", "zero"), _k(prefix, "translate_fill"))
         check_range(self.random_erasing, _k(prefix, "random_erasing"), low=0.0, high=1.0)
         # the area fraction of the erased box lies in (0, 1]; its aspect ratio is positive
         check_interval(self.erasing_scale, _k(prefix, "erasing_scale"), low=0.0, high=1.0)
