@@ -93,7 +93,7 @@ class NeuronConfig:
 
 
 MODEL_SOURCES = ("spikedistill", "spikingjelly", "torchvision", "timm", "python")
-TEACHER_FRAMES = ("mean", "per_step")
+TEACHER_FRAMES = ("mean", "per_step", "stack")
 
 
 def _check_source(cfg, prefix: str) -> None:
@@ -145,7 +145,8 @@ class TeacherConfig:
     weights from the local state-dict file ``weights`` (``.pth`` / ``.safetensors``); nothing is
     downloaded. ``features`` / ``classifier`` name its taps (defaults per architecture family).
     ``frames``: how an ANN sees a frame sequence ``[T, B, C, H, W]``: ``mean`` (one image, the
-    mean frame) or ``per_step`` (every frame, logits and features averaged over T).
+    mean frame), ``per_step`` (every frame, logits and features averaged over T) or ``stack``
+    (the T frames as ``T*C`` channels of one image; the ANN's first conv takes ``T*C`` channels).
     A teacher checkpoint must hold an ANN; ``allow_spiking: true`` accepts a spiking one (e.g. a
     larger SNN distilled into a smaller one: its time-mean logits are the teacher's logits, and
     its feature taps are ``[T, B, C, H, W]``, which the feature methods do not expect).
@@ -158,7 +159,7 @@ class TeacherConfig:
     kwargs: Dict[str, Any] = field(default_factory=dict)
     features: List[str] = field(default_factory=list)
     classifier: Optional[str] = None
-    frames: str = "mean"             # mean | per_step
+    frames: str = "mean"             # mean | per_step | stack (configs/cifar10dvs use per_step)
     mode: str = "frozen"             # frozen: eval + inference_mode | released: train-mode BN, as released
     min_accuracy: Optional[float] = None  # refuse a teacher below this test accuracy (None: warn below chance)
     allow_spiking: bool = False      # accept a spiking checkpoint as teacher (its mean logits; SNN -> SNN)
