@@ -48,7 +48,7 @@ def is_spiking_model(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def evaluate_counted(model: nn.Module, batches: Iterable, *, e_mac: float = E_MAC_PJ,
-                     e_ac: float = E_AC_PJ) -> Dict[str, Any]:
+                     e_ac: float = E_AC_PJ, input_affine: Optional[tuple] = None) -> Dict[str, Any]:
     """Top-1 accuracy (%) of ``model`` on ``batches`` of ``(x, y)`` (``x`` images ``[B, C, H, W]``
     or frames ``[T, B, C, H, W]``) with the op counts of :meth:`OpCounter.summary` (per image)
     and ``frames`` (whether the inputs were frame sequences). The model runs in eval mode; its
@@ -58,7 +58,7 @@ def evaluate_counted(model: nn.Module, batches: Iterable, *, e_mac: float = E_MA
     model.eval()
     correct = seen = 0
     try:
-        with OpCounter(model) as counter:
+        with OpCounter(model, input_affine=input_affine) as counter:
             for batch in batches:
                 x, y = batch[0].to(device), batch[1].to(device)
                 pred = _logits(model(x)).argmax(dim=1)
@@ -85,7 +85,8 @@ def _reiterable(loader: Iterable, batches: Optional[int], repeats: int):
 
 def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None,
             teacher: Optional[nn.Module] = None, e_mac: float = E_MAC_PJ,
-            e_ac: float = E_AC_PJ, timesteps: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+            e_ac: float = E_AC_PJ, timesteps: Optional[Sequence[int]] = None,
+            input_affine: Optional[tuple] = None) -> Dict[str, Any]:
     """Evaluate and count ``model`` on the first ``batches`` batches of ``loader``.
 
     ``loader`` yields ``(x, y)`` with images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``
@@ -98,6 +99,8 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
     student energy) and ``timesteps``: one row per T in ``timesteps`` (``T``, ``top1``,
     ``firing_rate``, ``macs``, ``sops``, ``energy_mj``), evaluated by setting ``model.T``
     (restored afterwards); only for spiking models (``is_spiking``) on images: frames fix T.
+    ``input_affine``: the frames are normalised event counts (:func:`~spikedistill.analysis.
+    counting.loader_affine`), so the first layer counts SOPs of the counts.
     """
     if batches is not None and int(batches) < 1:
         raise ConfigError(f"analysis: --batches must be a positive integer, got {batches!r}")
@@ -110,7 +113,8 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
                           f"{getattr(model, 'model_name', type(model).__name__)} has none")
     data = _reiterable(loader, batches, 1 + len(timesteps) + (teacher is not None))
 
-    result = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac)
+    result = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac,
+                              input_affine=input_affine)
     if timesteps and result["frames"]:
         raise ConfigError(f"analysis: --timesteps re-evaluates at other T, but the data are frame "
                           f"sequences with T={model.T} fixed by the dataset; drop --timesteps")
@@ -143,7 +147,8 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
         try:
             for T in timesteps:
                 model.T = T
-                r = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac)
+                r = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac,
+                                     input_affine=input_affine)
                 tot = r["totals"]
                 out["timesteps"].append({"T": T, "top1": r["top1"],
                                          "firing_rate": tot["firing_rate"], "macs": tot["macs"],
