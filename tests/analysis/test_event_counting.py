@@ -108,3 +108,25 @@ def test_stem_of_a_two_channel_student_at_48px_counts_sops(name):
     assert first["input_kind"] == "events" and first["macs"] == 0 and first["calls_per_image"] == 2
     assert first["sops"] == pytest.approx(float(x.mean()) * 2 * first["flops"], rel=1e-6)
     assert s["images"] == 2
+
+
+@pytest.mark.parametrize("frames", ["mean", "per_step", "stack"])
+def test_analyze_counts_the_teacher_as_teacher_frames_shows_it_frames(frames):
+    from spikedistill.analysis.report import analyze
+    from spikedistill.distill.base import teacher_input, time_mean
+
+    torch.manual_seed(0)
+    student = create_model("spiking_resnet20", num_classes=4, T=T, in_channels=C,
+                           neuron={"backend": "torch"})
+    teacher = create_model("resnet20", num_classes=4, in_channels=T * C if frames == "stack" else C)
+    x = torch.randint(0, 3, (T, 4, C, 8, 8)).float()
+    y = torch.tensor([0, 1, 2, 3])
+    out = analyze(student, [(x, y)], teacher=teacher, teacher_frames=frames)
+    with torch.no_grad():
+        xin, steps = teacher_input(x, frames)
+        z = time_mean(teacher.eval()(xin), steps)
+    flops = out["teacher"]["flops"]
+    calls = T if frames == "per_step" else 1          # per_step: the ANN runs on every frame
+    assert out["teacher"]["macs"] == pytest.approx(calls * flops)
+    assert out["teacher"]["energy_mj"] == pytest.approx(4.6 * calls * flops * 1e-9)
+    assert out["teacher"]["top1"] == pytest.approx(100.0 * float((z.argmax(1) == y).float().mean()))

@@ -47,6 +47,26 @@ def is_spiking_model(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
+class FramesView(nn.Module):
+    """An ANN teacher seeing frames ``[T, B, C, H, W]`` as ``teacher.frames`` says
+    (:func:`spikedistill.distill.base.teacher_input`): logits ``time_mean(teacher(view(x)))``.
+    Counted as one model, so its per-image counts use the frames' ``B`` and a ``per_step``
+    teacher runs ``T`` calls per image."""
+
+    def __init__(self, teacher: nn.Module, frames: str = "mean"):
+        super().__init__()
+        self.teacher = teacher
+        self.frames = frames
+        self.model_name = getattr(teacher, "model_name", type(teacher).__name__)
+        self.train(teacher.training)        # restoring the view's mode restores the teacher's
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from spikedistill.distill.base import teacher_input, time_mean
+
+        xin, steps = teacher_input(x, self.frames)
+        return time_mean(_logits(self.teacher(xin)), steps)
+
+
 def evaluate_counted(model: nn.Module, batches: Iterable, *, e_mac: float = E_MAC_PJ,
                      e_ac: float = E_AC_PJ, input_affine: Optional[tuple] = None) -> Dict[str, Any]:
     """Top-1 accuracy (%) of ``model`` on ``batches`` of ``(x, y)`` (``x`` images ``[B, C, H, W]``
@@ -86,12 +106,12 @@ def _reiterable(loader: Iterable, batches: Optional[int], repeats: int):
 def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None,
             teacher: Optional[nn.Module] = None, e_mac: float = E_MAC_PJ,
             e_ac: float = E_AC_PJ, timesteps: Optional[Sequence[int]] = None,
-            input_affine: Optional[tuple] = None) -> Dict[str, Any]:
+            input_affine: Optional[tuple] = None, teacher_frames: str = "mean") -> Dict[str, Any]:
     """Evaluate and count ``model`` on the first ``batches`` batches of ``loader``.
 
     ``loader`` yields ``(x, y)`` with images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``
     (counted as :mod:`spikedistill.analysis.counting` says: spike-driven first layer for binary or
-    event-count frames). The teacher sees frames as their mean frame. Returns a JSON-ready dict:
+    event-count frames). The teacher sees frames as ``teacher_frames`` says (:class:`FramesView`). Returns a JSON-ready dict:
     ``model``, ``T`` (None for an ANN), ``input`` (``images`` or ``frames``), ``images``, ``top1`` (%),
     ``layers`` / ``neurons`` / ``totals`` (see :func:`spikedistill.analysis.counting.summarize`;
     all per image), ``teacher`` (None, or ``model``, ``top1``, ``flops``, ``macs``, ``energy_mj``
@@ -133,13 +153,14 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
     }
     if teacher is not None:
         tdata = _batches(data, batches)
-        if result["frames"]:
-            tdata = ((b[0].mean(dim=0) if b[0].dim() == 5 else b[0], b[1]) for b in tdata)
-        tres = evaluate_counted(teacher, tdata, e_mac=e_mac, e_ac=e_ac)
-        t_energy = e_mac * tres["totals"]["flops"] * 1e-9
+        seen_by = FramesView(teacher, teacher_frames) if result["frames"] else teacher
+        tres = evaluate_counted(seen_by, tdata, e_mac=e_mac, e_ac=e_ac)
+        # an ANN: every layer a MAC layer, n_l FLOPs_l per image (n_l = T for per_step)
+        t_macs = sum(row["flops"] * row["calls_per_image"] for row in tres["layers"])
+        t_energy = e_mac * t_macs * 1e-9
         out["teacher"] = {"model": getattr(teacher, "model_name", type(teacher).__name__),
                           "top1": tres["top1"], "flops": tres["totals"]["flops"],
-                          "macs": tres["totals"]["macs"], "energy_mj": t_energy}
+                          "macs": t_macs, "energy_mj": t_energy}
         s_energy = out["totals"]["energy_mj"]
         out["energy_ratio"] = t_energy / s_energy if s_energy > 0 else None
     if timesteps:

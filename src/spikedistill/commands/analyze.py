@@ -55,7 +55,8 @@ def run(args) -> int:
     if args.teacher:
         teacher, _ = load_model(args.teacher, device)
     result = analyze(model, loader, batches=args.batches, teacher=teacher, e_mac=args.e_mac,
-                     e_ac=args.e_ac, timesteps=timesteps, input_affine=affine)
+                     e_ac=args.e_ac, timesteps=timesteps, input_affine=affine,
+                     teacher_frames=cfg.teacher.frames)
     result["checkpoint"] = str(meta.get("path", args.checkpoint))
     out = Path(args.out) if args.out else Path(meta.get("path", args.checkpoint)).parent / "analysis"
     paths = write_report(result, out)
