@@ -211,7 +211,7 @@ def to_markdown(result: Dict[str, Any]) -> str:
     if t:
         ratio = result.get("energy_ratio")
         lines += [f"- teacher {t['model']}: top-1 {t['top1']:.2f} %, FLOPs {_g(t['flops'])}, "
-                  f"energy {t['energy_mj']:.6g} mJ ({tot['e_mac_pj']} pJ x FLOPs)"
+                  f"energy {t['energy_mj']:.6g} mJ ({tot['e_mac_pj']} pJ x MACs: FLOPs x calls per image)"
                   + (f"; teacher / student energy = {ratio:.3g}" if ratio is not None else "")]
     lines += ["", "## Synaptic layers", "",
               "| layer | type | input | FLOPs/step | calls/image | input rate | MACs | SOPs | "
