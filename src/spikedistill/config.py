@@ -98,7 +98,7 @@ class NeuronConfig:
 
 
 MODEL_SOURCES = ("spikedistill", "spikingjelly", "torchvision", "timm", "python")
-TEACHER_FRAMES = ("mean", "per_step")
+TEACHER_FRAMES = ("mean", "per_step", "stack")
 SEW_CONNECTS = ("ADD", "IAND", "AND")   # spike-element-wise functions g(A, S) of SEW-ResNets
 
 
@@ -161,7 +161,8 @@ class TeacherConfig:
     weights from the local state-dict file ``weights`` (``.pth`` / ``.safetensors``); nothing is
     downloaded. ``features`` / ``classifier`` name its taps (defaults per architecture family).
     ``frames``: how an ANN sees a frame sequence ``[T, B, C, H, W]``: ``mean`` (one image, the
-    mean frame) or ``per_step`` (every frame, logits and features averaged over T).
+    mean frame), ``per_step`` (every frame, logits and features averaged over T) or ``stack``
+    (the T frames as ``T*C`` channels of one image; the ANN's first conv takes ``T*C`` channels).
     A teacher checkpoint must hold an ANN; ``allow_spiking: true`` accepts a spiking one (e.g. a
     larger SNN distilled into a smaller one: its time-mean logits are the teacher's logits, and
     its feature taps are ``[T, B, C, H, W]``, which the feature methods do not expect).
@@ -174,7 +175,7 @@ class TeacherConfig:
     kwargs: Dict[str, Any] = field(default_factory=dict)
     features: List[str] = field(default_factory=list)
     classifier: Optional[str] = None
-    frames: str = "mean"             # mean | per_step
+    frames: str = "mean"             # mean | per_step | stack (configs/cifar10dvs use per_step)
     mode: str = "frozen"             # frozen: eval + inference_mode | released: train-mode BN, as released
     min_accuracy: Optional[float] = None  # refuse a teacher below this test accuracy (None: warn below chance)
     allow_spiking: bool = False      # accept a spiking checkpoint as teacher (its mean logits; SNN -> SNN)
@@ -269,9 +270,15 @@ class AugmentConfig:
     mix_prob: float = 1.0
     switch_prob: float = 0.5
     mix_off_epoch: int = 0           # no mixing from this 0-based epoch on (0: never off)
+    # event frames (the TET / SNN-KD CIFAR10-DVS recipe): roll each sample by (dy, dx), each
+    # uniform on -translate..translate pixels, the same for all its frames; 0 disables
+    translate: int = 0
+    translate_fill: str = "wrap"     # wrap (torch.roll, as TET) | zero (shift, zero border)
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.crop_padding, _k(prefix, "crop_padding"), low=0)
+        check_range(self.translate, _k(prefix, "translate"), low=0)
+        check_choice(self.translate_fill, ("wrap", "zero"), _k(prefix, "translate_fill"))
         for name in ("mixup", "cutmix"):
             check_range(getattr(self, name), _k(prefix, name), low=0.0)
         for name in ("mix_prob", "switch_prob"):

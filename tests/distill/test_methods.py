@@ -20,7 +20,7 @@ SIZE = 8
 
 def _teacher_for(student_name: str) -> str:
     teachers = list_models("teacher")
-    plain = student_name.replace("spiking_", "")
+    plain = {"vggsnn": "vgg_dvs"}.get(student_name, student_name.replace("spiking_", ""))  # ANN twins
     return plain if plain in teachers else teachers[0]
 
 

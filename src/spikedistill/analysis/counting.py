@@ -47,6 +47,13 @@ same values; e.g. the folded frames ``[T*B, C, H, W]`` a stem conv receives):
   first layer is spike-driven for event data: ``spike`` when every value is 0 or 1, ``events``
   when every value is a non-negative integer (event counts per pixel and bin; a count ``k`` is
   ``k`` events, each one accumulate of the weight), ``real`` otherwise (e.g. normalised frames);
+- normalised event frames: the data path feeds ``x = (k / 255 - mean_c) / std_c`` for event
+  counts ``k`` (:class:`~spikedistill.data.DeviceLoader`), which is real-valued by value. Given
+  ``input_affine = (offset_c, scale_c)`` (:func:`loader_affine`: ``255 mean_c``, ``255 std_c``),
+  the counter recovers ``k = x * scale_c + offset_c``; when every ``k`` is a non-negative integer
+  the first layer is ``spike`` / ``events`` and its rate is computed from ``k``. The
+  normalisation is an affine map that folds into the first layer (``w' = w / scale``, a constant
+  bias term), so the hardware still does one accumulate per event;
 - ``spike``: every input value is exactly 0 or 1;
 - ``pooled_spike``: the input is the output tensor of an average-pooling module whose own
   input was ``spike`` or ``pooled_spike`` (the student's shortcut ``AvgPool2d -> conv1x1``);
@@ -123,6 +130,28 @@ def frame_kind(x: torch.Tensor) -> str:
     if x.numel() and bool(((x >= 0) & (x == torch.round(x))).all()):
         return "events"
     return "real"
+
+
+def loader_affine(mean: Sequence[float], std: Sequence[float]) -> tuple:
+    """``(offset_c, scale_c) = (255 mean_c, 255 std_c)``: the map back from the loader's
+    normalised frames ``(k / 255 - mean_c) / std_c`` to the counts ``k``."""
+    return tuple(255.0 * float(m) for m in mean), tuple(255.0 * float(s) for s in std)
+
+
+def event_counts(x: torch.Tensor, offset: Sequence[float], scale: Sequence[float],
+                 tol: float = 1e-3) -> Optional[torch.Tensor]:
+    """``k = x * scale_c + offset_c`` for frames ``[T, B, C, H, W]`` (channel dim 2), rounded,
+    when every ``k`` is within ``tol`` of a non-negative integer; None otherwise (the frames
+    are not normalised event counts) or when the channel counts differ."""
+    if x.dim() != 5 or len(offset) != x.shape[2] or len(scale) != x.shape[2]:
+        return None
+    shape = (1, 1, x.shape[2], 1, 1)
+    k = x.double() * torch.tensor(scale, dtype=torch.float64, device=x.device).view(shape) \
+        + torch.tensor(offset, dtype=torch.float64, device=x.device).view(shape)
+    r = torch.round(k)
+    if x.numel() == 0 or bool((r < 0).any()) or float((k - r).abs().max()) > tol:
+        return None
+    return r.to(torch.float32)
 
 
 def _is_binary(x: torch.Tensor) -> bool:
@@ -240,8 +269,11 @@ class OpCounter:
     a distiller) are counted once per top-level forward.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, input_affine: Optional[tuple] = None):
         self.model = model
+        #: ``(offset_c, scale_c)``: frames are ``(k - offset_c) / scale_c`` of event counts ``k``
+        self.input_affine = input_affine
+        self._input_raw: Optional[torch.Tensor] = None
         self.layers: Dict[str, LayerCount] = {}
         self.neurons: Dict[str, NeuronCount] = {}
         self.images = 0
@@ -268,6 +300,12 @@ class OpCounter:
             self._pooled.clear()
             self._input = x
             self._input_kind = frame_kind(x.detach()) if frames else "real"
+            self._input_raw = None
+            if frames and self._input_kind == "real" and self.input_affine is not None:
+                raw = event_counts(x.detach(), *self.input_affine)
+                if raw is not None:
+                    self._input_raw = raw
+                    self._input_kind = frame_kind(raw)
         self._depth += 1
 
     def _model_post(self, module, args, out):
@@ -275,6 +313,7 @@ class OpCounter:
         if self._depth == 0:
             self._pooled.clear()
             self._input = None
+            self._input_raw = None
 
     def _is_model_input(self, x: torch.Tensor) -> bool:
         """``x`` is the model input, a view of it, or its values repeated (T-fold direct
@@ -318,8 +357,14 @@ class OpCounter:
             rec.rows += rows
             rec.images += self._batch
             rec.kinds.add(self._kind(args[0]))
-            rec.nonzero += int((x != 0).sum())
-            rec.input_sum += float(x.sum(dtype=torch.float64))
+            raw = self._input_raw
+            if raw is not None and self._is_model_input(args[0]):
+                n = x.numel() // raw.numel()       # the stem sees the counts n times (T-fold)
+                rec.nonzero += n * int((raw != 0).sum())
+                rec.input_sum += n * float(raw.sum(dtype=torch.float64))
+            else:
+                rec.nonzero += int((x != 0).sum())
+                rec.input_sum += float(x.sum(dtype=torch.float64))
             rec.input_numel += x.numel()
         return hook
 
@@ -418,16 +463,17 @@ def summarize(layers: Iterable[LayerCount], neurons: Iterable[NeuronCount], *, i
 
 @torch.no_grad()
 def count_model(model: nn.Module, inputs: Sequence[torch.Tensor] | torch.Tensor, *,
-                e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ) -> Dict[str, Any]:
+                e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ,
+                input_affine: Optional[tuple] = None) -> Dict[str, Any]:
     """Run ``model`` (in eval mode) on one batch or a sequence of batches (images ``[B, C, H, W]``
     or frames ``[T, B, C, H, W]``) and return :func:`summarize`'s dict. The model's training mode
-    is restored afterwards."""
+    is restored afterwards. ``input_affine``: see :class:`OpCounter` (normalised event frames)."""
     if isinstance(inputs, torch.Tensor):
         inputs = [inputs]
     was_training = model.training
     model.eval()
     try:
-        with OpCounter(model) as counter:
+        with OpCounter(model, input_affine=input_affine) as counter:
             for x in inputs:
                 model(x)
     finally:
@@ -445,5 +491,5 @@ def ann_flops(model: nn.Module, input_shape: Sequence[int], *, device=None) -> i
 
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "LayerCount", "NeuronCount", "OpCounter", "PJ_TO_MJ",
-           "ann_flops", "count_model", "frame_kind", "spiking_modules_of", "summarize",
-           "synaptic_flops"]
+           "ann_flops", "count_model", "event_counts", "frame_kind", "loader_affine",
+           "spiking_modules_of", "summarize", "synaptic_flops"]

@@ -16,9 +16,12 @@ distributions over the H*W positions that enter ``KL(P_t || P_s)``.
 
 Student and teacher are read through the model contract (``feature_channels`` for the stages,
 ``classifier_weight()`` for CAMs), so any :class:`~spikedistill.models.contract.DistillModel`
-works. Frames ``[T, B, C, H, W]``: the student takes them as they are, the teacher sees the mean
-frame (``teacher.frames=mean``; :func:`spikedistill.distill.base.teacher_input`), and the pictured
-input is the mean frame.
+works. Frames ``[T, B, C, H, W]``: the student takes them as they are, the teacher sees them as
+``teacher.frames`` says (:func:`spikedistill.distill.base.teacher_input`: the mean frame, the
+``T*C`` stacked channels, or every frame with logits and features averaged over T; Grad-CAM per
+frame, averaged, as CKD's loss does), and the pictured input is the event image
+(:func:`event_image`): ``E_b(h, w) = sum_t sum_p k[t, b, p, h, w]``, the event counts summed over
+time and polarities, scaled by its maximum, with the maps overlaid on it.
 
 The grid has one row per image: the de-normalised input, the raw teacher and student maps,
 the two distributions ``P_t`` and ``P_s``, and each raw map overlaid on the image.
@@ -68,10 +71,12 @@ def _n_stages(model: nn.Module, role: str) -> int:
 
 
 def compute_maps(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 settings=None, stage: Optional[int] = None) -> Dict[str, torch.Tensor]:
+                 settings=None, stage: Optional[int] = None,
+                 teacher_frames: str = "mean") -> Dict[str, torch.Tensor]:
     """Student and teacher maps of one batch, as SAMD computes them.
 
-    ``x``: images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]`` (the teacher gets the mean frame).
+    ``x``: images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]`` (the teacher sees them as
+    ``teacher_frames`` says: ``mean`` | ``stack`` | ``per_step``).
     ``settings``: resolved SAMD switches (:func:`samd_settings`; default preset when None);
     ``stage``: 1-based stage (negative from the end), default the first configured SAMD stage.
     Returns float32 CPU tensors: ``student_map`` / ``teacher_map`` (raw, ``(B, H, W)``),
@@ -79,7 +84,7 @@ def compute_maps(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: tor
     (``scale_map`` distributions reshaped to ``(B, H, W)``), ``classes`` (the class k of each
     map), ``student_pred``, ``teacher_pred``, ``labels``; and ``stage`` (1-based).
     """
-    from spikedistill.distill.base import teacher_input
+    from spikedistill.distill.base import teacher_input, time_mean
 
     sc = settings if settings is not None else samd_settings()
     n_stages = _n_stages(student, "student")
@@ -92,14 +97,15 @@ def compute_maps(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: tor
     teacher.eval()
     with torch.no_grad():
         s_logits, s_feats = student(x, return_features=True)
-    x, _ = teacher_input(x, "mean")                # the teacher sees the mean frame
+    x, steps = teacher_input(x, teacher_frames)   # how the teacher sees frames
     if sc.teacher_map.startswith("gradcam"):
         with torch.enable_grad():
             xin = x.detach().clone().requires_grad_(True)
-            t_logits, t_feats = teacher(xin, return_features=True)
-            classes = y if sc.teacher_map == "gradcam_label" else t_logits.detach().argmax(1)
-            m_t = Fn.grad_cam(t_logits, t_feats[idx], classes)
-        t_logits = t_logits.detach()
+            t_logits_f, t_feats = teacher(xin, return_features=True)
+            t_logits = time_mean(t_logits_f.detach(), steps)
+            classes = y if sc.teacher_map == "gradcam_label" else t_logits.argmax(1)
+            classes_f = classes if steps is None else classes.repeat(steps)
+            m_t = time_mean(Fn.grad_cam(t_logits_f, t_feats[idx], classes_f), steps)
     else:
         if idx != n_stages - 1:
             raise ConfigError(f"visualize: a CAM teacher map exists only at the last stage "
@@ -107,6 +113,8 @@ def compute_maps(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: tor
                               "gradcam_label or gradcam_pred")
         with torch.no_grad():
             t_logits, t_feats = teacher(x, return_features=True)
+            t_logits = time_mean(t_logits, steps)
+            t_feats = [time_mean(f, steps) for f in t_feats]
             classes = t_logits.argmax(dim=1)
             m_t = Fn.class_activation_map(t_feats[-1], teacher.classifier_weight(), classes)
     with torch.no_grad():
@@ -135,6 +143,25 @@ def denormalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) ->
     m = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
     s = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
     return (x.detach().float().cpu() * s + m).clamp(0, 1)
+
+
+def event_image(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """The picture of event frames ``[T, B, C, H, W]`` (as the loader feeds them,
+    ``(k / 255 - mean_c) / std_c``): ``E_b = sum_t sum_c k[t, b, c] / max_{h,w} (same sum)``,
+    ``[B, 1, H, W]`` in [0, 1] (0 where a sample has no event). The counts ``k`` are recovered
+    exactly when they are integers (:func:`~spikedistill.analysis.counting.event_counts`), else
+    taken as ``255 * denormalised`` values."""
+    from spikedistill.analysis.counting import event_counts, loader_affine
+
+    x = frames.detach().float().cpu()
+    k = event_counts(x, *loader_affine(mean, std))
+    if k is None:
+        m = torch.tensor(list(mean), dtype=torch.float32).view(1, 1, -1, 1, 1)
+        s = torch.tensor(list(std), dtype=torch.float32).view(1, 1, -1, 1, 1)
+        k = ((x * s + m) * 255.0).clamp(min=0)
+    e = k.sum(dim=(0, 2))                                   # [B, H, W]
+    peak = e.flatten(1).amax(dim=1).clamp(min=1e-12).view(-1, 1, 1)
+    return (e / peak).unsqueeze(1)
 
 
 def plot_maps(images: torch.Tensor, maps: Dict[str, Any], path, *,
@@ -186,9 +213,11 @@ def plot_maps(images: torch.Tensor, maps: Dict[str, Any], path, *,
 
 def visualize(student: nn.Module, teacher: nn.Module, loader, out, *, n: int = 16,
               mean: Sequence[float], std: Sequence[float], distill_cfg=None,
-              stage: Optional[int] = None, class_names: Optional[Sequence[str]] = None) -> Path:
+              stage: Optional[int] = None, class_names: Optional[Sequence[str]] = None,
+              teacher_frames: str = "mean") -> Path:
     """Take the first ``n`` images of ``loader`` (``(x, y)`` batches, normalised), compute the
-    maps (:func:`compute_maps`) and write the PNG grid to ``out``."""
+    maps (:func:`compute_maps`) and write the PNG grid to ``out``. Frames are pictured as their
+    event image (:func:`event_image`) under the maps."""
     if int(n) < 1:
         raise ConfigError(f"visualize: --n must be a positive integer, got {n!r}")
     xs, ys, have = [], [], 0
@@ -205,13 +234,16 @@ def visualize(student: nn.Module, teacher: nn.Module, loader, out, *, n: int = 1
     y = torch.cat(ys)[:n]
     device = next(student.parameters()).device
     settings = samd_settings(distill_cfg)
-    maps = compute_maps(student, teacher.to(device), x.to(device), y.to(device), settings, stage)
+    maps = compute_maps(student, teacher.to(device), x.to(device), y.to(device), settings, stage,
+                        teacher_frames=teacher_frames)
     title = (f"stage {maps['stage']}: teacher {settings.teacher_map}, student "
              f"{settings.student_map}, normalize {settings.normalize}, scaling {settings.scaling} "
              f"(tau {settings.tau})")
-    shown = x.float().mean(dim=0) if frames else x       # frames: the mean frame
-    return plot_maps(denormalize(shown, mean, std), maps, out, class_names=class_names,
-                     title=title)
+    shown = event_image(x, mean, std) if frames else denormalize(x, mean, std)
+    if frames:
+        title += "; input: events summed over time and polarity"
+    return plot_maps(shown, maps, out, class_names=class_names, title=title)
 
 
-__all__ = ["compute_maps", "denormalize", "plot_maps", "samd_settings", "visualize"]
+__all__ = ["compute_maps", "denormalize", "event_image", "plot_maps", "samd_settings",
+           "visualize"]

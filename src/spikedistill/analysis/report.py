@@ -47,8 +47,28 @@ def is_spiking_model(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
+class FramesView(nn.Module):
+    """An ANN teacher seeing frames ``[T, B, C, H, W]`` as ``teacher.frames`` says
+    (:func:`spikedistill.distill.base.teacher_input`): logits ``time_mean(teacher(view(x)))``.
+    Counted as one model, so its per-image counts use the frames' ``B`` and a ``per_step``
+    teacher runs ``T`` calls per image."""
+
+    def __init__(self, teacher: nn.Module, frames: str = "mean"):
+        super().__init__()
+        self.teacher = teacher
+        self.frames = frames
+        self.model_name = getattr(teacher, "model_name", type(teacher).__name__)
+        self.train(teacher.training)        # restoring the view's mode restores the teacher's
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from spikedistill.distill.base import teacher_input, time_mean
+
+        xin, steps = teacher_input(x, self.frames)
+        return time_mean(_logits(self.teacher(xin)), steps)
+
+
 def evaluate_counted(model: nn.Module, batches: Iterable, *, e_mac: float = E_MAC_PJ,
-                     e_ac: float = E_AC_PJ) -> Dict[str, Any]:
+                     e_ac: float = E_AC_PJ, input_affine: Optional[tuple] = None) -> Dict[str, Any]:
     """Top-1 accuracy (%) of ``model`` on ``batches`` of ``(x, y)`` (``x`` images ``[B, C, H, W]``
     or frames ``[T, B, C, H, W]``) with the op counts of :meth:`OpCounter.summary` (per image)
     and ``frames`` (whether the inputs were frame sequences). The model runs in eval mode; its
@@ -58,7 +78,7 @@ def evaluate_counted(model: nn.Module, batches: Iterable, *, e_mac: float = E_MA
     model.eval()
     correct = seen = 0
     try:
-        with OpCounter(model) as counter:
+        with OpCounter(model, input_affine=input_affine) as counter:
             for batch in batches:
                 x, y = batch[0].to(device), batch[1].to(device)
                 pred = _logits(model(x)).argmax(dim=1)
@@ -85,12 +105,13 @@ def _reiterable(loader: Iterable, batches: Optional[int], repeats: int):
 
 def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None,
             teacher: Optional[nn.Module] = None, e_mac: float = E_MAC_PJ,
-            e_ac: float = E_AC_PJ, timesteps: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+            e_ac: float = E_AC_PJ, timesteps: Optional[Sequence[int]] = None,
+            input_affine: Optional[tuple] = None, teacher_frames: str = "mean") -> Dict[str, Any]:
     """Evaluate and count ``model`` on the first ``batches`` batches of ``loader``.
 
     ``loader`` yields ``(x, y)`` with images ``[B, C, H, W]`` or frames ``[T, B, C, H, W]``
     (counted as :mod:`spikedistill.analysis.counting` says: spike-driven first layer for binary or
-    event-count frames). The teacher sees frames as their mean frame. Returns a JSON-ready dict:
+    event-count frames). The teacher sees frames as ``teacher_frames`` says (:class:`FramesView`). Returns a JSON-ready dict:
     ``model``, ``T`` (None for an ANN), ``input`` (``images`` or ``frames``), ``images``, ``top1`` (%),
     ``layers`` / ``neurons`` / ``totals`` (see :func:`spikedistill.analysis.counting.summarize`;
     all per image), ``teacher`` (None, or ``model``, ``top1``, ``flops``, ``macs``, ``energy_mj``
@@ -98,6 +119,8 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
     student energy) and ``timesteps``: one row per T in ``timesteps`` (``T``, ``top1``,
     ``firing_rate``, ``macs``, ``sops``, ``energy_mj``), evaluated by setting ``model.T``
     (restored afterwards); only for spiking models (``is_spiking``) on images: frames fix T.
+    ``input_affine``: the frames are normalised event counts (:func:`~spikedistill.analysis.
+    counting.loader_affine`), so the first layer counts SOPs of the counts.
     """
     if batches is not None and int(batches) < 1:
         raise ConfigError(f"analysis: --batches must be a positive integer, got {batches!r}")
@@ -110,7 +133,8 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
                           f"{getattr(model, 'model_name', type(model).__name__)} has none")
     data = _reiterable(loader, batches, 1 + len(timesteps) + (teacher is not None))
 
-    result = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac)
+    result = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac,
+                              input_affine=input_affine)
     if timesteps and result["frames"]:
         raise ConfigError(f"analysis: --timesteps re-evaluates at other T, but the data are frame "
                           f"sequences with T={model.T} fixed by the dataset; drop --timesteps")
@@ -129,13 +153,14 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
     }
     if teacher is not None:
         tdata = _batches(data, batches)
-        if result["frames"]:
-            tdata = ((b[0].mean(dim=0) if b[0].dim() == 5 else b[0], b[1]) for b in tdata)
-        tres = evaluate_counted(teacher, tdata, e_mac=e_mac, e_ac=e_ac)
-        t_energy = e_mac * tres["totals"]["flops"] * 1e-9
+        seen_by = FramesView(teacher, teacher_frames) if result["frames"] else teacher
+        tres = evaluate_counted(seen_by, tdata, e_mac=e_mac, e_ac=e_ac)
+        # an ANN: every layer a MAC layer, n_l FLOPs_l per image (n_l = T for per_step)
+        t_macs = sum(row["flops"] * row["calls_per_image"] for row in tres["layers"])
+        t_energy = e_mac * t_macs * 1e-9
         out["teacher"] = {"model": getattr(teacher, "model_name", type(teacher).__name__),
                           "top1": tres["top1"], "flops": tres["totals"]["flops"],
-                          "macs": tres["totals"]["macs"], "energy_mj": t_energy}
+                          "macs": t_macs, "energy_mj": t_energy}
         s_energy = out["totals"]["energy_mj"]
         out["energy_ratio"] = t_energy / s_energy if s_energy > 0 else None
     if timesteps:
@@ -143,7 +168,8 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
         try:
             for T in timesteps:
                 model.T = T
-                r = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac)
+                r = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac,
+                                     input_affine=input_affine)
                 tot = r["totals"]
                 out["timesteps"].append({"T": T, "top1": r["top1"],
                                          "firing_rate": tot["firing_rate"], "macs": tot["macs"],
@@ -185,7 +211,7 @@ def to_markdown(result: Dict[str, Any]) -> str:
     if t:
         ratio = result.get("energy_ratio")
         lines += [f"- teacher {t['model']}: top-1 {t['top1']:.2f} %, FLOPs {_g(t['flops'])}, "
-                  f"energy {t['energy_mj']:.6g} mJ ({tot['e_mac_pj']} pJ x FLOPs)"
+                  f"energy {t['energy_mj']:.6g} mJ ({tot['e_mac_pj']} pJ x MACs: FLOPs x calls per image)"
                   + (f"; teacher / student energy = {ratio:.3g}" if ratio is not None else "")]
     lines += ["", "## Synaptic layers", "",
               "| layer | type | input | FLOPs/step | calls/image | input rate | MACs | SOPs | "

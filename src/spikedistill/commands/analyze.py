@@ -46,12 +46,17 @@ def run(args) -> int:
     device = resolve_device(args.device)
     model, meta = load_model(args.checkpoint, device)
     cfg = run_config(meta, overrides_from_args(args))
-    loader, _ = eval_loader(cfg, device, args.batch_size, sample=args.batches is not None)
+    loader, splits = eval_loader(cfg, device, args.batch_size, sample=args.batches is not None)
+    affine = None
+    if splits.train.images.dim() == 5:    # frames: event counts normalised by the loader
+        from spikedistill.analysis.counting import loader_affine
+        affine = loader_affine(splits.mean, splits.std)
     teacher = None
     if args.teacher:
         teacher, _ = load_model(args.teacher, device)
     result = analyze(model, loader, batches=args.batches, teacher=teacher, e_mac=args.e_mac,
-                     e_ac=args.e_ac, timesteps=timesteps)
+                     e_ac=args.e_ac, timesteps=timesteps, input_affine=affine,
+                     teacher_frames=cfg.teacher.frames)
     result["checkpoint"] = str(meta.get("path", args.checkpoint))
     out = Path(args.out) if args.out else Path(meta.get("path", args.checkpoint)).parent / "analysis"
     paths = write_report(result, out)

@@ -80,7 +80,9 @@ def run(args) -> int:
         raise CheckpointError(f"checkpoint '{path}' predicts {K} classes but dataset "
                               f"'{cfg.data.name}' has {splits.num_classes}")
     C = meta["model_kwargs"].get("in_channels")
-    if isinstance(C, int) and C != splits.in_channels:
+    stacked = (splits.in_channels * int(splits.train.images.shape[1])
+               if splits.train.images.dim() == 5 and cfg.teacher.frames == "stack" else None)
+    if isinstance(C, int) and C != splits.in_channels and C != stacked:
         raise CheckpointError(f"checkpoint '{path}' takes {C}-channel images but dataset "
                               f"'{cfg.data.name}' has {splits.in_channels} channels")
     # constructor arguments the overrides changed (T, neuron, last activation, ...)
@@ -94,7 +96,7 @@ def run(args) -> int:
     _, test_aug = build_augmentations(cfg, splits)
     loader = eval_loader_for(splits, cfg.train.eval_batch_size, device, augment=test_aug,
                              channels_last=cfg.train.channels_last)
-    acc = evaluate(model, loader, device, cfg.train.amp, reduce=False)
+    acc = evaluate(model, loader, device, cfg.train.amp, reduce=False, frames=cfg.teacher.frames)
     T = getattr(model, "T", None) if getattr(model, "is_spiking", False) else None
     info = {"checkpoint": str(path), "model": meta["model_name"], "T": T,
             "dataset": cfg.data.name, "test_images": len(splits.test), "top1": acc,

@@ -48,6 +48,7 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path(meta.get("path", args.student)).parent / "maps.png"
     path = visualize(student, teacher, loader, out, n=args.n, mean=splits.mean, std=splits.std,
                      distill_cfg=cfg.distill, stage=args.stage,
-                     class_names=getattr(splits, "class_names", None))
+                     class_names=getattr(splits, "class_names", None),
+                     teacher_frames=cfg.teacher.frames)
     print(f"wrote {path}")
     return 0

@@ -4,7 +4,10 @@ Batches are uint8 images ``[B, C, H, W]`` or frame sequences ``[B, T, C, H, W]``
 gets one geometric draw per sample, shared by all its frames (AutoAugment is for images only).
 
 Pipeline (the CKDSNN CIFAR recipe, in this order): random crop with zero padding, horizontal
-flip, AutoAugment (CIFAR-10 policy), ToTensor (divide by 255), Normalize, RandomErasing.
+flip, AutoAugment (CIFAR-10 policy), ToTensor (divide by 255), Normalize, RandomErasing. For
+event frames the DVS recipe of the SNN-KD repositories adds a random roll of up to ``translate``
+pixels right after the flip (``translate``, :meth:`BatchAugment._roll`), with crop and AutoAugment
+off.
 
 Every sample draws its own random numbers (crop offset, flip, AutoAugment sub-policy, the two
 ops' application coins and signs, erasing box) from one ``torch.Generator`` living on the same
@@ -298,7 +301,11 @@ class BatchAugment:
     ``random_erasing`` (probability; 0 = off) with ``erasing_scale`` (area fraction range),
     ``erasing_ratio`` (aspect ratio range, sampled log-uniformly) and ``erasing_value``
     (``"random"``: standard-normal noise per erased value, or a constant in normalised units),
-    ``normalize`` (``(x / 255 - mean) / std`` per channel; without it the result is ``x / 255``).
+    ``normalize`` (``(x / 255 - mean) / std`` per channel; without it the result is ``x / 255``),
+    ``translate`` (the DVS roll: a shift of ``(dy, dx)`` pixels, each drawn independently and
+    uniformly from the integers ``-translate..translate``, after the flip; 0 = off) with
+    ``translate_fill`` (``"wrap"``: ``torch.roll``, pixels leaving one side enter on the other, as
+    TET's ``DVSCifar10`` loader does; ``"zero"``: a shift that fills the uncovered border with 0).
 
     RandomErasing follows torchvision's rule exactly in distribution: up to 10 tries of
     (area, ratio), ``h = round(sqrt(area * ratio))``, ``w = round(sqrt(area / ratio))``, the first
@@ -310,7 +317,8 @@ class BatchAugment:
     ``crop_offset`` ``[B, 2]`` (top, left in the padded image), ``flip`` ``[B]`` bool,
     ``subpolicy`` ``[B]`` (-1 when AutoAugment is off), ``op`` ``[B, 2]`` (op id into :data:`OPS`
     of each applied op, -1 when its coin said no), ``magnitude`` ``[B, 2]`` (signed),
-    ``erase`` ``[B]`` bool and ``erase_box`` ``[B, 4]`` (top, left, height, width).
+    ``erase`` ``[B]`` bool and ``erase_box`` ``[B, 4]`` (top, left, height, width),
+    ``shift`` ``[B, 2]`` (dy, dx of the roll; zeros when ``translate`` is 0).
     """
 
     mean: Sequence[float] = (0.0,)
@@ -324,6 +332,8 @@ class BatchAugment:
     erasing_ratio: tuple[float, float] = (0.3, 3.3)
     erasing_value: float | str = "random"
     normalize: bool = True
+    translate: int = 0
+    translate_fill: str = "wrap"
     policy: tuple = field(default=CIFAR10_POLICY, repr=False)
     randaugment: str | None = None       # timm's RandAugment string (data/randaugment.py), in AutoAugment's slot
     randaugment_ops: Sequence[str] = ()
@@ -338,6 +348,10 @@ class BatchAugment:
             raise ValueError(f"std must be positive, got {tuple(self.std)}")
         if self.crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0, got {self.crop_padding}")
+        if int(self.translate) != self.translate or self.translate < 0:
+            raise ValueError(f"translate is a whole number of pixels >= 0, got {self.translate}")
+        if self.translate_fill not in ("wrap", "zero"):
+            raise ValueError(f"translate_fill must be 'wrap' or 'zero', got {self.translate_fill!r}")
         if not 0.0 <= self.random_erasing <= 1.0:
             raise ValueError(f"random_erasing is a probability in [0, 1], got {self.random_erasing}")
         lo, hi = self.erasing_scale
@@ -426,6 +440,10 @@ class BatchAugment:
         else:
             flip = torch.zeros(b, dtype=torch.bool, device=dev)
         record["flip"] = flip
+        if self.translate > 0:
+            out, record["shift"] = self._roll(out, g)
+        else:
+            record["shift"] = torch.zeros(b, 2, dtype=torch.long, device=dev)
         if self.autoaugment:
             out, aa_record = self._autoaugment(out, g)
             record.update(aa_record)
@@ -449,6 +467,31 @@ class BatchAugment:
             box = torch.zeros(b, 4, dtype=torch.long, device=dev)
         record["erase"], record["erase_box"] = erase, box
         return out.contiguous(), record
+
+    def _roll(self, x: torch.Tensor, g: torch.Generator | None):
+        """The DVS translation: sample ``b`` moves by ``(dy, dx)`` with ``dy, dx`` independent and
+        uniform on ``{-s, ..., s}`` (``s = translate``), one draw per sample for all its frames.
+
+        ``wrap``: ``out[i, j] = x[(i - dy) mod H, (j - dx) mod W]``, i.e. ``torch.roll(x, (dy, dx),
+        dims=(-2, -1))``; this is TET's CIFAR10-DVS loader (Deng et al., ICLR 2022,
+        github.com/brain-intelligence-lab/temporal_efficient_training ``data_loaders.py``:
+        ``random.randint(-5, 5)`` twice, ``torch.roll(data, shifts=(off1, off2), dims=(2, 3))``
+        on ``[T, C, H, W]``, after a flip with probability 1/2), reused by the TDD / SNN-KD DVS
+        recipes. ``zero``: the same move with the pixels whose source falls outside the frame
+        set to 0. Returns ``(x moved, shifts [B, 2] as (dy, dx))``."""
+        b, _, h, w = x.shape
+        dev = x.device
+        s = int(self.translate)
+        shift = torch.randint(-s, s + 1, (b, 2), generator=g, device=dev)
+        src_r = torch.arange(h, device=dev)[None, :] - shift[:, 0:1]          # [B, H]
+        src_c = torch.arange(w, device=dev)[None, :] - shift[:, 1:2]          # [B, W]
+        rows, cols = src_r % h, src_c % w
+        idx = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(-1, x.shape[1], -1)
+        out = x.reshape(b, x.shape[1], h * w).gather(2, idx).reshape(x.shape)
+        if self.translate_fill == "zero":
+            inside = (((src_r >= 0) & (src_r < h))[:, :, None] & ((src_c >= 0) & (src_c < w))[:, None, :])
+            out = out * inside[:, None].to(out.dtype)
+        return out, shift
 
     def _autoaugment(self, x: torch.Tensor, g: torch.Generator | None):
         """Apply one random CIFAR-10 sub-policy per sample (both stages, each with its own coin)."""

@@ -11,7 +11,9 @@ Inputs are images ``[B, C, H, W]`` or frame sequences ``[T, B, C, H, W]``. A stu
 either; an ANN teacher sees frames as :attr:`Distiller.teacher_frames` says (``teacher.frames``):
 ``mean`` feeds the mean frame ``x_bar = 1/T sum_t x[t]`` ``[B, C, H, W]``; ``per_step`` runs the
 teacher on every frame (the folded ``[T*B, C, H, W]`` batch) and averages its logits and each
-feature over T: ``z_t = 1/T sum_t z_t(x[t])``, ``F_t = 1/T sum_t F_t(x[t])``.
+feature over T: ``z_t = 1/T sum_t z_t(x[t])``, ``F_t = 1/T sum_t F_t(x[t])``; ``stack`` feeds one
+image of ``T*C`` channels, channel ``t*C + c`` holding ``x[t, :, c]`` (the teacher's first conv is
+built with ``T*C`` input channels: :func:`spikedistill.engine.build.model_in_channels`).
 
 The teacher is frozen by default (``teacher_mode="frozen"``): ``eval()``, ``requires_grad_(False)``
 and run under :func:`torch.inference_mode`. ``teacher_mode="released"`` reproduces the released
@@ -40,7 +42,8 @@ def teacher_input(x: torch.Tensor, frames: str = "mean") -> Tuple[torch.Tensor, 
 
     Images ``[B, C, H, W]`` pass unchanged (``None``). Frames ``[T, B, C, H, W]``: ``mean`` gives
     the mean frame ``1/T sum_t x[t]`` ``[B, C, H, W]`` (``None``); ``per_step`` gives the folded
-    ``[T*B, C, H, W]`` batch and ``T``, whose outputs :func:`time_mean` turns back into ``[B, ...]``.
+    ``[T*B, C, H, W]`` batch and ``T``, whose outputs :func:`time_mean` turns back into ``[B, ...]``;
+    ``stack`` gives ``[B, T*C, H, W]`` with channel ``t*C + c`` = ``x[t, :, c]`` (``None``).
     """
     if frames not in TEACHER_FRAMES:
         raise ConfigError(f"config key 'teacher.frames': expected one of "
@@ -49,6 +52,9 @@ def teacher_input(x: torch.Tensor, frames: str = "mean") -> Tuple[torch.Tensor, 
         return x, None
     if frames == "mean":
         return x.mean(dim=0), None
+    if frames == "stack":
+        T, B, C, H, W = x.shape
+        return x.transpose(0, 1).reshape(B, T * C, H, W), None
     return x.flatten(0, 1), int(x.shape[0])
 
 
@@ -218,15 +224,15 @@ from spikedistill.distill.registry import (build_method, get_method, list_method
 @register_method("ce")
 class CrossEntropy(Distiller):
     """The student alone: ``L = CE(z_s, y)``. Also trains ANN teachers; an ANN given frames
-    ``[T, B, C, H, W]`` sees them as ``teacher.frames`` says (:func:`teacher_input`), as in
-    evaluation."""
+    ``[T, B, C, H, W]`` sees them as :attr:`teacher_frames` says (:func:`teacher_input`), as it
+    will when it teaches."""
 
     requires_teacher = False
 
     def forward_train(self, x, y, ctx=None):
-        if x.dim() == 5 and not getattr(self.student, "is_spiking", False):
-            xin, steps = teacher_input(x, getattr(self, "teacher_frames", "mean"))
-            logits = time_mean(self.student(xin), steps)
+        if x.dim() == 5 and not getattr(unwrap(self.student), "is_spiking", True):
+            xin, T = teacher_input(x, self.teacher_frames)
+            logits = time_mean(self.student(xin), T)
         else:
             logits = self.student(x)
         return logits, {"ce": self.cross_entropy(logits, y)}

@@ -244,6 +244,21 @@ def eval_loader_for(splits, batch_size: int, device: torch.device, rank: int = 0
                         world_size=world_size, channels_last=channels_last)
 
 
+def model_in_channels(cfg: Config, splits) -> int:
+    """Input channels of the network ``cfg.model`` trains: the dataset's ``C``, or ``T*C`` for
+    an ANN (``train-teacher``) on frames ``[N, T, C, H, W]`` with ``teacher.frames: stack``
+    (it sees the T frames stacked as channels, :func:`spikedistill.distill.base.teacher_input`)."""
+    C = int(splits.in_channels)
+    images = splits.train.images
+    if cfg.teacher.frames != "stack" or images.dim() != 5:
+        return C
+    from spikedistill.models import model_role
+
+    ann = cfg.model.source in ("torchvision", "timm") or (
+        cfg.model.source == "spikedistill" and model_role(cfg.model.name) == "teacher")
+    return C * int(images.shape[1]) if ann else C
+
+
 def input_shape_of(splits) -> Tuple[int, int, int]:
     """``(C, H, W)`` of one training sample (images ``[N, C, H, W]`` or frames
     ``[N, T, C, H, W]``)."""

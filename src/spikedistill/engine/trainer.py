@@ -48,6 +48,7 @@ import torch.nn as nn
 from spikedistill.config import Config, build_config, save_config
 from spikedistill.engine import distributed as D
 from spikedistill.engine.build import (autocast_context, build_augmentations, build_distiller,
+                                       model_in_channels,
                                        build_grad_scaler, build_loaders, build_optimizer,
                                        build_scheduler, build_student, build_teacher,
                                        configure_determinism, eval_loader_for, input_shape_of,
@@ -232,7 +233,7 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
                           f"process over {world} process(es)")
 
     # models and method
-    student = build_student(cfg, K, int(splits.in_channels), shape)
+    student = build_student(cfg, K, model_in_channels(cfg, splits), shape)
     if ckpt is not None:
         check_same_model(ckpt, student.model_name, student.model_kwargs)
     teacher, provenance = build_teacher(cfg, K, shape, device)
@@ -297,7 +298,7 @@ def evaluate_epoch(run: RunState, epoch_no: int) -> Optional[float]:
             D.broadcast_buffers(module)
     if epoch_no % tc.eval_every == 0 or epoch_no == tc.epochs:
         return evaluate(unwrap(run.distiller.student), run.test_loader, run.device,
-                        run.amp_dtype or torch.float32)
+                        run.amp_dtype or torch.float32, frames=run.cfg.teacher.frames)
     return None
 
 
