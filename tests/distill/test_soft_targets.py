@@ -107,7 +107,14 @@ def test_every_method_one_step_with_mixup(method):
     assert logits.shape == (4, K) and "ce" in losses
     for name, value in losses.items():
         assert value.dim() == 0 and torch.isfinite(value), (name, value)
-    torch.testing.assert_close(losses["ce"], d.ce_weight * soft_cross_entropy(logits, y, 0.1))
+    if method == "tser-kd":      # CE on every timestep z_s[t], weighted by 1 - alpha
+        with torch.no_grad():
+            z = d.student(x, timestep_logits=True)
+        want = (1 - d.tc.alpha) * torch.stack([soft_cross_entropy(z[t], y, 0.1)
+                                               for t in range(z.shape[0])]).mean()
+        torch.testing.assert_close(losses["ce"], d.ce_weight * want)
+    else:
+        torch.testing.assert_close(losses["ce"], d.ce_weight * soft_cross_entropy(logits, y, 0.1))
     sum(losses.values()).backward()
     torch.optim.SGD(params, lr=0.1).step()
     assert any(not torch.equal(p.detach(), b) for p, b in zip(d.student.parameters(), before))
