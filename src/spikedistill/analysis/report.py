@@ -46,7 +46,6 @@ def is_spiking_model(model: nn.Module) -> bool:
     return bool(flag) if flag is not None else hasattr(model, "T")
 
 
-@torch.no_grad()
 class FramesView(nn.Module):
     """An ANN teacher seeing frames ``[T, B, C, H, W]`` as ``teacher.frames`` says
     (:func:`spikedistill.distill.base.teacher_input`): logits ``time_mean(teacher(view(x)))``.
@@ -60,6 +59,7 @@ class FramesView(nn.Module):
         self.model_name = getattr(teacher, "model_name", type(teacher).__name__)
         self.train(teacher.training)        # restoring the view's mode restores the teacher's
 
+    @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from spikedistill.distill.base import teacher_input, time_mean
 

@@ -249,6 +249,8 @@ def model_in_channels(cfg: Config, splits) -> int:
     an ANN (``train-teacher``) on frames ``[N, T, C, H, W]`` with ``teacher.frames: stack``
     (it sees the T frames stacked as channels, :func:`spikedistill.distill.base.teacher_input`)."""
     C = int(splits.in_channels)
+    if is_streamed(splits):          # streamed data are images, never frames
+        return C
     images = splits.train.images
     if cfg.teacher.frames != "stack" or images.dim() != 5:
         return C
