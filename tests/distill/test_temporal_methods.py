@@ -9,30 +9,12 @@ import math
 import pytest
 import torch
 
-from spikedistill.config import build_config
 from spikedistill.distill import build_method, method_requires_teacher
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.context import StepContext
 from spikedistill.errors import ConfigError
-from spikedistill.models import create_model
 
-K = 5
-
-
-def _pair(seed=0, T=2):
-    torch.manual_seed(seed)
-    student = create_model("spiking_resnet20", num_classes=K, T=T, width_mult=1)
-    teacher = create_model("resnet20", num_classes=K, width_mult=1)
-    return student, teacher
-
-
-def _batch(seed=0, B=4):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(B, 3, 8, 8, generator=g) * 2, torch.randint(0, K, (B,), generator=g)
-
-
-def _cfg(method, *overrides):
-    return build_config({}, [f"distill.method={method}", *overrides]).distill
+from method_helpers import K, batch as _batch, method_cfg as _cfg, pair as _pair  # noqa: E402
 
 
 # -- TKS -------------------------------------------------------------------------------------
