@@ -11,6 +11,7 @@ import torch
 from spikedistill.config import TEACHER_FRAMES, build_config
 from spikedistill.distill import build_method
 from spikedistill.distill.base import teacher_input
+from spikedistill.errors import ConfigError
 from spikedistill.models import create_model
 
 T, B, C, H, W = 3, 2, 2, 8, 8
@@ -126,3 +127,29 @@ def test_engine_trains_a_stacked_teacher_then_distils_from_it(frames_dataset, tm
     assert res_s.teacher is not None and 0.0 <= res_s.last_acc <= 1.0
     assert np.isfinite(res_s.history[-1]["train_loss"] if "train_loss" in res_s.history[-1]
                        else 0.0)
+    # the stacked teacher seen as one mean frame (teacher.frames=mean: 2 channels, it takes 6):
+    # one line naming teacher.frames, before any step
+    mean_cfg = build_config({}, [c for c in common if c != "teacher.frames=stack"]
+                            + ["model.name=spiking_resnet20", "model.T=3", "distill.method=kd",
+                               "run.name=student_mean"])
+    with pytest.raises(ConfigError, match=r"teacher.frames.*2 channels.*first convolution takes 6"):
+        run_training(mean_cfg, teacher_checkpoint=ckpt)
+
+
+def test_a_mean_teacher_asked_to_stack_is_one_line(frames_dataset, tmp_path):
+    # an ANN trained on mean frames (2 channels) given the stacked frames (2 T = 6 channels)
+    from spikedistill.engine.trainer import run_training
+
+    common = [f"data.name={frames_dataset}", "data.augment.autoaugment=false",
+              "data.augment.random_crop=false", "data.augment.random_erasing=0",
+              "train.epochs=1", "train.batch_size=8", "train.max_steps_per_epoch=1",
+              "train.eval_batch_size=16", "train.threads=1", "train.device=cpu",
+              "run.progress=false", "run.tensorboard=false", "run.plots=false",
+              f"run.out_dir={tmp_path}"]
+    res = run_training(build_config({}, common + ["model.name=resnet20", "model.width_mult=1",
+                                                  "run.name=teacher"]))
+    cfg = build_config({}, common + ["teacher.frames=stack", "model.name=spiking_resnet20",
+                                     "model.T=3", "distill.method=kd", "run.name=student"])
+    with pytest.raises(ConfigError, match=r"teacher.frames=stack gives it the T frames as 6 "
+                                          r"channels.*first convolution takes 2.*train-teacher"):
+        run_training(cfg, teacher_checkpoint=f"{res.run_dir}/best.pt")

@@ -248,17 +248,45 @@ def model_in_channels(cfg: Config, splits) -> int:
     """Input channels of the network ``cfg.model`` trains: the dataset's ``C``, or ``T*C`` for
     an ANN (``train-teacher``) on frames ``[N, T, C, H, W]`` with ``teacher.frames: stack``
     (it sees the T frames stacked as channels, :func:`spikedistill.distill.base.teacher_input`)."""
+    from spikedistill.models import model_role
+
+    ann = cfg.model.source in ("torchvision", "timm") or (
+        cfg.model.source == "spikedistill" and model_role(cfg.model.name) == "teacher")
+    return ann_in_channels(cfg, splits) if ann else int(splits.in_channels)
+
+
+def ann_in_channels(cfg: Config, splits) -> int:
+    """Input channels of an ANN on this data as ``teacher.frames`` shows it: ``T*C`` for
+    ``stack`` on frames ``[N, T, C, H, W]``, else the dataset's ``C``."""
     C = int(splits.in_channels)
     if is_streamed(splits):          # streamed data are images, never frames
         return C
     images = splits.train.images
     if cfg.teacher.frames != "stack" or images.dim() != 5:
         return C
-    from spikedistill.models import model_role
+    return C * int(images.shape[1])
 
-    ann = cfg.model.source in ("torchvision", "timm") or (
-        cfg.model.source == "spikedistill" and model_role(cfg.model.name) == "teacher")
-    return C * int(images.shape[1]) if ann else C
+
+def first_layer_in_channels(model: nn.Module) -> Optional[int]:
+    """``in_channels`` of the first convolution of ``model`` (module order), None without one."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return int(m.in_channels)
+    return None
+
+
+def check_teacher_input(cfg: Config, teacher: nn.Module, want: int, label: str) -> None:
+    """ConfigError unless the teacher's first convolution takes the ``want`` channels that
+    ``teacher.frames`` gives it (``stack``: ``T*C``, see :func:`ann_in_channels`)."""
+    got = first_layer_in_channels(teacher)
+    if got is None or got == want:
+        return
+    how = (f"teacher.frames=stack gives it the T frames as {want} channels" if
+           cfg.teacher.frames == "stack" else f"the data have {want} channels")
+    hint = ("train it with train-teacher --set teacher.frames=stack (timm: teacher.kwargs.in_chans)"
+            if cfg.teacher.frames == "stack" else "use the teacher.frames it was trained with")
+    raise ConfigError(f"config key 'teacher.frames': {how}, but {label}'s first convolution "
+                      f"takes {got}; {hint}")
 
 
 def input_shape_of(splits) -> Tuple[int, int, int]:
@@ -357,14 +385,16 @@ def teacher_label(provenance: Dict[str, Any]) -> str:
 
 
 def build_teacher(cfg: Config, num_classes: int, input_shape: Tuple[int, int, int],
-                  device: torch.device) -> Tuple[Optional[nn.Module], Optional[Dict[str, Any]]]:
+                  device: torch.device, in_channels: Optional[int] = None
+                  ) -> Tuple[Optional[nn.Module], Optional[Dict[str, Any]]]:
     """``(teacher in eval mode on device, provenance)``, or ``(None, None)`` without a teacher.
 
     ``teacher.source: spikedistill`` loads our own checkpoint ``teacher.checkpoint``; any other
     source is built by :func:`spikedistill.models.build_teacher`. The provenance records
     ``source``, ``arch``, ``weights`` (the file the weights came from; also ``checkpoint`` for
     our own) and the file's ``sha256``. A teacher that does not predict ``num_classes`` classes
-    is refused, naming the file, and so is a spiking one unless ``teacher.allow_spiking``.
+    is refused, naming the file, and so is a spiking one unless ``teacher.allow_spiking``;
+    ``in_channels``: what its first convolution must take (:func:`check_teacher_input`).
     """
     tcfg = cfg.teacher
     if tcfg.source == "spikedistill":
@@ -406,6 +436,8 @@ def build_teacher(cfg: Config, num_classes: int, input_shape: Tuple[int, int, in
                           f"network ({provenance.get('arch')}, a student); a teacher is an ANN "
                           "(train one with train-teacher), or set teacher.allow_spiking=true to "
                           "distil from this SNN's logits")
+    if in_channels is not None and not getattr(teacher, "is_spiking", False):
+        check_teacher_input(cfg, teacher, int(in_channels), teacher_label(provenance))
     if cfg.train.channels_last:
         teacher.to(memory_format=torch.channels_last)
     return teacher, provenance

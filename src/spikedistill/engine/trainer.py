@@ -47,9 +47,8 @@ import torch.nn as nn
 
 from spikedistill.config import Config, build_config, save_config
 from spikedistill.engine import distributed as D
-from spikedistill.engine.build import (autocast_context, build_augmentations, build_distiller,
-                                       model_in_channels,
-                                       build_grad_scaler, build_loaders, build_optimizer,
+from spikedistill.engine.build import (ann_in_channels, autocast_context, build_augmentations,
+                                       build_distiller, model_in_channels, build_grad_scaler, build_loaders, build_optimizer,
                                        build_scheduler, build_student, build_teacher,
                                        configure_determinism, eval_loader_for, input_shape_of,
                                        load_data, per_rank_batch, resolve_amp, seed_everything,
@@ -236,7 +235,7 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
     student = build_student(cfg, K, model_in_channels(cfg, splits), shape)
     if ckpt is not None:
         check_same_model(ckpt, student.model_name, student.model_kwargs)
-    teacher, provenance = build_teacher(cfg, K, shape, device)
+    teacher, provenance = build_teacher(cfg, K, shape, device, ann_in_channels(cfg, splits))
     distiller = build_distiller(cfg, student, teacher, device)
     teacher_acc: Optional[float] = None
     if teacher is not None:
