@@ -114,3 +114,18 @@ def test_ablate_command_runs_a_tiny_grid_and_tabulates_variants(tmp_path, capsys
     assert smooth["config"]["train"]["label_smoothing"] == 0.1
     md = (out / "compare.md").read_text()
     assert "| plain |" in md and "| smooth |" in md and "against plain" in md
+
+
+def test_ablate_without_a_teacher_stops_before_training(tmp_path, capsys):
+    # the grid's second variant needs a teacher: one line naming it, and nothing written
+    from spikedistill.cli import main
+
+    base = GRIDS.parent / "digits" / "compare_all_methods.yaml"
+    grid = tmp_path / "needs_teacher.yaml"
+    grid.write_text(f"base: {base}\nseeds: [0, 1]\nbaseline: plain\nvariants:\n"
+                    "  plain: {method: ce}\n  kd: {method: kd}\n")
+    out = tmp_path / "out"
+    assert main(["ablate", "--grid", str(grid), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error: methods kd need a teacher: pass --teacher" in err
+    assert not out.exists()

@@ -157,6 +157,9 @@ def ablate(grid_path, out, teacher=None, overrides: Sequence[str] = (),
     runs = expand_grid(grid_path, overrides, seeds)
     out = Path(out)
     teacher = C.resolve_teacher(teacher)
+    for name in grid.variants:           # every variant's teacher need, before anything trains
+        mine = [r for r in runs if r.variant == name]
+        C.check_teacher_for([r.method for r in mine], teacher, mine[0].config)
     records = []
     for name in grid.variants:
         mine = [r for r in runs if r.variant == name]

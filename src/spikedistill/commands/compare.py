@@ -587,23 +587,29 @@ def compare(base_cfg, methods: Sequence[str], seeds: Sequence[int], out, teacher
     """Run every (method, seed) (seeds outermost; ``jobs`` at once in worker processes) and
     write the summary with the paired comparison against ``baseline`` (one of ``methods``, or
     None); returns the per-method rows and the paths written."""
-    from spikedistill.distill import method_requires_teacher
-
     out = Path(out)
     if baseline is not None:
         baseline = parse_baseline(baseline, methods)
     jobs = parse_jobs(jobs)
     teacher = resolve_teacher(teacher if teacher is not None else base_cfg.teacher.checkpoint)
-    needing = [m for m in methods if method_requires_teacher(m)]
-    if needing and teacher is None and base_cfg.teacher.source == "spikedistill":
-        raise ConfigError(f"methods {', '.join(needing)} need a teacher: pass --teacher "
-                          "RUN_DIR/best.pt (or set teacher.checkpoint)")
+    check_teacher_for(methods, teacher, base_cfg)
     records = _run_all(base_cfg, [(m, s) for s in seeds for m in methods], teacher, out, jobs,
                        log)
     rows = summarize(records, methods, baseline)
     title = f"{base_cfg.model.name} T={base_cfg.model.T} on {base_cfg.data.name}"
     paths = write_summary(rows, records, out, title)
     return rows, paths
+
+
+def check_teacher_for(methods: Sequence[str], teacher: Optional[str], base_cfg) -> None:
+    """ConfigError, before anything trains, when some of ``methods`` need a teacher and neither
+    ``teacher`` (a checkpoint) nor an external ``teacher.source`` gives one."""
+    from spikedistill.distill import method_requires_teacher
+
+    needing = [m for m in dict.fromkeys(methods) if method_requires_teacher(m)]
+    if needing and teacher is None and base_cfg.teacher.source == "spikedistill":
+        raise ConfigError(f"methods {', '.join(needing)} need a teacher: pass --teacher "
+                          "RUN_DIR/best.pt (or set teacher.checkpoint)")
 
 
 def run(args) -> int:
