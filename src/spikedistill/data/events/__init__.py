@@ -3,6 +3,7 @@ the frame cache and the emulator of recordings from images.
 
     read_events(path) -> {"t", "x", "y", "p"}       (int64 numpy arrays, SpikingJelly's conventions)
     write_events(path, events, format="aedat")     (aedat | aedat3 | aedat4 | npz; atomic)
+    write_events(path, events, format="aedat4", compression="lz4")   (none | lz4 | lz4_high | zstd | zstd_high)
     events_to_frames(events, T, split_by="number", sensor_size=(128, 128)) -> [T, 2, H, W]
 
 Formats are recognised by their bytes: ``#!AER-DAT2.x`` (the CIFAR10-DVS release, see
@@ -54,21 +55,27 @@ def read_events(path: os.PathLike, data: Optional[bytes] = None) -> Dict[str, np
     return decode_events(data, str(path))
 
 
-def encode_events(events: Dict[str, np.ndarray], format: str = "aedat") -> bytes:
+def encode_events(events: Dict[str, np.ndarray], format: str = "aedat", compression: str = "none") -> bytes:
+    """The bytes of ``events`` as ``format``; ``compression`` (of the AEDAT 4.0 packets, see
+    :mod:`.aedat4`) is for ``aedat4`` only."""
+    if format != "aedat4" and str(compression).lower() != "none":
+        raise DataError(f"compression {compression!r} is for format 'aedat4' only (format is {format!r})")
     if format == "aedat":
         return encode_aedat2(events)
     if format == "aedat3":
         return encode_aedat3(events)
     if format == "aedat4":
-        return encode_aedat4(events)
+        return encode_aedat4(events, compression=compression)
     if format == "npz":
         return encode_events_npz(events)
     raise DataError(f"unknown event format {format!r} (expected one of {', '.join(FORMATS)})")
 
 
-def write_events(path: os.PathLike, events: Dict[str, np.ndarray], format: str = "aedat"):
-    """Write ``events`` as ``format`` to ``path`` atomically; returns the path."""
-    payload = encode_events(events, format)
+def write_events(path: os.PathLike, events: Dict[str, np.ndarray], format: str = "aedat",
+                 compression: str = "none"):
+    """Write ``events`` as ``format`` (AEDAT 4.0 packets compressed as ``compression``) to ``path``
+    atomically; returns the path."""
+    payload = encode_events(events, format, compression)
     return atomic_write(path, lambda handle: handle.write(payload))
 
 

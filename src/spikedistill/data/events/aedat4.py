@@ -25,8 +25,17 @@ rules for any writer's layout; :func:`encode_aedat4` writes one fixed, aligned l
 Events come back as stored: ``x, y`` the sensor coordinates, ``p = on`` (1 ON, 0 OFF), which is
 what tonic's ``CIFAR10DVS`` returns for its ``.aedat4`` files (``tonic/datasets/cifar10dvs.py``).
 How tonic's copy maps the coordinates of the original AEDAT 2.0 release is not documented by
-tonic; SpikingJelly does not read AEDAT 4.0. Uncompressed files are decoded by this module alone;
-LZ4/ZSTD packets need the ``lz4`` / ``zstandard`` packages (an optional extra), else a DataError.
+tonic; SpikingJelly does not read AEDAT 4.0.
+
+Compression (the header's ``compression`` applies to every packet; the packet's ``size`` is that of
+the compressed bytes). As dv-processing writes it (``io/compression/compression_support.hpp``,
+``Lz4CompressionSupport`` / ``ZstdCompressionSupport``) and the ``aedat`` decoder reads it
+(``lz4::Decoder`` / ``zstd::stream::Decoder`` over each packet), every packet is **one independent
+frame**: LZ4 (1) an LZ4 *frame* (magic ``04 22 4D 18``; 64 KiB linked blocks, no content checksum,
+no content size; level 0, LZ4_HIGH (2) the HC level 9), ZSTD (3) a zstd frame (magic
+``28 B5 2F FD``; ``ZSTD_compressCCtx`` at level 3, ZSTD_HIGH (4) at ``ZSTD_maxCLevel()`` = 22).
+Uncompressed files are decoded by this module alone; LZ4/ZSTD packets need the ``lz4`` /
+``zstandard`` packages (the optional extra ``events``), else a DataError naming the package.
 """
 
 from __future__ import annotations
@@ -109,21 +118,59 @@ def _event_streams(info: str, name: str) -> Dict[int, Tuple[int, int]]:
     return out
 
 
-def _decompress(payload: bytes, compression: int, name: str) -> bytes:
-    if compression == 0:
-        return payload
+COMPRESSION_NAMES = {"none": 0, "lz4": 1, "lz4_high": 2, "zstd": 3, "zstd_high": 4}
+_PACKAGE = {1: "lz4", 2: "lz4", 3: "zstandard", 4: "zstandard"}
+
+
+def _codec(compression: int, name: str):
+    """The module that (de)compresses ``compression`` packets: ``lz4.frame`` or ``zstandard``."""
     try:
         if compression in (1, 2):
             import lz4.frame
-            return lz4.frame.decompress(payload)
-        if compression in (3, 4):
-            import zstandard
-            return zstandard.ZstdDecompressor().decompressobj().decompress(payload)
+            return lz4.frame
+        import zstandard
+        return zstandard
     except ImportError:
-        pkg = "lz4" if compression in (1, 2) else "zstandard"
         raise DataError(f"{name}: AEDAT 4.0 packets are {COMPRESSION[compression]}-compressed; "
-                        f"install the optional package '{pkg}' to read them") from None
-    raise DataError(f"{name}: AEDAT 4.0 header names an unknown compression {compression}")
+                        f"install the optional package '{_PACKAGE[compression]}' "
+                        f"(pip install 'spikedistill[events]') to read or write them") from None
+
+
+def _decompress(payload: bytes, compression: int, name: str, pos: int = -1) -> bytes:
+    """The flatbuffer of one packet: ``payload`` as is (0), or its one LZ4 / zstd frame decoded."""
+    if compression == 0:
+        return payload
+    if compression not in _PACKAGE:
+        raise DataError(f"{name}: AEDAT 4.0 header names an unknown compression {compression}")
+    codec = _codec(compression, name)
+    where = f"the packet at byte {pos}" if pos >= 0 else "a packet"
+    errors = (RuntimeError, ValueError) + ((codec.ZstdError,) if compression > 2 else ())
+    try:
+        if compression in (1, 2):
+            return codec.decompress(payload)
+        obj = codec.ZstdDecompressor().decompressobj()
+        out = obj.decompress(payload)
+        if not obj.eof:
+            raise ValueError("the zstd frame is incomplete")
+        return out
+    except errors as exc:
+        raise DataError(f"{name}: {where} is not a valid {COMPRESSION[compression]} frame "
+                        f"({exc})") from None
+
+
+def _compress(payload: bytes, compression: int) -> bytes:
+    """One independent frame of ``payload`` with dv-processing's settings (module docstring)."""
+    if compression == 0:
+        return payload
+    codec = _codec(compression, "AEDAT 4.0 writer")
+    if compression in (1, 2):
+        # LZ4F_compressBegin / Update / End as dv-processing calls them (lz4.frame.compress, i.e.
+        # LZ4F_compressFrame, would mark a one-block frame's blocks independent)
+        frame = codec.LZ4FrameCompressor(block_size=codec.BLOCKSIZE_MAX64KB, block_linked=True,
+                                         compression_level=0 if compression == 1 else 9,
+                                         content_checksum=False, auto_flush=False)
+        return frame.begin() + frame.compress(payload) + frame.flush()
+    return codec.ZstdCompressor(level=3 if compression == 3 else 22).compress(payload)
 
 
 def _packet_events(payload: bytes, name: str) -> np.ndarray:
@@ -172,16 +219,16 @@ def read_aedat4(data: bytes, name: str = "<bytes>") -> Dict[str, np.ndarray]:
             raise DataError(f"{name}: truncated AEDAT 4.0 packet at byte {pos} ({len(payload)} of {n} bytes)")
         pos += 8 + n
         if stream_id in streams:
-            parts.append(_packet_events(_decompress(payload, compression, name), name))
+            parts.append(_packet_events(_decompress(payload, compression, name, pos - 8 - n), name))
     ev = np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
     return {"t": ev["t"].astype(np.int64), "x": ev["x"].astype(np.int64), "y": ev["y"].astype(np.int64),
             "p": ev["on"].astype(np.int64)}
 
 
-def _info_xml(width: int, height: int) -> str:
+def _info_xml(width: int, height: int, compression: int = 0) -> str:
     p = "/mainModule/output/0/"
     return (f'<dv version="2.0"><node name="outInfo" path="/mainModule/output/"><node name="0" path="{p}">'
-            '<attr key="compression" type="string">NONE</attr>'
+            f'<attr key="compression" type="string">{COMPRESSION[compression].upper()}</attr>'
             '<attr key="originalModuleName" type="string">spikedistill</attr>'
             '<attr key="originalOutputName" type="string">events</attr>'
             '<attr key="typeDescription" type="string">Array of events (polarity ON/OFF).</attr>'
@@ -213,10 +260,23 @@ def encode_event_packet(ev: np.ndarray) -> bytes:
     return struct.pack("<I", len(body)) + body
 
 
+def compression_code(compression) -> int:
+    """The header's ``compression`` enum of a name (``none | lz4 | lz4_high | zstd | zstd_high``)."""
+    key = str(compression).lower()
+    if key not in COMPRESSION_NAMES:
+        raise DataError(f"unknown AEDAT 4.0 compression {compression!r} "
+                        f"(expected one of {', '.join(COMPRESSION_NAMES)})")
+    return COMPRESSION_NAMES[key]
+
+
 def encode_aedat4(events: Dict[str, np.ndarray], *, sensor_size: Tuple[int, int] = (128, 128),
-                  packet_events: int = 4096) -> bytes:
-    """Uncompressed AEDAT 4.0 bytes of ``events`` (``x, y, p`` as stored, ``on = p``) in packets of
-    up to ``packet_events`` events of stream 0."""
+                  packet_events: int = 4096, compression: str = "none") -> bytes:
+    """AEDAT 4.0 bytes of ``events`` (``x, y, p`` as stored, ``on = p``) in packets of up to
+    ``packet_events`` events of stream 0, each packet compressed on its own as ``compression``
+    says (``none | lz4 | lz4_high | zstd | zstd_high``: the header's enum 0..4, module docstring)."""
+    code = compression_code(compression)
+    if code:
+        _codec(code, "AEDAT 4.0 writer")                  # fail before any work without the package
     n = len(events["t"])
     ev = np.zeros(n, EVENT_DTYPE)
     ev["t"] = np.asarray(events["t"], np.int64)
@@ -227,9 +287,9 @@ def encode_aedat4(events: Dict[str, np.ndarray], *, sensor_size: Tuple[int, int]
         ev[k] = v
     ev["on"] = np.asarray(events["p"], np.int64) != 0
     width, height = sensor_size
-    header = encode_ioheader(_info_xml(width, height))
+    header = encode_ioheader(_info_xml(width, height, code), compression=code)
     out = [AEDAT4_MAGIC, struct.pack("<I", len(header)), header]
     for start in range(0, n, max(1, int(packet_events))):
-        payload = encode_event_packet(ev[start:start + packet_events])
+        payload = _compress(encode_event_packet(ev[start:start + packet_events]), code)
         out.append(struct.pack("<iI", 0, len(payload)) + payload)
     return b"".join(out)
