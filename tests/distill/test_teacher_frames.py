@@ -105,16 +105,22 @@ def frames_dataset():
     DATASETS.unregister("a2_test_frames")
 
 
+def _run_settings(dataset, out_dir, *extra):
+    """Overrides of a one-epoch CPU run on the synthetic frames dataset (no crop, erasing or
+    AutoAugment), with ``extra`` after them."""
+    return [f"data.name={dataset}", "data.augment.autoaugment=false",
+            "data.augment.random_crop=false", "data.augment.random_erasing=0", "train.epochs=1",
+            "train.batch_size=8", "train.eval_batch_size=16", "train.threads=1",
+            "train.device=cpu", "run.progress=false", "run.tensorboard=false", "run.plots=false",
+            f"run.out_dir={out_dir}", *extra]
+
+
 def test_engine_trains_a_stacked_teacher_then_distils_from_it(frames_dataset, tmp_path):
     from spikedistill.engine.trainer import run_training
     from spikedistill.engine.checkpoint import load_model_from_checkpoint
 
-    common = [f"data.name={frames_dataset}", "data.augment.autoaugment=false",
-              "data.augment.random_crop=false", "data.augment.random_erasing=0",
-              "data.augment.translate=2", "teacher.frames=stack", "train.epochs=1",
-              "train.batch_size=8", "train.max_steps_per_epoch=2", "train.eval_batch_size=16",
-              "train.threads=1", "train.device=cpu", "run.progress=false",
-              "run.tensorboard=false", "run.plots=false", f"run.out_dir={tmp_path}"]
+    common = _run_settings(frames_dataset, tmp_path, "data.augment.translate=2",
+                           "teacher.frames=stack", "train.max_steps_per_epoch=2")
     teacher_cfg = build_config({}, common + ["model.name=resnet20", "model.width_mult=1",
                                              "run.name=teacher"])
     res = run_training(teacher_cfg)
@@ -140,12 +146,7 @@ def test_a_mean_teacher_asked_to_stack_is_one_line(frames_dataset, tmp_path):
     # an ANN trained on mean frames (2 channels) given the stacked frames (2 T = 6 channels)
     from spikedistill.engine.trainer import run_training
 
-    common = [f"data.name={frames_dataset}", "data.augment.autoaugment=false",
-              "data.augment.random_crop=false", "data.augment.random_erasing=0",
-              "train.epochs=1", "train.batch_size=8", "train.max_steps_per_epoch=1",
-              "train.eval_batch_size=16", "train.threads=1", "train.device=cpu",
-              "run.progress=false", "run.tensorboard=false", "run.plots=false",
-              f"run.out_dir={tmp_path}"]
+    common = _run_settings(frames_dataset, tmp_path, "train.max_steps_per_epoch=1")
     res = run_training(build_config({}, common + ["model.name=resnet20", "model.width_mult=1",
                                                   "run.name=teacher"]))
     cfg = build_config({}, common + ["teacher.frames=stack", "model.name=spiking_resnet20",

@@ -1,8 +1,34 @@
-"""Layers shared by the spiking and ANN ResNets."""
+"""Layers and forward pieces shared by the built-in spiking and ANN networks."""
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
+
+
+def require_images(x: torch.Tensor) -> None:
+    """ValueError unless ``x`` is an image batch ``[B, C, H, W]`` (what a built-in ANN takes;
+    frames reach it through ``teacher.frames``)."""
+    if x.dim() != 4:
+        raise ValueError(f"expected images [B, C, H, W], got shape {tuple(x.shape)} (an ANN "
+                         "takes frames through teacher.frames)")
+
+
+def require_images_or_frames(x: torch.Tensor) -> None:
+    """ValueError unless ``x`` is ``[B, C, H, W]`` (direct encoding) or frames ``[T, B, C, H, W]``."""
+    if x.dim() not in (4, 5):
+        raise ValueError(f"expected images [B, C, H, W] or frames [T, B, C, H, W], got shape "
+                         f"{tuple(x.shape)}")
+
+
+def student_logits(head: nn.Module, pool, last: torch.Tensor, timestep_logits: bool) -> torch.Tensor:
+    """A spiking student's logits from its last tap ``F_n`` ``[T, B, C, H, W]``:
+    ``z_s = head(pool(F_n))`` ``[B, K]`` (``pool``: GAP and the mean over t), or with
+    ``timestep_logits`` ``z_s[t] = head(GAP(F_n[t]))`` ``[T, B, K]`` (their mean over t is
+    ``z_s`` for a linear head)."""
+    if timestep_logits:
+        return head(last.mean(dim=(3, 4)))
+    return head(pool(last))
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from spikedistill.models.common import conv3x3, shortcut, stage_plan
+from spikedistill.models.common import conv3x3, require_images, shortcut, stage_plan
 from spikedistill.models.contract import DistillModel
 from spikedistill.models.registry import register_model
 
@@ -69,9 +69,7 @@ class ResNet(DistillModel):
 
     def forward(self, x: torch.Tensor, return_features: bool = False,
                 timestep_logits: bool = False):
-        if x.dim() != 4:
-            raise ValueError(f"expected images [B, C, H, W], got shape {tuple(x.shape)} (an ANN "
-                             "takes frames through teacher.frames)")
+        require_images(x)
         f1 = self.layer1(self.stem_act(self.stem_bn(self.stem(x))))
         f2 = self.layer2(f1)
         f3 = self.layer3(f2)

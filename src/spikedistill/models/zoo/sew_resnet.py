@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 
 from spikedistill.errors import ConfigError
+from spikedistill.models.common import require_images_or_frames, student_logits
 from spikedistill.models.contract import DistillModel
 from spikedistill.models.registry import register_model
 from spikedistill.neurons import LIF
@@ -252,17 +253,12 @@ class SEWResNet(DistillModel):
                 timestep_logits: bool = False):
         """Logits ``z_s = fc(mean_t GAP(F_4[t]))`` ``[B, K]``; with ``timestep_logits``
         ``z_s[t] = fc(GAP(F_4[t]))`` ``[T, B, K]`` (their mean over t is ``z_s``)."""
-        if x.dim() not in (4, 5):
-            raise ValueError(f"expected images [B, C, H, W] or frames [T, B, C, H, W], got shape "
-                             f"{tuple(x.shape)}")
+        require_images_or_frames(x)
         f1 = self.layer1(self.encode(x))
         f2 = self.layer2(f1)
         f3 = self.layer3(f2)
         f4 = self.layer4(f3)
-        if timestep_logits:
-            logits = self.fc(f4.mean(dim=(3, 4)))
-        else:
-            logits = self.fc(self.pool(f4))
+        logits = student_logits(self.fc, self.pool, f4, timestep_logits)
         if return_features:
             return logits, [f1, f2, f3, f4]
         return logits

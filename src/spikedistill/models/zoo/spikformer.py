@@ -62,6 +62,7 @@ import torch
 import torch.nn as nn
 
 from spikedistill.errors import ConfigError
+from spikedistill.models.common import require_images_or_frames
 from spikedistill.models.contract import DistillModel
 from spikedistill.models.registry import register_model
 from spikedistill.neurons import LIF
@@ -291,9 +292,7 @@ class Spikformer(DistillModel):
                 timestep_logits: bool = False):
         """Logits ``z = head(mean_t mean_n X_L[t, :, n])`` ``[B, K]``; with ``timestep_logits``
         ``z[t]`` ``[T, B, K]``; taps: the token grids (module docstring)."""
-        if x.dim() not in (4, 5):
-            raise ValueError(f"expected images [B, C, H, W] or frames [T, B, C, H, W], got shape "
-                             f"{tuple(x.shape)}")
+        require_images_or_frames(x)
         grid = self.encode(x)                                   # [T, B, D, h, w]
         T, B, D, h, w = grid.shape
         outs: List[torch.Tensor] = [grid]

@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 
 from spikedistill.errors import ConfigError
-from spikedistill.models.common import conv3x3, shortcut, stage_plan
+from spikedistill.models.common import (conv3x3, require_images_or_frames, shortcut, stage_plan,
+                                       student_logits)
 from spikedistill.models.contract import DistillModel, linear_chain_weight
 from spikedistill.models.registry import register_model
 from spikedistill.neurons import LIF
@@ -131,16 +132,11 @@ class SpikingResNet(DistillModel):
         """Logits ``z_s = head(mean_t GAP(F_3[t]))`` ``[B, K]``; with ``timestep_logits``
         ``z_s[t] = head(GAP(F_3[t]))`` ``[T, B, K]`` (their mean over t is ``z_s``: the head is
         linear)."""
-        if x.dim() not in (4, 5):
-            raise ValueError(f"expected images [B, C, H, W] or frames [T, B, C, H, W], got shape "
-                             f"{tuple(x.shape)}")
+        require_images_or_frames(x)
         f1 = self.layer1(self.encode(x))
         f2 = self.layer2(f1)
         f3 = self.layer3(f2)
-        if timestep_logits:
-            logits = self.head(f3.mean(dim=(3, 4)))
-        else:
-            logits = self.head(self.pool(f3))
+        logits = student_logits(self.head, self.pool, f3, timestep_logits)
         if return_features:
             return logits, [f1, f2, f3]
         return logits

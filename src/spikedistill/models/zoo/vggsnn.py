@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from spikedistill.errors import ConfigError
+from spikedistill.models.common import require_images, require_images_or_frames
 from spikedistill.models.contract import DistillModel
 from spikedistill.models.registry import register_model
 from spikedistill.neurons import LIF
@@ -150,9 +151,7 @@ class VGGSNN(DistillModel):
         """Logits ``z_s = mean_t head(phi(F_4[t]))`` ``[B, K]`` (``phi``: GAP or TET's flattened
         grid); ``timestep_logits``: ``head(phi(F_4[t]))`` ``[T, B, K]`` (mean over t = ``z_s``,
         the head is linear)."""
-        if x.dim() not in (4, 5):
-            raise ValueError(f"expected images [B, C, H, W] or frames [T, B, C, H, W], got shape "
-                             f"{tuple(x.shape)}")
+        require_images_or_frames(x)
         f1 = self.stage1[1](self.encode(x))
         f2 = self.stage2(self._pool2(f1))
         f3 = self.stage3(self._pool2(f2))
@@ -221,9 +220,7 @@ class VGGANN(DistillModel):
 
     def forward(self, x: torch.Tensor, return_features: bool = False,
                 timestep_logits: bool = False):
-        if x.dim() != 4:
-            raise ValueError(f"expected images [B, C, H, W], got shape {tuple(x.shape)} (an ANN "
-                             "takes frames through teacher.frames)")
+        require_images(x)
         f1 = self.stage1(x)
         f2 = self.stage2(self.avgpool(f1))
         f3 = self.stage3(self.avgpool(f2))
