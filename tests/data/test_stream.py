@@ -202,6 +202,21 @@ def test_auto_picks_stream_above_the_memory_limit(tree):
     assert resolve_pipeline(build_config({}, ["data.name=digits", "data.memory_limit_gib=0"]).data) == "memory"
 
 
+def test_auto_builds_the_index_once(tree, monkeypatch):
+    # deciding 'auto' walks the tree; loading the streamed splits reuses that index
+    import spikedistill.data.stream as S
+    from spikedistill.engine.build import load_data
+
+    calls = []
+    real = S.index_from_config
+    monkeypatch.setattr(S, "index_from_config", lambda cfg: calls.append(1) or real(cfg))
+    cfg = build_config({}, ["data.name=imagenet", f"data.root={tree}", "data.image_size=32",
+                            "data.memory_limit_gib=1e-9"])
+    splits = load_data(cfg)
+    assert getattr(splits, "pipeline", None) == "stream" and len(splits.train) == 18
+    assert len(calls) == 1
+
+
 def test_stream_refuses_what_cannot_stream(tmp_path):
     from spikedistill.engine.build import load_data
 

@@ -496,23 +496,29 @@ def estimate_decoded_bytes(index: StreamIndex, image_size: Optional[int]) -> int
     return int(n * 3 * float(np.mean([w * h for w, h in sizes])))
 
 
-def resolve_pipeline(data_cfg) -> str:
-    """``memory`` or ``stream`` for ``data.pipeline`` (``auto``: stream iff the dataset can
-    stream and :func:`estimate_decoded_bytes` exceeds ``data.memory_limit_gib`` GiB)."""
+def choose_pipeline(data_cfg) -> Tuple[str, Optional[StreamIndex]]:
+    """``(memory | stream, index)`` for ``data.pipeline`` (``auto``: stream iff the dataset can
+    stream and :func:`estimate_decoded_bytes` exceeds ``data.memory_limit_gib`` GiB), with the
+    index ``auto`` built to decide (None when none was built), for :func:`load_stream` to reuse."""
     choice = data_cfg.pipeline
     if choice != "auto":
-        return choice
+        return choice, None
     if not can_stream(data_cfg.name) or not data_cfg.root:
-        return "memory"
+        return "memory", None
     try:
         index = index_from_config(data_cfg)
     except DataError:
-        return "memory"          # not a streamable layout (e.g. an archive): the memory readers decide
+        return "memory", None    # not a streamable layout (e.g. an archive): the memory readers decide
     from spikedistill.plugins import DATASETS
 
     size = data_cfg.image_size or DATASETS.get(data_cfg.name).image_size
     limit = float(data_cfg.memory_limit_gib) * (1 << 30)
-    return "stream" if estimate_decoded_bytes(index, size) > limit else "memory"
+    return ("stream" if estimate_decoded_bytes(index, size) > limit else "memory"), index
+
+
+def resolve_pipeline(data_cfg) -> str:
+    """``memory`` or ``stream`` for ``data.pipeline`` (:func:`choose_pipeline`)."""
+    return choose_pipeline(data_cfg)[0]
 
 
 def _stats_from_sample(files: FileList, size: int, k: int = 256) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
@@ -527,15 +533,17 @@ def _stats_from_sample(files: FileList, size: int, k: int = 256) -> Tuple[Tuple[
     return channel_stats(images)
 
 
-def load_stream(data_cfg) -> StreamSplits:
-    """The streamed dataset of ``data_cfg``: its index, class-balanced subsets
-    (``data.train_subset`` / ``test_subset``, chosen as the memory path chooses them), the
-    crop size ``S`` and the mean/std (config, else registered, else 256 training images)."""
+def load_stream(data_cfg, index: Optional[StreamIndex] = None) -> StreamSplits:
+    """The streamed dataset of ``data_cfg``: its index (``index`` when already built, e.g. by
+    :func:`choose_pipeline`), class-balanced subsets (``data.train_subset`` / ``test_subset``,
+    chosen as the memory path chooses them), the crop size ``S`` and the mean/std (config, else
+    registered, else 256 training images)."""
     from spikedistill.data.datasets import class_balanced_indices
     from spikedistill.plugins import DATASETS
 
     spec = DATASETS.get(data_cfg.name)
-    index = index_from_config(data_cfg)
+    if index is None:
+        index = index_from_config(data_cfg)
     k = len(index.class_names)
     if spec.num_classes is not None and k != spec.num_classes:
         raise DataError(f"{index.source} has {k} classes but {spec.name} has {spec.num_classes}")

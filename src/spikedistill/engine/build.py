@@ -103,17 +103,18 @@ def load_data(cfg: Config):
     an index of files streamed from disk (``stream``, :mod:`spikedistill.data.stream`).
 
     ``auto`` is resolved here from the data alone (:func:`~spikedistill.data.stream.
-    resolve_pipeline`), so a resume of the same data resolves it the same way; the config is
+    choose_pipeline`), so a resume of the same data resolves it the same way; the config is
     left as given (``splits.info["pipeline"]`` / the splits' type say which one ran). A frame
     dataset with a ``T`` option gets the student's ``model.T`` (a teacher run keeps the
     dataset's own T).
     """
     from spikedistill.data import load_from_config
-    from spikedistill.data.stream import load_stream, resolve_pipeline
+    from spikedistill.data.stream import choose_pipeline, load_stream
     from spikedistill.models import config_role
 
-    if resolve_pipeline(cfg.data) == "stream":
-        return load_stream(cfg.data)
+    pipeline, index = choose_pipeline(cfg.data)    # auto: the index it built is reused
+    if pipeline == "stream":
+        return load_stream(cfg.data, index=index)
     student_T = cfg.model.T if config_role(cfg.model) == "student" else None
     return load_from_config(cfg.data, T=student_T)
 
