@@ -16,6 +16,7 @@ import os
 import warnings
 import zipfile
 from pathlib import Path
+from typing import Callable, Dict, Optional, TypeVar
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from spikedistill.data.readers import RawDataset
 CACHE_ENV = "SPIKEDISTILL_CACHE"
 CACHE_FORMAT = 1
 _ARRAYS = ("train_images", "train_labels", "test_images", "test_labels")
+T = TypeVar("T")
 
 
 def default_cache_dir() -> Path:
@@ -63,33 +65,50 @@ def cache_path(cache_dir: str | os.PathLike, tag: str, key: str) -> Path:
     return Path(cache_dir).expanduser() / f"{tag}-{digest}.npz"
 
 
-def load_cached(path: Path, key: str) -> RawDataset | None:
-    """Return the cached dataset at ``path`` if it exists, is intact and was made for ``key``."""
+def load_entry(path: Path, key: str, what: str, build: Callable[[Dict[str, np.ndarray]], T]
+               ) -> Optional[T]:
+    """``build(arrays)`` of the ``.npz`` entry at ``path`` (every field but ``key``) if it exists
+    and was made for ``key``; None otherwise. An entry that cannot be read or that ``build``
+    rejects (any exception) is ignored with a warning naming ``what`` and the file: it is
+    rebuilt."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
             if str(npz["key"]) != key:
                 return None
-            arrays = {name: npz[name] for name in _ARRAYS}
-            class_names = [str(c) for c in npz["class_names"].tolist()]
-        if arrays["train_images"].dtype != np.uint8 or arrays["test_images"].dtype != np.uint8:
-            raise ValueError("images are not uint8")
-        return RawDataset(class_names=class_names, source=str(path), **arrays)
+            arrays = {name: npz[name] for name in npz.files if name != "key"}
+        return build(arrays)
     except Exception as exc:  # corrupt, truncated, wrong fields: rebuild
-        warnings.warn(f"ignoring unreadable dataset cache {path} ({type(exc).__name__}: {exc}); rebuilding it",
-                      stacklevel=2)
+        warnings.warn(f"ignoring unreadable {what} {path} ({type(exc).__name__}: {exc}); rebuilding it",
+                      stacklevel=3)
         return None
 
 
-def save_cached(path: Path, key: str, data: RawDataset) -> None:
-    """Write ``data`` to ``path`` atomically (:func:`spikedistill.atomic.atomic_write`);
-    failures only warn."""
+def save_entry(path: Path, key: str, what: str, **arrays) -> None:
+    """Write ``arrays`` and ``key`` to ``path`` as one ``.npz`` atomically
+    (:func:`spikedistill.atomic.atomic_write`); failures only warn, naming ``what``."""
     def write(handle):
-        np.savez(handle, key=np.array(key), class_names=np.array(data.class_names, dtype=str),
-                 **{name: getattr(data, name) for name in _ARRAYS})
+        np.savez(handle, key=np.array(key), **arrays)
 
     try:
         atomic_write(path, write)
     except (OSError, zipfile.BadZipFile) as exc:
-        warnings.warn(f"could not write dataset cache {path}: {exc}", stacklevel=2)
+        warnings.warn(f"could not write {what} {path}: {exc}", stacklevel=3)
+
+
+def load_cached(path: Path, key: str) -> RawDataset | None:
+    """Return the cached dataset at ``path`` if it exists, is intact and was made for ``key``."""
+    def build(arrays):
+        if arrays["train_images"].dtype != np.uint8 or arrays["test_images"].dtype != np.uint8:
+            raise ValueError("images are not uint8")
+        return RawDataset(class_names=[str(c) for c in arrays["class_names"].tolist()],
+                          source=str(path), **{name: arrays[name] for name in _ARRAYS})
+
+    return load_entry(path, key, "dataset cache", build)
+
+
+def save_cached(path: Path, key: str, data: RawDataset) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`save_entry`); failures only warn."""
+    save_entry(path, key, "dataset cache", class_names=np.array(data.class_names, dtype=str),
+               **{name: getattr(data, name) for name in _ARRAYS})

@@ -11,19 +11,17 @@ after loading, so changing it converts nothing). Conversion runs over ``workers`
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
-import warnings
-import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from spikedistill.atomic import atomic_write
-from spikedistill.data.cache import cache_path, fingerprint
+from spikedistill.data.cache import cache_path, fingerprint, load_entry, save_entry
 from spikedistill.data.events import decode_events
 from spikedistill.data.events.frames import events_to_frames, resize_counts
 from spikedistill.data.events.layout import Recording, open_archive
@@ -117,36 +115,20 @@ def cache_key(root: os.PathLike, T: int, split_by: str, size: int, layout: Dict)
 
 def load_frames_cache(path: Path, key: str):
     """``(frames, keys, labels, class_names, stats)`` of an intact entry for ``key``, else None."""
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if str(npz["key"]) != key:
-                return None
-            frames = npz["frames"]
-            if frames.dtype != np.uint8 or frames.ndim != 5:
-                raise ValueError("frames are not uint8 [N, T, 2, S, S]")
-            import json
-            return (frames, [str(k) for k in npz["keys"].tolist()], npz["labels"].astype(np.int64),
-                    [str(c) for c in npz["class_names"].tolist()], json.loads(str(npz["stats"])))
-    except Exception as exc:  # truncated, corrupt, wrong fields: rebuild
-        warnings.warn(f"ignoring unreadable event-frame cache {path} ({type(exc).__name__}: {exc}); "
-                      "rebuilding it", stacklevel=2)
-        return None
+    def build(arrays):
+        frames = arrays["frames"]
+        if frames.dtype != np.uint8 or frames.ndim != 5:
+            raise ValueError("frames are not uint8 [N, T, 2, S, S]")
+        return (frames, [str(k) for k in arrays["keys"].tolist()], arrays["labels"].astype(np.int64),
+                [str(c) for c in arrays["class_names"].tolist()], json.loads(str(arrays["stats"])))
+
+    return load_entry(path, key, "event-frame cache", build)
 
 
 def save_frames_cache(path: Path, key: str, frames, keys, labels, class_names, stats) -> None:
-    import json
-
-    def write(handle):
-        np.savez(handle, key=np.array(key), frames=frames, keys=np.array(keys, dtype=str),
-                 labels=np.asarray(labels, np.int64), class_names=np.array(class_names, dtype=str),
-                 stats=np.array(json.dumps(stats)))
-
-    try:
-        atomic_write(path, write)
-    except (OSError, zipfile.BadZipFile) as exc:
-        warnings.warn(f"could not write event-frame cache {path}: {exc}", stacklevel=2)
+    save_entry(path, key, "event-frame cache", frames=frames, keys=np.array(keys, dtype=str),
+               labels=np.asarray(labels, np.int64), class_names=np.array(class_names, dtype=str),
+               stats=np.array(json.dumps(stats)))
 
 
 def frames_cache_path(cache_dir, key: str) -> Path:
