@@ -52,6 +52,16 @@ def spike_activation_map(stage_output_tmajor: torch.Tensor) -> torch.Tensor:
     return stage_output_tmajor.float().sum(dim=(0, 2))
 
 
+def _check_cam_inputs(features: torch.Tensor, fc_weight: torch.Tensor, what: str) -> None:
+    """ValueError unless ``features`` is ``[B, C, H, W]`` and ``fc_weight`` is ``[K, C]``."""
+    if features.dim() != 4:
+        raise ValueError(f"{what} expects features [B, C, H, W], got shape "
+                         f"{tuple(features.shape)}")
+    if fc_weight.dim() != 2 or fc_weight.shape[1] != features.shape[1]:
+        raise ValueError(f"classifier weight of shape {tuple(fc_weight.shape)} does not fit "
+                         f"features with {features.shape[1]} channels (expected [K, C])")
+
+
 def class_activation_map(features: torch.Tensor, fc_weight: torch.Tensor,
                          classes: torch.Tensor) -> torch.Tensor:
     """Class activation map (CAM): ``M_t[b] = ReLU( sum_c w[k_b, c] * F_t[b, c] )``.
@@ -60,12 +70,7 @@ def class_activation_map(features: torch.Tensor, fc_weight: torch.Tensor,
     not part of a CAM), ``classes`` ``(B,)`` long: the class ``k_b`` of each sample.
     Output ``(B, H, W)`` in float32.
     """
-    if features.dim() != 4:
-        raise ValueError(f"class_activation_map expects features [B, C, H, W], got shape "
-                         f"{tuple(features.shape)}")
-    if fc_weight.dim() != 2 or fc_weight.shape[1] != features.shape[1]:
-        raise ValueError(f"classifier weight of shape {tuple(fc_weight.shape)} does not fit "
-                         f"features with {features.shape[1]} channels (expected [K, C])")
+    _check_cam_inputs(features, fc_weight, "class_activation_map")
     w = fc_weight.float()[classes.long()]                      # (B, C)
     return F.relu(torch.einsum("bc,bchw->bhw", w, features.float()))
 
@@ -337,12 +342,7 @@ def class_activation_maps(features: torch.Tensor, fc_weight: torch.Tensor) -> to
     ``features`` ``[B, C, H, W]``, ``fc_weight`` ``[K, C]`` -> ``[B, K, H, W]`` in float32 (CAT-KD
     turns the classifier into a 1x1 convolution applied before the pooling).
     """
-    if features.dim() != 4:
-        raise ValueError(f"class_activation_maps expects features [B, C, H, W], got shape "
-                         f"{tuple(features.shape)}")
-    if fc_weight.dim() != 2 or fc_weight.shape[1] != features.shape[1]:
-        raise ValueError(f"classifier weight of shape {tuple(fc_weight.shape)} does not fit "
-                         f"features with {features.shape[1]} channels (expected [K, C])")
+    _check_cam_inputs(features, fc_weight, "class_activation_maps")
     return torch.einsum("kc,bchw->bkhw", fc_weight.float(), features.float())
 
 
