@@ -213,11 +213,6 @@ class VGGANN(DistillModel):
     def classifier(self) -> nn.Linear:
         return self.fc
 
-    @staticmethod
-    def pool(last_stage: torch.Tensor) -> torch.Tensor:
-        """``GAP(F_4)`` ``[B, C]``."""
-        return last_stage.mean(dim=(2, 3))
-
     def forward(self, x: torch.Tensor, return_features: bool = False,
                 timestep_logits: bool = False):
         require_images(x)
