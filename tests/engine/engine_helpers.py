@@ -66,3 +66,22 @@ def teacher_checkpoint(path: Path, num_classes: int = 10, *, constant_class=None
 def state_dicts_equal(a: dict, b: dict) -> bool:
     """Exact equality of two state dicts (same keys, bitwise-equal tensors)."""
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def torchrun_two_processes(script: Path, *args, timeout: float, python_flags: Sequence[str] = ()):
+    """Run ``script args`` under ``torch.distributed.run --standalone --nproc_per_node=2`` with
+    this checkout's ``src`` first on the path, one thread a process and no inherited rank
+    variables; the finished process (``returncode``, ``stdout``, ``stderr``)."""
+    import os
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)
+    cmd = [sys.executable, *python_flags, "-m", "torch.distributed.run", "--standalone",
+           "--nproc_per_node=2", str(script), *map(str, args)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -4,9 +4,6 @@ distributed resume), plus the single-process helpers."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +12,9 @@ import torch
 from spikedistill.engine import distributed as D
 from spikedistill.errors import ConfigError
 
+from engine_helpers import torchrun_two_processes
+
 HERE = Path(__file__).resolve().parent
-SRC = HERE.parents[1] / "src"
 
 
 def test_single_process_defaults(monkeypatch):
@@ -54,14 +52,7 @@ def test_device_resolution():
 
 @pytest.mark.slow
 def test_two_process_gloo_training(tmp_path):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HERE / "ddp_worker.py"), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = torchrun_two_processes(HERE / "ddp_worker.py", tmp_path, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     r0, r1 = reports

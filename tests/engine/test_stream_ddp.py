@@ -4,16 +4,14 @@ across ranks, equal steps per rank, identical replicas after streamed DDP traini
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
-SRC = HERE.parents[1] / "src"
 sys.path.insert(0, str(HERE.parent / "data"))
+from engine_helpers import torchrun_two_processes  # noqa: E402
 from fake_imagenet import make_tree  # noqa: E402
 
 
@@ -21,15 +19,8 @@ from fake_imagenet import make_tree  # noqa: E402
 def test_two_process_streaming(tmp_path):
     tree = tmp_path / "tree"
     make_tree(tree, per_class=6, val_per_class=3)          # 18 train / 9 val images
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(var, None)
-    cmd = [sys.executable, "-W", "ignore::DeprecationWarning", "-m", "torch.distributed.run",
-           "--standalone", "--nproc_per_node=2", str(HERE / "stream_ddp_worker.py"), str(tree),
-           str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = torchrun_two_processes(HERE / "stream_ddp_worker.py", tree, tmp_path, timeout=300,
+                                  python_flags=["-W", "ignore::DeprecationWarning"])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
     assert r0["world"] == r1["world"] == 2 and r0["n"] == 18

@@ -18,6 +18,7 @@ from spikedistill.models.taps import FeatureTapModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tap_nets import RESNET18_TAPS, resnet18_taps, tiny_snn_taps  # noqa: E402
+from model_helpers import calibrate_bn  # noqa: E402
 
 T = 2
 B = 3
@@ -29,18 +30,6 @@ def _registered(name, in_channels=3):
     if model_role(name) == "student":
         kw["T"] = T
     return create_model(name, **kw)
-
-
-def calibrate_bn(model, x):
-    """Running BN statistics of one batch (so that an eval-mode forward spikes)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
 
 
 def _images(C=3, size=32, seed=0):

@@ -13,24 +13,14 @@ from spikedistill.models import build_model, create_model
 from spikedistill.models.contract import contract_problems
 from spikedistill.neurons import LIF
 
+from model_helpers import calibrate_bn
+
 T, B, K = 3, 2, 10
 
 
 def _frames(t=T, b=B, size=48, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 4, (t, b, 2, size, size), generator=g).float()
-
-
-def _calibrated(model, x):
-    """BN running statistics of one batch, then eval (so the eval forward spikes)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
 
 
 def test_vggsnn_parameter_count_written_out():
@@ -53,7 +43,7 @@ def test_vggsnn_taps_logits_and_contract_at_48px():
     x = _frames()
     for head in ("gap", "flatten"):
         torch.manual_seed(0)
-        model = _calibrated(create_model("vggsnn", num_classes=K, T=T, in_channels=2, head=head), x)
+        model = calibrate_bn(create_model("vggsnn", num_classes=K, T=T, in_channels=2, head=head), x)
         assert contract_problems(model, x) == []
         with torch.no_grad():
             z, feats = model(x, return_features=True)
@@ -76,7 +66,7 @@ def test_each_timestep_is_its_own_input(name):
     torch.manual_seed(1)
     model = create_model(name, num_classes=K, T=T, in_channels=2, **kw)
     x = _frames(seed=2)
-    model = _calibrated(model, x)
+    model = calibrate_bn(model, x)
     changed = x.clone()
     changed[2] = _frames(seed=9)[2]            # only the last frame differs
     with torch.no_grad():
@@ -95,7 +85,7 @@ def test_spiking_resnet20_takes_two_polarity_frames_at_48px():
     model = create_model("spiking_resnet20", num_classes=K, T=T, in_channels=2)
     assert model.stem.in_channels == 2
     x = _frames()
-    _calibrated(model, x)
+    calibrate_bn(model, x)
     assert contract_problems(model, x) == []
     with torch.no_grad():
         _, feats = model(x, return_features=True)
@@ -118,7 +108,7 @@ def test_vggsnn_from_config_uses_the_neuron_section():
 
 def test_ann_twin_has_the_students_stages():
     x = _frames()
-    student = _calibrated(create_model("vggsnn", num_classes=K, T=T, in_channels=2), x)
+    student = calibrate_bn(create_model("vggsnn", num_classes=K, T=T, in_channels=2), x)
     twin = create_model("vgg_dvs", num_classes=K, in_channels=2).eval()
     with torch.no_grad():
         _, fs = student(x, return_features=True)
