@@ -53,13 +53,17 @@ MODELS = {
     "spiking_resnet20": lambda: (torch.manual_seed(0),
                                  create_model("spiking_resnet20", num_classes=5, T=2))[1],
     "tap_model": lambda: tiny_snn_taps(T=2),
+    "spikformer": lambda: (torch.manual_seed(0),
+                           create_model("spikformer_4_384", num_classes=5, T=2, dim=16,
+                                        heads=2, depth=2))[1],
 }
 
 
 @pytest.mark.parametrize("which, stages", [("sew_resnet18", [2, 3]), ("sew_resnet18", "all"),
                                            ("sew_resnet18_iand", [1, 4]),
                                            ("spiking_resnet20", [1, 3]),
-                                           ("tap_model", [2, 3])])
+                                           ("tap_model", [2, 3]),
+                                           ("spikformer", [1, 3])])
 def test_gradients_and_bn_statistics_equal_the_unchecked_run(which, stages):
     plain = MODELS[which]()
     checked = copy.deepcopy(plain)
@@ -193,3 +197,18 @@ def test_the_engine_applies_the_config_and_defaults_to_none():
     assert not any(getattr(m, "_sd_checkpointed", False) for m in model.modules())
     cfg = build_config({"train": {"checkpoint_stages": "all"}})
     assert cfg.train.checkpoint_stages == "all"
+
+
+def test_spikformer_builds_without_stages_and_checkpoints_its_blocks():
+    """Spikformer's taps (``sps``, ``blockN``) are not module paths: without
+    ``checkpoint_stages`` nothing is looked up; with it the stages are ``sps, block1..blockL``."""
+    from spikedistill.engine.build import build_student
+
+    model = {"name": "spikformer_4_384", "T": 2, "kwargs": {"dim": 16, "heads": 2, "depth": 2}}
+    plain = build_student(build_config({"model": model}), 5, 3, (3, 32, 32))
+    assert not any(getattr(m, "_sd_checkpointed", False) for m in plain.modules())
+    checked = build_student(build_config({"model": model, "train": {"checkpoint_stages": [3]}}),
+                            5, 3, (3, 32, 32))
+    assert [n for n, _ in stage_modules(checked)] == ["sps", "block1", "block2"]
+    assert getattr(checked.blocks[1], "_sd_checkpointed", False)
+    assert not getattr(checked.blocks[0], "_sd_checkpointed", False)

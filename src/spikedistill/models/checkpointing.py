@@ -132,7 +132,11 @@ def checkpoint_module(module: nn.Module, after_recompute: Optional[Callable[[], 
 
 def apply_checkpointing(model: nn.Module, spec: Union[str, Sequence[int], None]) -> List[str]:
     """Checkpoint the stages of ``model`` named by ``spec`` (``train.checkpoint_stages``);
-    returns their names. ConfigError for a stage number the model does not have."""
+    returns their names. ConfigError for a stage number the model does not have. Nothing is
+    looked up when ``spec`` names no stage (``None`` / ``[]``): a model whose stages cannot be
+    found trains as long as none is asked for."""
+    if spec is None or (not isinstance(spec, str) and len(spec) == 0):
+        return []
     stages = stage_modules(model)
     chosen = resolve_stages(spec, len(stages))
     if chosen and not stages:

@@ -270,6 +270,11 @@ class Spikformer(DistillModel):
     def classifier(self) -> nn.Linear:
         return self.head
 
+    def checkpoint_modules(self) -> List[Tuple[str, nn.Module]]:
+        """The stages ``train.checkpoint_stages`` numbers (1-based): ``sps``, ``block1`` ..
+        ``blockL`` (the modules computing the named token outputs, whether tapped or not)."""
+        return [("sps", self.sps)] + [(f"block{i + 1}", b) for i, b in enumerate(self.blocks)]
+
     def classifier_weight(self) -> torch.Tensor:
         """``[K, D]``: the head's weight (CAMs on the last block's grid)."""
         return self.head.weight
