@@ -207,6 +207,16 @@ def check_teacher(cfg: Config, teacher_acc: float, provenance: Dict[str, Any],
         _log(f"{label}: test accuracy {teacher_acc:.2%}")
 
 
+def trains_a_teacher(cfg: Config) -> bool:
+    """True when ``cfg.model`` is an ANN (a ``train-teacher`` run, always cross-entropy): its
+    ``teacher`` section describes the network for later distillations, not a teacher of this
+    run, so none is built (``configs/imagenet/resnet34_teacher.yaml`` names torchvision's
+    ResNet-34 there without weights)."""
+    from spikedistill.models import config_role
+
+    return config_role(cfg.model) == "teacher"
+
+
 def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
               run_dir: Optional[Path] = None) -> RunState:
     """Data, student, teacher, method, resume, DDP, optimiser, run directory: a ready
@@ -235,7 +245,9 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
     student = build_student(cfg, K, model_in_channels(cfg, splits), shape)
     if ckpt is not None:
         check_same_model(ckpt, student.model_name, student.model_kwargs)
-    teacher, provenance = build_teacher(cfg, K, shape, device, ann_in_channels(cfg, splits))
+    teacher, provenance = (None, None)
+    if not trains_a_teacher(cfg):
+        teacher, provenance = build_teacher(cfg, K, shape, device, ann_in_channels(cfg, splits))
     distiller = build_distiller(cfg, student, teacher, device)
     teacher_acc: Optional[float] = None
     if teacher is not None:
