@@ -11,7 +11,12 @@ tables. Hooks go on
 - every ``nn.Conv1d`` / ``nn.Conv2d`` / ``nn.Conv3d`` / ``nn.Linear`` (the synaptic layers, and
   their subclasses such as SpikingJelly's multi-step layers),
 - every average-pooling module (``nn.AvgPool*d`` / ``nn.AdaptiveAvgPool*d``), only to follow
-  spikes through pooling (see "Input kinds" below).
+  spikes through pooling (see "Input kinds" below);
+- and, at the operator level, every aten product run *outside* those modules (Spikformer's
+  ``(Q K^T) V``, a functional conv / linear / ``@``): a dispatch mode
+  (:mod:`spikedistill.analysis.operators`) counts ``convolution`` / ``mm`` / ``addmm`` /
+  ``bmm`` / ``baddbmm`` with the same input kinds, as rows named ``MODULE:OP#i``; the other
+  aten ops run outside the synaptic modules are listed in ``summary()["not_counted"]``.
 
 Conventions (per image; ``B`` images in a batch, read from the model's input)
 -------------------------------------------------------------------------------
@@ -55,8 +60,11 @@ same values; e.g. the folded frames ``[T*B, C, H, W]`` a stem conv receives):
   normalisation is an affine map that folds into the first layer (``w' = w / scale``, a constant
   bias term), so the hardware still does one accumulate per event;
 - ``spike``: every input value is exactly 0 or 1;
-- ``pooled_spike``: the input is the output tensor of an average-pooling module whose own
-  input was ``spike`` or ``pooled_spike`` (the student's shortcut ``AvgPool2d -> conv1x1``);
+- ``pooled_spike``: the input is the output tensor of a fixed-window average-pooling module
+  (``nn.AvgPool*d``), or a view (reshape, flatten) of it, whose own input was ``spike`` or
+  ``pooled_spike`` (the student's shortcut ``AvgPool2d -> conv1x1``; VGGSNN's ``AvgPool2d``
+  between stages, whose output the next stage's conv receives as a folded view); an adaptive
+  (global) average pool's output is ``real`` (a mean over a whole map is a graded value);
 - ``real``: anything else (the image, BN outputs, a ReLU output, the functional GAP + time
   mean before the head, the head's second Linear). A layer is spike-driven only if its input
   was ``spike``/``pooled_spike`` in *every* evaluated batch.
@@ -94,6 +102,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from spikedistill.analysis.operators import OperatorMode
 from spikedistill.models.contract import DistillModel, is_frames
 
 #: energy per multiply-accumulate / per accumulate, in pJ (45 nm CMOS)
@@ -104,6 +113,8 @@ PJ_TO_MJ = 1e-9
 SYNAPTIC_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
               nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+#: pools whose output of spikes stays spike-driven (a fixed window: values k / window)
+WINDOW_POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 SPIKE_KINDS = ("spike", "pooled_spike", "events")
 
 
@@ -152,6 +163,11 @@ def event_counts(x: torch.Tensor, offset: Sequence[float], scale: Sequence[float
     if x.numel() == 0 or bool((r < 0).any()) or float((k - r).abs().max()) > tol:
         return None
     return r.to(torch.float32)
+
+
+def _storage_key(x: torch.Tensor) -> tuple:
+    """``(device, data pointer of the storage)``: equal for a tensor and its views."""
+    return (str(x.device), x.untyped_storage().data_ptr())
 
 
 def _is_binary(x: torch.Tensor) -> bool:
@@ -279,12 +295,16 @@ class OpCounter:
         self.images = 0
         self._batch = 0
         self._handles: List[Any] = []
-        self._pooled: Dict[int, tuple] = {}   # id(pool output) -> (tensor, kind), one forward
+        self._pooled: Dict[tuple, tuple] = {}  # storage of a pool output -> (tensor, kind)
         self._depth = 0
         self._input: Optional[torch.Tensor] = None
         self._input_kind = "real"
         #: whether the evaluated inputs were frame sequences (True), images (False) or none yet
         self.frames: Optional[bool] = None
+        self._path: List[str] = []            # names of the modules now running
+        self._in_synapse = 0                  # > 0 inside a hooked conv / linear
+        self._own = 0                         # > 0 while the counter's own hooks run
+        self._mode: Optional[OperatorMode] = None
 
     # ---- hooks --------------------------------------------------------------------------
 
@@ -301,6 +321,8 @@ class OpCounter:
             self._input = x
             self._input_kind = frame_kind(x.detach()) if frames else "real"
             self._input_raw = None
+            if self._mode is not None:
+                self._mode.new_forward()
             if frames and self._input_kind == "real" and self.input_affine is not None:
                 raw = event_counts(x.detach(), *self.input_affine)
                 if raw is not None:
@@ -337,16 +359,17 @@ class OpCounter:
     def _kind(self, x: torch.Tensor) -> str:
         if self._is_model_input(x):
             return self._input_kind
-        entry = self._pooled.get(id(x))
-        if entry is not None and entry[0] is x:
-            return entry[1]
+        entry = self._pooled.get(_storage_key(x))
+        if entry is not None and entry[0].numel() == x.numel():
+            return entry[1]                # the pooled tensor or a view (reshape) of it
         return "spike" if _is_binary(x) else "real"
 
     def _pool_hook(self, module, args, out):
         x = args[0]
         kind = self._kind(x)
-        if kind in SPIKE_KINDS and isinstance(out, torch.Tensor):
-            self._pooled[id(out)] = (out, "pooled_spike")
+        if kind in SPIKE_KINDS and isinstance(out, torch.Tensor) \
+                and isinstance(module, WINDOW_POOL_TYPES):
+            self._pooled[_storage_key(out)] = (out, "pooled_spike")
 
     def _synapse_hook(self, name):
         def hook(module, args, out):
@@ -378,23 +401,62 @@ class OpCounter:
             rec.neurons = math.prod(s.shape[2:]) if s.dim() > 2 else 1
         return hook
 
+    def _enter_module(self, name: str, synaptic: bool):
+        def pre(module, args):
+            self._path.append(name)
+            self._in_synapse += int(synaptic)
+        return pre
+
+    def _leave_module(self, synaptic: bool):
+        def post(module, args, out):
+            if self._path:
+                self._path.pop()
+            self._in_synapse -= int(synaptic)
+        return post
+
+    def _operator_active(self) -> bool:
+        return self._depth > 0 and self._in_synapse == 0 and self._own == 0
+
+    def _quiet(self, hook):
+        """``hook`` with the operator counting paused (the counter's own tensor ops)."""
+        def run(*args):
+            self._own += 1
+            try:
+                return hook(*args)
+            finally:
+                self._own -= 1
+        return run
+
     def __enter__(self) -> "OpCounter":
-        self._handles.append(self.model.register_forward_pre_hook(self._model_pre))
-        self._handles.append(self.model.register_forward_hook(self._model_post))
+        self._handles.append(self.model.register_forward_pre_hook(self._quiet(self._model_pre)))
+        self._handles.append(self.model.register_forward_hook(self._quiet(self._model_post)))
         spiking = {id(m): n for n, m in spiking_modules_of(self.model)}
+        for name, m in self.model.named_modules():
+            if name:                 # the module path, for naming functional products
+                syn = isinstance(m, SYNAPTIC_TYPES) and id(m) not in spiking
+                self._handles.append(m.register_forward_pre_hook(self._enter_module(name, syn)))
+                self._handles.append(m.register_forward_hook(self._leave_module(syn)))
+        self._mode = OperatorMode(self._kind, self._operator_active,
+                                  lambda: self._path[-1] if self._path else "",
+                                  lambda: self._batch)
+        self._mode.__enter__()
         for name, m in self.model.named_modules():
             if id(m) in spiking:
                 name = spiking[id(m)]
                 self.neurons[name] = NeuronCount(name)
-                self._handles.append(m.register_forward_hook(self._neuron_hook(name)))
+                self._handles.append(m.register_forward_hook(self._quiet(self._neuron_hook(name))))
             elif isinstance(m, SYNAPTIC_TYPES):
                 self.layers[name] = LayerCount(name, type(m).__name__)
-                self._handles.append(m.register_forward_hook(self._synapse_hook(name)))
+                self._handles.append(m.register_forward_hook(self._quiet(self._synapse_hook(name))))
             elif isinstance(m, POOL_TYPES):
-                self._handles.append(m.register_forward_hook(self._pool_hook))
+                self._handles.append(m.register_forward_hook(self._quiet(self._pool_hook)))
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+        self._path.clear()
+        self._in_synapse = 0
         for h in self._handles:
             h.remove()
         self._handles.clear()
@@ -403,9 +465,17 @@ class OpCounter:
     # ---- results ------------------------------------------------------------------------
 
     def summary(self, *, e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ) -> Dict[str, Any]:
-        """Per-layer tables and totals (all per image), see :func:`summarize`."""
-        return summarize(self.layers.values(), self.neurons.values(), images=self.images,
-                         e_mac=e_mac, e_ac=e_ac)
+        """Per-layer tables and totals (all per image), see :func:`summarize`; the functional
+        products (:mod:`~spikedistill.analysis.operators`) are rows after the modules', and
+        ``not_counted`` lists the other aten ops run outside the synaptic modules (calls per
+        forward)."""
+        ops = self._mode.records.values() if self._mode is not None else ()
+        out = summarize(list(self.layers.values()) + list(ops), self.neurons.values(),
+                        images=self.images, e_mac=e_mac, e_ac=e_ac)
+        n = self._mode.forwards if self._mode is not None else 0
+        out["not_counted"] = ({k: v / n for k, v in sorted(self._mode.not_counted.items())}
+                              if n else {})
+        return out
 
 
 def summarize(layers: Iterable[LayerCount], neurons: Iterable[NeuronCount], *, images: int,
