@@ -107,3 +107,30 @@ def test_maps_of_tapped_models_and_frames():
         t_logits, t_feats = teacher.eval()(frames.mean(0), return_features=True)
     want = Fn.class_activation_map(t_feats[-1], teacher.net.fc.weight, t_logits.argmax(1))
     assert torch.allclose(maps["teacher_map"], want, atol=1e-6)
+
+
+def test_gradcam_label_maps_under_mixup_are_the_samd_losss():
+    """Soft (Mixup) targets: the picture's gradcam_label class is ``hard_labels(y)``, the
+    dominant label, as in the SAMD loss (both call ``ckd.gradcam_teacher_maps``); the maps equal
+    the ones the distiller computes on the same batch."""
+    from spikedistill.distill.base import hard_labels
+
+    student, teacher = _pair()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 1, 8, 8, generator=g)
+    a, b = torch.tensor([1, 4, 7, 2]), torch.tensor([3, 4, 0, 9])
+    lam = torch.tensor([0.7, 0.5, 0.2, 0.9]).unsqueeze(1)
+    y = lam * torch.nn.functional.one_hot(a, 10).float() + \
+        (1 - lam) * torch.nn.functional.one_hot(b, 10).float()
+    cfg = DistillConfig(method="ckd-paper")            # paper preset: gradcam_label
+    settings = samd_settings(cfg)
+    assert settings.teacher_map == "gradcam_label"
+    maps = compute_maps(student, teacher, x, y, settings)
+    assert torch.equal(maps["classes"], hard_labels(y))
+    assert maps["classes"].tolist() == [1, 4, 0, 2]
+    distiller = build_method("ckd-paper", student, teacher, cfg)
+    distiller.train(False)
+    _, _, t_maps, classes = distiller._teacher(x, y)
+    idx = distiller.stages[0]
+    assert torch.equal(classes, maps["classes"])
+    assert torch.allclose(t_maps[idx].float(), maps["teacher_map"], atol=0, rtol=0)

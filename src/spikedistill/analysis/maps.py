@@ -85,6 +85,8 @@ def compute_maps(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: tor
     map), ``student_pred``, ``teacher_pred``, ``labels``; and ``stage`` (1-based).
     """
     from spikedistill.distill.base import teacher_input, time_mean
+    from spikedistill.distill.methods.ckd import (cam_teacher_maps, gradcam_teacher_maps,
+                                                  student_samd_map)
 
     sc = settings if settings is not None else samd_settings()
     n_stages = _n_stages(student, "student")
@@ -97,16 +99,12 @@ def compute_maps(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: tor
     teacher.eval()
     with torch.no_grad():
         s_logits, s_feats = student(x, return_features=True)
-    x, steps = teacher_input(x, teacher_frames)   # how the teacher sees frames
-    if sc.teacher_map.startswith("gradcam"):
-        with torch.enable_grad():
-            xin = x.detach().clone().requires_grad_(True)
-            t_logits_f, t_feats = teacher(xin, return_features=True)
-            t_logits = time_mean(t_logits_f.detach(), steps)
-            classes = y if sc.teacher_map == "gradcam_label" else t_logits.argmax(1)
-            classes_f = classes if steps is None else classes.repeat(steps)
-            m_t = time_mean(Fn.grad_cam(t_logits_f, t_feats[idx], classes_f), steps)
+    if sc.teacher_map.startswith("gradcam"):       # CKD's own maps (SAMD calls the same)
+        t_logits, _, maps, classes = gradcam_teacher_maps(teacher, x, y, sc.teacher_map, [idx],
+                                                          teacher_frames)
+        m_t = maps[idx]
     else:
+        x, steps = teacher_input(x, teacher_frames)   # how the teacher sees frames
         if idx != n_stages - 1:
             raise ConfigError(f"visualize: a CAM teacher map exists only at the last stage "
                               f"({n_stages}); stage {idx + 1} needs distill.ckd.samd.teacher_map="
@@ -115,14 +113,12 @@ def compute_maps(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: tor
             t_logits, t_feats = teacher(x, return_features=True)
             t_logits = time_mean(t_logits, steps)
             t_feats = [time_mean(f, steps) for f in t_feats]
-            classes = t_logits.argmax(dim=1)
-            m_t = Fn.class_activation_map(t_feats[-1], teacher.classifier_weight(), classes)
+            maps, classes = cam_teacher_maps(t_logits, t_feats, teacher.classifier_weight(),
+                                             [idx])
+            m_t = maps[idx]
     with torch.no_grad():
-        if sc.student_map == "cam":
-            m_s = Fn.class_activation_map(Fn.time_average(s_feats[idx]),
-                                          student.classifier_weight(), classes)
-        else:
-            m_s = Fn.spike_activation_map(s_feats[idx])
+        w = student.classifier_weight() if sc.student_map == "cam" else None
+        m_s = student_samd_map(s_feats, idx, sc.student_map, w, classes)
         if m_s.shape != m_t.shape:
             raise ConfigError(f"visualize: at stage {idx + 1} the student map is "
                               f"{tuple(m_s.shape[1:])} and the teacher map {tuple(m_t.shape[1:])}")

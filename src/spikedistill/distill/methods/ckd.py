@@ -30,8 +30,8 @@ from spikedistill.distill.methods._common import _TeacherStudent, _check_stage, 
 from spikedistill.errors import ConfigError
 
 __all__ = ["CKD", "CKDConfig", "CKDPaper", "CKDReleased", "CKD_PRESETS", "DEFAULT_CKD_PRESET",
-           "METHOD_PRESETS", "NLDConfig", "NLDOnly", "SAMDConfig", "SAMDOnly", "preset_for",
-           "resolve_ckd"]
+           "METHOD_PRESETS", "NLDConfig", "NLDOnly", "SAMDConfig", "SAMDOnly", "cam_teacher_maps",
+           "gradcam_teacher_maps", "preset_for", "resolve_ckd", "student_samd_map"]
 
 
 NORMALIZE_CHOICES = ("batch_minmax", "sample_minmax", "none")
@@ -174,6 +174,60 @@ def resolve_ckd(cfg: DistillConfig, method: Optional[str] = None) -> CKDConfig:
     return out
 
 
+
+
+# -- SAMD's maps (the loss and the maps picture, analysis/maps.py, both call these) -----------
+
+def gradcam_teacher_maps(teacher, x: torch.Tensor, y: torch.Tensor, teacher_map: str,
+                         stages: List[int], teacher_frames: str = "mean",
+                         frozen: bool = True):
+    """``(t_logits, t_feats, {stage index: M_t}, classes)``: the teacher's Grad-CAM maps of the
+    0-based ``stages`` for the class ``k`` of each image,
+
+        M_t = ReLU(sum_c alpha_c F_c),  alpha_c = mean_ij d z_k / d F_c[i, j],
+
+    with ``k = hard_labels(y)`` (``gradcam_label``: the label, the dominant one of a soft Mixup
+    target) or the teacher's prediction ``argmax z`` (``gradcam_pred``). The teacher runs in an
+    autograd graph (its parameters are not updated; with ``frozen`` the input is a fresh leaf).
+    Frames with ``teacher_frames="per_step"``: the class comes from the time-averaged logits and
+    ``M_t = 1/T sum_t GradCAM(z_t(x[t]), F_t(x[t]))`` (logits and features averaged over T)."""
+    xin, T = teacher_input(x, teacher_frames)
+    with torch.enable_grad():
+        xin = xin.detach().requires_grad_(True) if frozen else xin
+        t_logits_f, t_feats_f = teacher(xin, return_features=True)
+        t_logits = time_mean(t_logits_f.detach(), T)
+        if teacher_map == "gradcam_label":
+            classes = hard_labels(y)      # soft (mixup) targets: the dominant label
+        else:
+            classes = t_logits.argmax(dim=1)
+        classes_f = classes if T is None else classes.repeat(T)
+        maps = {}
+        for j, idx in enumerate(stages):
+            maps[idx] = time_mean(Fn.grad_cam(t_logits_f, t_feats_f[idx], classes_f,
+                                              retain_graph=j < len(stages) - 1), T)
+    t_feats = [time_mean(f.detach(), T) for f in t_feats_f]
+    return t_logits, t_feats, maps, classes
+
+
+def cam_teacher_maps(t_logits: torch.Tensor, t_feats, classifier_weight: torch.Tensor,
+                     stages: List[int]):
+    """``({stage index: M_t}, classes)``: the teacher's CAM of its prediction ``k = argmax z``
+    (the released code's class) on the last stage, ``M_t[i, j] = sum_c W[k, c] F_L[c, i, j]``,
+    for every SAMD stage (a CAM exists only at the last one)."""
+    classes = t_logits.argmax(dim=1)
+    w = classifier_weight.detach()
+    return {idx: Fn.class_activation_map(t_feats[-1], w, classes) for idx in stages}, classes
+
+
+def student_samd_map(feats, idx: int, student_map: str, classifier_weight,
+                     classes: torch.Tensor) -> torch.Tensor:
+    """The student's SAMD map at stage ``idx``: the spike activation map ``M_s[i, j] = sum_t
+    sum_c F[t, c, i, j]`` (``spike_sum``) or its CAM on the time-averaged feature
+    ``sum_c W[k, c] mean_t F[t, c, i, j]`` (``cam``; ``classifier_weight`` ``[K, C]``)."""
+    if student_map == "cam":
+        return Fn.class_activation_map(Fn.time_average(feats[idx]), classifier_weight, classes)
+    return Fn.spike_activation_map(feats[idx])
+
 @register_method("ckd", config=CKDConfig)
 class CKD(_TeacherStudent):
     """CKDSNN: ``CE(z_s, y) + beta * L_SAMD + gamma * L_NLD`` (``distill.ckd``).
@@ -219,22 +273,9 @@ class CKD(_TeacherStudent):
         Frames with ``teacher_frames="per_step"``: the class comes from the time-averaged logits
         and the map is the mean of the per-frame maps, ``M_t = 1/T sum_t GradCAM(z_t(x[t]),
         F_t(x[t]))`` (logits and features are averaged over T as in :meth:`run_teacher`)."""
-        xin, T = teacher_input(x, self.teacher_frames)
-        with torch.enable_grad():
-            xin = xin.detach().requires_grad_(True) if self.teacher_mode == "frozen" else xin
-            t_logits_f, t_feats_f = self.teacher(xin, return_features=True)
-            t_logits = time_mean(t_logits_f.detach(), T)
-            if self.settings.samd.teacher_map == "gradcam_label":
-                classes = hard_labels(y)      # soft (mixup) targets: the dominant label
-            else:
-                classes = t_logits.argmax(dim=1)
-            classes_f = classes if T is None else classes.repeat(T)
-            maps = {}
-            for j, idx in enumerate(self.stages):
-                maps[idx] = time_mean(Fn.grad_cam(t_logits_f, t_feats_f[idx], classes_f,
-                                                  retain_graph=j < len(self.stages) - 1), T)
-        t_feats = [time_mean(f.detach(), T) for f in t_feats_f]
-        return t_logits, t_feats, maps, classes
+        return gradcam_teacher_maps(self.teacher, x, y, self.settings.samd.teacher_map,
+                                    self.stages, self.teacher_frames,
+                                    frozen=self.teacher_mode == "frozen")
 
     def _teacher(self, x, y):
         if self.use_samd and self.settings.samd.teacher_map.startswith("gradcam"):
@@ -243,16 +284,13 @@ class CKD(_TeacherStudent):
         classes = t_logits.argmax(dim=1)       # the released code's CAM class: teacher argmax
         maps = {}
         if self.use_samd:
-            last = t_feats[-1]
-            w = self._t.classifier_weight().detach()
-            maps = {idx: Fn.class_activation_map(last, w, classes) for idx in self.stages}
+            maps, classes = cam_teacher_maps(t_logits, t_feats, self._t.classifier_weight(),
+                                             self.stages)
         return t_logits, t_feats, maps, classes
 
     def _student_map(self, feats, idx: int, classes: torch.Tensor) -> torch.Tensor:
-        if self.settings.samd.student_map == "cam":
-            return Fn.class_activation_map(Fn.time_average(feats[idx]),
-                                           self._s.classifier_weight(), classes)
-        return Fn.spike_activation_map(feats[idx])
+        w = self._s.classifier_weight() if self.settings.samd.student_map == "cam" else None
+        return student_samd_map(feats, idx, self.settings.samd.student_map, w, classes)
 
     def samd(self, feats, teacher_maps: Dict[int, torch.Tensor], classes) -> torch.Tensor:
         sc = self.settings.samd
