@@ -210,6 +210,10 @@ class LayerCount:
     input_sum: float = 0.0          # sum of the input values
     input_numel: int = 0            # input elements, summed
     kinds: set = field(default_factory=set)   # input kinds seen
+    #: per timestep t: input events (non-zero values, or the counts of ``events`` inputs) of the
+    #: layers that run once per timestep (a folded ``[T*B, ...]`` or ``[T, B, ...]`` input)
+    step_events: Optional[List[float]] = None
+    step_broken: bool = False       # some call was not per timestep
 
     @property
     def calls_per_image(self) -> float:
@@ -218,6 +222,22 @@ class LayerCount:
     @property
     def spike_driven(self) -> bool:
         return bool(self.kinds) and self.kinds <= set(SPIKE_KINDS)
+
+    def per_step(self) -> Optional[Dict[str, List[float]]]:
+        """``{"macs": [...], "sops": [...]}`` per timestep (per image), or None for a layer not
+        run once per timestep (the stem of a static image, the head). With ``T`` steps::
+
+            SOPs_l[t] = e_l[t] / (numel / T) * (rows / T) / images * FLOPs_l
+            MACs_l[t] = MACs_l / T
+
+        (``e_l[t]`` the input events at step t), so that ``sum_t SOPs_l[t] = SOPs_l``."""
+        if self.step_events is None or not self.input_numel or not self.images:
+            return None
+        T = len(self.step_events)
+        if not self.spike_driven:
+            return {"macs": [self.macs / T] * T, "sops": [0.0] * T}
+        per_call = self.flops * (self.rows / T) / self.images / (self.input_numel / T)
+        return {"macs": [0.0] * T, "sops": [e * per_call for e in self.step_events]}
 
     @property
     def input_kind(self) -> str:
@@ -301,6 +321,9 @@ class OpCounter:
         self._input_kind = "real"
         #: whether the evaluated inputs were frame sequences (True), images (False) or none yet
         self.frames: Optional[bool] = None
+        #: ``model.T`` when it is an integer (per-timestep counts), else None
+        t = getattr(model, "T", None)
+        self.timesteps: Optional[int] = int(t) if isinstance(t, int) else None
         self._path: List[str] = []            # names of the modules now running
         self._in_synapse = 0                  # > 0 inside a hooked conv / linear
         self._own = 0                         # > 0 while the counter's own hooks run
@@ -381,15 +404,36 @@ class OpCounter:
             rec.images += self._batch
             rec.kinds.add(self._kind(args[0]))
             raw = self._input_raw
+            events_kind = "events" in rec.kinds
             if raw is not None and self._is_model_input(args[0]):
                 n = x.numel() // raw.numel()       # the stem sees the counts n times (T-fold)
                 rec.nonzero += n * int((raw != 0).sum())
                 rec.input_sum += n * float(raw.sum(dtype=torch.float64))
+                seen = raw if n == 1 else None
             else:
                 rec.nonzero += int((x != 0).sum())
                 rec.input_sum += float(x.sum(dtype=torch.float64))
+                seen = x
             rec.input_numel += x.numel()
+            self._add_step_events(rec, x, seen, events_kind)
         return hook
+
+    def _add_step_events(self, rec: LayerCount, x: torch.Tensor, seen: Optional[torch.Tensor],
+                         events_kind: bool) -> None:
+        """Input events per timestep of a layer run once per step: its input is the folded
+        time-major ``[T*B, ...]`` or ``[T, B, ...]`` (``T = model.T``, ``B`` the batch)."""
+        T, B = self.timesteps, self._batch
+        per_step = (T is not None and T > 1 and seen is not None and x.dim() >= 2 and
+                    (x.shape[0] == T * B or (x.shape[0] == T and x.shape[1] == B)))
+        if rec.step_broken:
+            return
+        if not per_step:                     # seen once per image: no per-step split
+            rec.step_broken, rec.step_events = True, None
+            return
+        v = seen.detach().reshape(T, -1)
+        ev = (v.sum(1, dtype=torch.float64) if events_kind else (v != 0).sum(1)).tolist()
+        old = rec.step_events or [0.0] * T
+        rec.step_events = [a + float(b) for a, b in zip(old, ev)]
 
     def _neuron_hook(self, name):
         def hook(module, args, out):
@@ -498,13 +542,17 @@ def summarize(layers: Iterable[LayerCount], neurons: Iterable[NeuronCount], *, i
         tot_flops += rec.flops
         tot_macs += macs
         tot_sops += sops
-        layer_rows.append({
+        row = {
             "name": rec.name, "type": rec.type, "input_kind": rec.input_kind,
             "flops": int(rec.flops), "calls_per_image": rec.calls_per_image,
             "input_rate": rec.input_rate, "input_mean": rec.input_mean,
             "macs": macs, "sops": sops,
             "energy_mj": (e_mac * macs + e_ac * sops) * PJ_TO_MJ,
-        })
+        }
+        split = rec.per_step() if hasattr(rec, "per_step") else None
+        if split is not None:
+            row["macs_per_step"], row["sops_per_step"] = split["macs"], split["sops"]
+        layer_rows.append(row)
     spikes = numel = 0.0
     for rec in neurons:
         if not rec.numel:
@@ -520,6 +568,7 @@ def summarize(layers: Iterable[LayerCount], neurons: Iterable[NeuronCount], *, i
         "images": int(images),
         "layers": layer_rows,
         "neurons": neuron_rows,
+        "per_step": per_step_totals(layer_rows, e_mac=e_mac, e_ac=e_ac),
         "totals": {
             "flops": tot_flops, "macs": tot_macs, "sops": tot_sops,
             "firing_rate": spikes / numel if numel else 0.0,
@@ -529,6 +578,28 @@ def summarize(layers: Iterable[LayerCount], neurons: Iterable[NeuronCount], *, i
             "e_mac_pj": float(e_mac), "e_ac_pj": float(e_ac),
         },
     }
+
+
+def per_step_totals(layer_rows: List[Dict[str, Any]], *, e_mac: float = E_MAC_PJ,
+                    e_ac: float = E_AC_PJ) -> Dict[str, Any]:
+    """Per-timestep totals of the layers run once per step (``macs``, ``sops``, ``energy_mj``
+    lists over t) and the ``static`` rest (layers run once per image, the functional products):
+    ``sum_t energy_mj[t] + static["energy_mj"]`` is the image's energy."""
+    steps = [r for r in layer_rows if "sops_per_step" in r]
+    T = max((len(r["sops_per_step"]) for r in steps), default=0)
+    macs, sops = [0.0] * T, [0.0] * T
+    st_macs = st_sops = 0.0
+    for r in layer_rows:
+        if "sops_per_step" in r and len(r["sops_per_step"]) == T:
+            macs = [a + b for a, b in zip(macs, r["macs_per_step"])]
+            sops = [a + b for a, b in zip(sops, r["sops_per_step"])]
+        else:
+            st_macs += r["macs"]
+            st_sops += r["sops"]
+    energy = [(e_mac * m + e_ac * s) * PJ_TO_MJ for m, s in zip(macs, sops)]
+    return {"macs": macs, "sops": sops, "energy_mj": energy,
+            "static": {"macs": st_macs, "sops": st_sops,
+                       "energy_mj": (e_mac * st_macs + e_ac * st_sops) * PJ_TO_MJ}}
 
 
 @torch.no_grad()
@@ -562,4 +633,5 @@ def ann_flops(model: nn.Module, input_shape: Sequence[int], *, device=None) -> i
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "LayerCount", "NeuronCount", "OpCounter", "PJ_TO_MJ",
            "ann_flops", "count_model", "event_counts", "frame_kind", "loader_affine",
+           "per_step_totals",
            "spiking_modules_of", "summarize", "synaptic_flops"]
