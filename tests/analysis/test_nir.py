@@ -220,7 +220,8 @@ def test_tapped_models_refused_with_what_is_exported():
 
     with pytest.raises(NIRExportError,
                        match=r"spiking ResNet students only \(spiking_resnet19 / spiking_resnet20.*"
-                             r"FeatureTapModel is not one"):
+                             r"SEW-ResNet \(connect=ADD, stem=cifar\) and VGGSNN; "
+                             r"FeatureTapModel is none of them"):
         to_nir(tiny_snn_taps(), (3, 32, 32))
 
 

@@ -196,14 +196,14 @@ def _relu_placeholder(shape, name: str, dtype):
                                        "as a plain Scale node this is an identity"})
 
 
-def _shortcut_pool(pool: nn.AvgPool2d, name: str):
+def _shortcut_pool(pool: nn.AvgPool2d, name: str, check_ceil: bool = True):
     """``(nir.SumPool2d, 1/divisor, (k, stride, padding))`` of an ``AvgPool2d`` shortcut."""
     import nir
 
     k, st = _pair(pool.kernel_size), _pair(pool.stride if pool.stride is not None
                                            else pool.kernel_size)
     pd = _pair(pool.padding)
-    if pool.ceil_mode:
+    if pool.ceil_mode and check_ceil:
         raise NIRExportError(f"{name}: AvgPool2d(ceil_mode=True) has no NIR equivalent")
     if any(pd) and not pool.count_include_pad:
         raise NIRExportError(f"{name}: AvgPool2d with padding and count_include_pad=False "
@@ -216,122 +216,279 @@ def _shortcut_pool(pool: nn.AvgPool2d, name: str):
     return node, 1.0 / divisor, (k, st, pd)
 
 
-def to_nir(model: nn.Module, input_shape: Sequence[int], *, allow_relu: bool = False):
-    """The student as a ``nir.NIRGraph`` (see the module docstring).
+# --------------------------------------------------------------------------------------------
+# the mapper table: module type -> NIR node(s)
+# --------------------------------------------------------------------------------------------
 
-    ``input_shape`` is ``(C, H, W)`` of one image. Only the registered spiking ResNets
-    (``SpikingResNet``) are supported; anything else raises :class:`NIRExportError`.
-    """
+Sources = Tuple[str, ...]
+"""The nodes whose values sum to a tensor of the network (NIR sums every edge into a node): one
+node, or several for a SEW ``ADD`` block's output ``A + S``."""
+
+
+class _Graph:
+    """Nodes and edges under construction, in the model's precision ``dtype``."""
+
+    def __init__(self, dtype: np.dtype):
+        self.dtype = dtype
+        self.nodes: Dict[str, Any] = {}
+        self.edges: List[Tuple[str, str]] = []
+        self.unmapped: List[str] = []
+
+    def add(self, name: str, node, srcs: Sources) -> Sources:
+        """Add ``node`` as ``name`` with an edge from every source; its sources ``(name,)``."""
+        self.nodes[name] = node
+        self.connect(srcs, name)
+        return (name,)
+
+    def connect(self, srcs: Sources, name: str) -> None:
+        self.edges.extend((s, name) for s in srcs)
+
+
+def map_conv_bn(g: _Graph, conv: nn.Conv2d, bn: nn.BatchNorm2d, srcs: Sources, hw, name: str,
+                scale: float = 1.0) -> Tuple[Sources, Tuple[int, int]]:
+    """``BN(conv(x))`` (the BN folding entry) -> one ``nir.Conv2d``; ``scale``: a preceding
+    average pool's ``1/(k_h k_w)`` folded into the weight."""
+    node, out_hw = _bn_conv_node(conv, bn, hw, name, g.dtype, scale=scale)
+    return g.add(name, node, srcs), out_hw
+
+
+def map_neuron(g: _Graph, lif: LIF, srcs: Sources, shape, name: str) -> Sources:
+    """:class:`LIF` -> ``nir.LIF`` / ``nir.IF`` (:func:`lif_node`)."""
+    return g.add(name, lif_node(lif, shape, name, g.dtype), srcs)
+
+
+def map_relu(g: _Graph, relu: nn.ReLU, srcs: Sources, shape, name: str,
+             allow_relu: bool = False) -> Sources:
+    """``nn.ReLU``: refused (NIR has no ReLU), or with ``allow_relu`` a marked ``nir.Scale``
+    placeholder (module docstring)."""
+    if not allow_relu:
+        raise NIRExportError(
+            f"block {name.rsplit('.', 1)[0]}: its output activation is ReLU "
+            "(model.last_activation=relu), which NIR cannot express; export a model trained with "
+            "last_activation=lif, or pass --allow-relu to export it as a marked identity "
+            "placeholder (loaded by spikedistill's run_nir only)")
+    g.unmapped.append(f"{name} (ReLU)")
+    return g.add(name, _relu_placeholder(shape, name, g.dtype), srcs)
+
+
+def map_avgpool(g: _Graph, pool: nn.AvgPool2d, srcs: Sources, hw, name: str
+                ) -> Tuple[Sources, Tuple[int, int], float]:
+    """``AvgPool2d`` (the shortcut / pooling entry) -> ``nir.SumPool2d``; returns its sources,
+    output ``(h, w)`` and the ``1/divisor`` the next conv folds in. ``ceil_mode`` is accepted
+    where it changes nothing (every window fits)."""
+    k, st, pd = _pair(pool.kernel_size), _pair(pool.stride if pool.stride is not None
+                                                else pool.kernel_size), _pair(pool.padding)
+    if pool.ceil_mode and any((hw[i] + 2 * pd[i] - k[i]) % st[i] for i in range(2)):
+        raise NIRExportError(f"{name}: AvgPool2d(ceil_mode=True) on a {hw[0]}x{hw[1]} map has a "
+                             "partial window; no NIR equivalent (use an input size the pools "
+                             "divide)")
+    node, scale, (k, st, pd) = _shortcut_pool(pool, name, check_ceil=False)
+    out_hw = tuple((hw[i] + 2 * pd[i] - k[i]) // st[i] + 1 for i in range(2))
+    return g.add(name, node, srcs), out_hw, scale
+
+
+def map_head(g: _Graph, linears: Sequence[nn.Linear], srcs: Sources, hw) -> Sources:
+    """``GAP -> Linear ... Linear``: a ``nir.SumPool2d`` over the whole map (its ``1/(h w)``
+    folded into the first Linear), each Linear a ``1 x 1`` ``nir.Conv2d`` (module docstring)."""
     import nir
-    from spikedistill.models.spiking_resnet import SpikingBasicBlock, SpikingResNet
 
-    if not isinstance(model, SpikingResNet):
-        raise NIRExportError(f"NIR export writes spikedistill's spiking ResNet students only "
-                             f"(spiking_resnet19 / spiking_resnet20, direct encoding); "
-                             f"{getattr(model, 'model_name', type(model).__name__)} is not one "
-                             "of them")
-    C, H, W = (int(v) for v in input_shape)
-    if C != model.stem.in_channels:
-        raise NIRExportError(f"input has {C} channels but the stem expects "
-                             f"{model.stem.in_channels}")
-    dtype = _model_dtype(model)
-    nodes: Dict[str, Any] = {"input": nir.Input(input_type=np.array([C, H, W]))}
-    edges: List[Tuple[str, str]] = []
-    unmapped: List[str] = []
+    h, w = hw
+    src = g.add("pool", nir.SumPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]),
+                                      padding=np.array([0, 0]),
+                                      metadata={"note": "global average pool; its 1/(h*w) is "
+                                                        "folded into head.0's weight"}), srcs)
+    for i, lin in enumerate(linears):
+        if not isinstance(lin, nn.Linear):
+            raise NIRExportError(f"head.{i}: unsupported layer {type(lin).__name__}")
+        wgt = lin.weight.double() / (h * w) if i == 0 else lin.weight
+        bias = _np(lin.bias, g.dtype) if lin.bias is not None else \
+            np.zeros(lin.out_features, g.dtype)
+        node, _ = _conv_node(
+            _np(wgt, g.dtype)[:, :, None, None], bias, None, (1, 1),
+            {"source": f"head.{i}", "linear_as_1x1_conv": 1, "gap_folded": 1 if i == 0 else 0})
+        src = g.add(f"head.{i}", node, src)
+    return src
 
-    stem, hw = _bn_conv_node(model.stem, model.stem_bn, (H, W), "stem", dtype)
-    nodes["stem"] = stem
-    edges.append(("input", "stem"))
-    nodes["stem_lif"] = lif_node(model.stem_lif, (model.stem.out_channels, *hw), "stem_lif",
-                                 dtype)
-    edges.append(("stem", "stem_lif"))
-    prev = "stem_lif"
 
+#: module type -> its mapper (the residual addition is no entry: NIR sums the edges into a
+#: node, so ``A + S`` is the union of both sources; see :data:`Sources`)
+NODE_MAPPERS: Dict[Any, Any] = {
+    (nn.Conv2d, nn.BatchNorm2d): map_conv_bn,
+    LIF: map_neuron,
+    nn.ReLU: map_relu,
+    nn.AvgPool2d: map_avgpool,
+    nn.Linear: map_head,
+}
+
+
+def _activation(g: _Graph, act: nn.Module, srcs: Sources, shape, name: str,
+                allow_relu: bool) -> Sources:
+    if isinstance(act, LIF):
+        return map_neuron(g, act, srcs, shape, name)
+    if isinstance(act, nn.ReLU):
+        return map_relu(g, act, srcs, shape, name, allow_relu)
+    raise NIRExportError(f"{name}: unsupported activation {type(act).__name__}")
+
+
+def _walk_spiking_resnet(model, g: _Graph, srcs: Sources, hw, allow_relu: bool):
+    """spiking_resnet19/20: stem, ``layer1..3`` of SpikingBasicBlocks, the MLP head."""
+    from spikedistill.models.spiking_resnet import SpikingBasicBlock
+
+    cout = model.stem.out_channels
+    srcs, hw = map_conv_bn(g, model.stem, model.stem_bn, srcs, hw, "stem")
+    srcs = map_neuron(g, model.stem_lif, srcs, (cout, *hw), "stem_lif")
     for sname in ("layer1", "layer2", "layer3"):
         for bi, block in enumerate(getattr(model, sname)):
             if not isinstance(block, SpikingBasicBlock):
                 raise NIRExportError(f"{sname}.{bi}: unsupported block {type(block).__name__}")
             p = f"{sname}.{bi}"
-            c1, hw1 = _bn_conv_node(block.conv1, block.bn1, hw, f"{p}.conv1", dtype)
             cout = block.conv1.out_channels
-            nodes[f"{p}.conv1"] = c1
-            edges.append((prev, f"{p}.conv1"))
-            nodes[f"{p}.lif1"] = lif_node(block.lif1, (cout, *hw1), f"{p}.lif1", dtype)
-            edges.append((f"{p}.conv1", f"{p}.lif1"))
-            c2, hw2 = _bn_conv_node(block.conv2, block.bn2, hw1, f"{p}.conv2", dtype)
-            nodes[f"{p}.conv2"] = c2
-            edges.append((f"{p}.lif1", f"{p}.conv2"))
-            out = f"{p}.act2"
-            if isinstance(block.act2, LIF):
-                nodes[out] = lif_node(block.act2, (cout, *hw2), out, dtype)
-            elif isinstance(block.act2, nn.ReLU):
-                if not allow_relu:
-                    raise NIRExportError(
-                        f"block {p}: its output activation is ReLU (model.last_activation=relu), "
-                        "which NIR cannot express; export a model trained with "
-                        "last_activation=lif, or pass --allow-relu to export it as a marked "
-                        "identity placeholder (loaded by spikedistill's run_nir only)")
-                nodes[out] = _relu_placeholder((cout, *hw2), out, dtype)
-                unmapped.append(f"{out} (ReLU)")
-            else:
+            a, hw1 = map_conv_bn(g, block.conv1, block.bn1, srcs, hw, f"{p}.conv1")
+            a = map_neuron(g, block.lif1, a, (cout, *hw1), f"{p}.lif1")
+            a, hw2 = map_conv_bn(g, block.conv2, block.bn2, a, hw1, f"{p}.conv2")
+            if not isinstance(block.act2, (LIF, nn.ReLU)):
                 raise NIRExportError(f"block {p}: unsupported activation "
                                      f"{type(block.act2).__name__}")
-            edges.append((f"{p}.conv2", out))
+            out = _activation(g, block.act2, a, (cout, *hw2), f"{p}.act2", allow_relu)
             sc = block.shortcut
             if sc is None:
-                edges.append((prev, out))                     # identity residual
+                g.connect(srcs, out[0])                        # identity residual
             else:
-                mods = list(sc)
-                src, sc_hw, scale = prev, hw, 1.0
+                mods, s, sc_hw, scale = list(sc), srcs, hw, 1.0
                 if isinstance(mods[0], nn.AvgPool2d):
-                    pool, scale, (k, st, pd) = _shortcut_pool(mods[0], f"{p}.shortcut.0")
-                    nodes[f"{p}.shortcut.0"] = pool
-                    edges.append((src, f"{p}.shortcut.0"))
-                    src = f"{p}.shortcut.0"
-                    sc_hw = tuple((sc_hw[i] + 2 * pd[i] - k[i]) // st[i] + 1 for i in range(2))
+                    s, sc_hw, scale = map_avgpool(g, mods[0], s, sc_hw, f"{p}.shortcut.0")
                     mods = mods[1:]
                 if len(mods) != 2 or not isinstance(mods[0], nn.Conv2d) or \
                         not isinstance(mods[1], nn.BatchNorm2d):
                     raise NIRExportError(f"block {p}: unsupported shortcut {sc}")
-                name = f"{p}.shortcut.conv"
-                cs, _ = _bn_conv_node(mods[0], mods[1], sc_hw, name, dtype, scale=scale)
-                nodes[name] = cs
-                edges.append((src, name))
-                edges.append((name, out))
-            prev, hw = out, hw2
+                s, _ = map_conv_bn(g, mods[0], mods[1], s, sc_hw, f"{p}.shortcut.conv", scale)
+                g.connect(s, out[0])
+            srcs, hw = out, hw2
+    return map_head(g, list(model.head), srcs, hw), model.head[-1].out_features
 
-    # head: GAP (sum pool, its 1/(h w) folded into head.0), the Linears as 1x1 convs
-    h, w = hw
-    nodes["pool"] = nir.SumPool2d(kernel_size=np.array([h, w]), stride=np.array([h, w]),
-                                  padding=np.array([0, 0]),
-                                  metadata={"note": "global average pool; its 1/(h*w) is folded "
-                                                    "into head.0's weight"})
-    edges.append((prev, "pool"))
-    src = "pool"
-    linears = list(model.head)
-    for i, lin in enumerate(linears):
-        if not isinstance(lin, nn.Linear):
-            raise NIRExportError(f"head.{i}: unsupported layer {type(lin).__name__}")
-        wgt = lin.weight.double() / (h * w) if i == 0 else lin.weight
-        bias = _np(lin.bias, dtype) if lin.bias is not None else \
-            np.zeros(lin.out_features, dtype)
-        nodes[f"head.{i}"], _ = _conv_node(
-            _np(wgt, dtype)[:, :, None, None], bias, None, (1, 1),
-            {"source": f"head.{i}", "linear_as_1x1_conv": 1, "gap_folded": 1 if i == 0 else 0})
-        edges.append((src, f"head.{i}"))
-        src = f"head.{i}"
-    K = linears[-1].out_features
+
+def _walk_sew_resnet(model, g: _Graph, srcs: Sources, hw, allow_relu: bool):
+    """SEW-ResNet (``connect=ADD``, ``stem=cifar``): each block's output ``A + S`` is the union
+    of the residual branch's last neuron and the shortcut's sources (the block input, or the
+    spiking downsample ``SN(BN(conv1x1))``); ``GAP -> fc``."""
+    if model.connect != "ADD":
+        op = "A * S" if model.connect == "AND" else "(1 - A) * S"
+        raise NIRExportError(
+            f"SEW-ResNet connect={model.connect}: g(A, S) = {op} multiplies two spike tensors, "
+            "and NIR 1.0 has no element-wise product node (the edges into a node are summed; "
+            "nir.Threshold / nir.Scale take one input); only connect=ADD exports")
+    if model.maxpool is not None:
+        raise NIRExportError(
+            "SEW-ResNet stem=imagenet: its MaxPool2d(3, 2, 1) after the stem has no NIR node "
+            "(NIR 1.0 pools only by sum or average: nir.SumPool2d, nir.AvgPool2d); a model "
+            "built with model.kwargs.stem=cifar exports")
+    c = model.conv1.out_channels
+    srcs, hw = map_conv_bn(g, model.conv1, model.bn1, srcs, hw, "conv1")
+    srcs = map_neuron(g, model.sn1, srcs, (c, *hw), "sn1")
+    for si in range(1, 5):
+        for bi, block in enumerate(getattr(model, f"layer{si}")):
+            p = f"layer{si}.{bi}"
+            names = ["1", "2", "3"] if hasattr(block, "conv3") else ["1", "2"]
+            a, a_hw = srcs, hw
+            for k in names:
+                cb, sn = getattr(block, f"conv{k}"), getattr(block, f"sn{k}")
+                cout = cb[0].out_channels
+                a, a_hw = map_conv_bn(g, cb[0], cb[1], a, a_hw, f"{p}.conv{k}")
+                a = map_neuron(g, sn, a, (cout, *a_hw), f"{p}.sn{k}")
+            if block.downsample is None:
+                s = srcs
+            else:
+                cb, sn = block.downsample[0], block.downsample[1]
+                s, s_hw = map_conv_bn(g, cb[0], cb[1], srcs, hw, f"{p}.downsample.0")
+                s = map_neuron(g, sn, s, (cb[0].out_channels, *s_hw), f"{p}.downsample.1")
+            srcs, hw = tuple(a) + tuple(s), a_hw            # ADD: O = A + S
+    return map_head(g, [model.fc], srcs, hw), model.fc.out_features
+
+
+def _walk_vggsnn(model, g: _Graph, srcs: Sources, hw, allow_relu: bool):
+    """VGGSNN (``head=gap``): ``LIF(BN(conv3x3 + b))`` x 8, ``AvgPool2d(2)`` after stages 1-3
+    (a sum pool, its 1/4 folded into the next conv), ``GAP -> head``."""
+    if model.head_kind != "gap":
+        raise NIRExportError("VGGSNN head=flatten: its AdaptiveAvgPool2d(3) grid has no NIR "
+                             "node; the registered vggsnn (head=gap) exports")
+    scale = 1.0
+    for si in range(1, 5):
+        stage = getattr(model, f"stage{si}")
+        for li, layer in enumerate(stage):
+            p = f"stage{si}.{li}"
+            cout = layer.conv.out_channels
+            srcs, hw = map_conv_bn(g, layer.conv, layer.bn, srcs, hw, f"{p}.conv", scale)
+            scale = 1.0
+            srcs = _activation(g, layer.lif, srcs, (cout, *hw), f"{p}.lif", allow_relu)
+        if si < 4:
+            srcs, hw, scale = map_avgpool(g, model.avgpool, srcs, hw, f"pool{si}")
+    return map_head(g, [model.head], srcs, hw), model.head.out_features
+
+
+SPIKFORMER_REFUSAL = (
+    "Spikformer cannot be written as NIR 1.0: its spiking self-attention multiplies two "
+    "activation tensors (Q K^T, then (Q K^T) V), and NIR has no node for a product of two "
+    "inputs (Affine / Linear / Conv have fixed weights; the edges into a node are summed); its "
+    "SPS also max-pools (no NIR max-pool node) and normalises tokens with BatchNorm1d after "
+    "Linear layers on [T*B, N, D] tokens")
+
+
+def _model_mappers() -> Dict[type, Any]:
+    """Model type -> walker (the students NIR can express)."""
+    from spikedistill.models.spiking_resnet import SpikingResNet
+    from spikedistill.models.zoo.sew_resnet import SEWResNet
+    from spikedistill.models.zoo.vggsnn import VGGSNN
+
+    return {SpikingResNet: _walk_spiking_resnet, SEWResNet: _walk_sew_resnet,
+            VGGSNN: _walk_vggsnn}
+
+
+def _refusal(model) -> Optional[str]:
+    from spikedistill.models.zoo.spikformer import Spikformer
+
+    return SPIKFORMER_REFUSAL if isinstance(model, Spikformer) else None
+
+
+def _first_conv(model) -> nn.Conv2d:
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def to_nir(model: nn.Module, input_shape: Sequence[int], *, allow_relu: bool = False):
+    """The student as a ``nir.NIRGraph`` (see the module docstring), by the mapper tables:
+    the model's walker (spiking ResNets, SEW-ResNet with ``connect=ADD`` and the CIFAR stem,
+    VGGSNN) emits the nodes of :data:`NODE_MAPPERS`. ``input_shape`` is ``(C, H, W)`` of one
+    image (or frame). Any other model, and the parts NIR cannot express (Spikformer's
+    attention, IAND/AND connections, max-pools), raise :class:`NIRExportError` naming why."""
+    import nir
+
+    reason = _refusal(model)
+    if reason is not None:
+        raise NIRExportError(reason)
+    walkers = _model_mappers()
+    walker = next((w for cls, w in walkers.items() if isinstance(model, cls)), None)
+    if walker is None:
+        raise NIRExportError(f"NIR export writes spikedistill's spiking ResNet students only "
+                             f"(spiking_resnet19 / spiking_resnet20, direct encoding), "
+                             f"SEW-ResNet (connect=ADD, stem=cifar) and VGGSNN; "
+                             f"{getattr(model, 'model_name', type(model).__name__)} is none "
+                             "of them")
+    C, H, W = (int(v) for v in input_shape)
+    stem = _first_conv(model)
+    if C != stem.in_channels:
+        raise NIRExportError(f"input has {C} channels but the stem expects {stem.in_channels}")
+    g = _Graph(_model_dtype(model))
+    srcs = g.add("input", nir.Input(input_type=np.array([C, H, W])), ())
+    srcs, K = walker(model, g, srcs, (H, W), allow_relu)
     T = int(model.T)
-    nodes["output"] = nir.Output(output_type=np.array([K, 1, 1]))
-    edges.append((src, "output"))
-
+    g.add("output", nir.Output(output_type=np.array([K, 1, 1])), srcs)
+    unmapped = g.unmapped
     meta = {"producer": "spikedistill", "model": getattr(model, "model_name", "spiking_resnet"),
-            "T": T, "dt": DT, "dt_unit": "s", "dtype": dtype.name,
+            "T": T, "dt": DT, "dt_unit": "s", "dtype": g.dtype.name,
             "threshold": THRESHOLD_RULE,
             "neuron": "v[t] = (1 - dt/tau) v[t-1] + (dt/tau) (v_leak + r I[t]); spike if "
                       "v > v_threshold; v = v_reset after a spike; LIF r = 1 and "
                       "v = (1 - decay) u (u: the student's membrane)",
-            "last_activation": model.last_activation,
+            "last_activation": getattr(model, "last_activation", "lif"),
             "encoding": "direct: the image is the input at every timestep",
             "readout": f"logits = mean over the {T} steps of the output node's value (the "
                        f"per-step logits, shape ({K}, 1, 1)); no node integrates them",
@@ -342,7 +499,7 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, allow_relu: bool = F
                       "(nir.Scale of ones, metadata activation=relu); NIR has no ReLU, so only "
                       "spikedistill's run_nir reproduces this model from the graph",
                       stacklevel=2)
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+    return nir.NIRGraph(nodes=g.nodes, edges=g.edges, metadata=meta)
 
 
 def export_nir(model: nn.Module, path, input_shape: Sequence[int], *,
@@ -500,5 +657,6 @@ def run_nir(graph, x: torch.Tensor, T: Optional[int] = None, *,
     return simulate_nir(graph, x, T, dtype=dtype, apply_relu=apply_relu).logits
 
 
-__all__ = ["DT", "NIRExportError", "NIRRun", "export_nir", "fold_bn", "lif_node", "run_nir",
-           "simulate_nir", "to_nir"]
+__all__ = ["DT", "NODE_MAPPERS", "NIRExportError", "NIRRun", "SPIKFORMER_REFUSAL", "export_nir",
+           "fold_bn", "lif_node", "map_avgpool", "map_conv_bn", "map_head", "map_neuron",
+           "map_relu", "run_nir", "simulate_nir", "to_nir"]
