@@ -1,6 +1,15 @@
-"""Export a trained spiking ResNet student as a NIR graph (Neuromorphic Intermediate
-Representation, PyPI ``nir`` 1.0) that the NIR importers of snnTorch, SpikingJelly and Norse
-load as it is.
+"""Export a trained spiking student as a NIR graph (Neuromorphic Intermediate Representation,
+PyPI ``nir`` 1.0) that the NIR importers of snnTorch, SpikingJelly and Norse load as it is.
+
+Students: the spiking ResNets (``spiking_resnet19/20``), SEW-ResNet with ``connect=ADD`` and
+the CIFAR stem, and VGGSNN (``head=gap``). The export is two tables: :data:`NODE_MAPPERS`
+(module type -> NIR node(s): conv + BN folded, LIF / IF, the ReLU placeholder, an average pool
+as a sum pool whose divisor the next conv folds in, the GAP + Linear head) and one walker per
+model type (:func:`_model_mappers`) that visits the student's modules in order and calls them.
+A residual addition is no node: NIR sums the edges into a node, so a SEW ``ADD`` block's output
+``A + S`` is the set of its sources, each with an edge into every consumer. Refused, with the
+node NIR lacks: SEW ``IAND`` / ``AND`` (a product of two spike tensors), the ImageNet stem's
+max-pool, Spikformer (:data:`SPIKFORMER_REFUSAL`: the attention's products of two inputs).
 
 Mapping (one NIR node per entry, named after the PyTorch module)
 ----------------------------------------------------------------
