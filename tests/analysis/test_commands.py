@@ -31,6 +31,24 @@ def test_analyze_command(digits_runs, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_analyze_energy_distribution(digits_runs, tmp_path, capsys):
+    student, _ = digits_runs
+    out = tmp_path / "en"
+    assert main(["analyze", "--checkpoint", str(student / "best.pt"), "--batches", "1",
+                 "--energy-images", "6", "--cost-model", "45nm_int8", "--out", str(out),
+                 "--device", "cpu", "--data.test_subset", "32"]) == 0
+    e = json.loads((out / "energy.json").read_text())
+    r = json.loads((out / "report.json").read_text())
+    assert e["images"] == 6 and e["cost_model"]["name"] == "45nm_int8"
+    assert len(e["per_step"]) == r["T"] and e["totals"]["energy_mj"]["mean"] > 0
+    lo, hi = e["totals"]["sops"]["ci95"]
+    assert lo <= e["totals"]["sops"]["mean"] <= hi
+    assert "45nm_int8" in (out / "energy.md").read_text()
+    assert main(["analyze", "--checkpoint", str(student / "best.pt"), "--cost-model", "7nm"]) == 2
+    assert "--cost-model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_visualize_command(digits_runs, tmp_path, capsys):
     student, teacher = digits_runs
     out = tmp_path / "maps.png"

@@ -27,6 +27,13 @@ def register(sub) -> None:
                    help="also evaluate at these T, e.g. 1,2,4 (accuracy-vs-T table)")
     p.add_argument("--e-mac", type=float, default=4.6, help="energy per MAC in pJ (default 4.6)")
     p.add_argument("--e-ac", type=float, default=0.9, help="energy per AC in pJ (default 0.9)")
+    p.add_argument("--energy-images", type=int, default=None, metavar="N",
+                   help="also count the first N test images one by one: per-image SOPs / MACs "
+                        "/ energy as distributions (mean, 95 %% interval, percentiles) per layer "
+                        "and timestep, written to energy.json / energy.md")
+    p.add_argument("--cost-model", default="45nm_fp32",
+                   help="cost model of the per-image energy: 45nm_fp32 (4.6 / 0.9 pJ), "
+                        "45nm_fp16, 45nm_int32, 45nm_int8 (Horowitz ISSCC 2014)")
     p.add_argument("--out", default=None, help="output directory (default: RUN/analysis)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.epilog = "Dataset keys of the run config can be changed with --data.root PATH etc."
@@ -40,6 +47,12 @@ def run(args) -> int:
     from spikedistill.commands.common import overrides_from_args
     from spikedistill.errors import ConfigError
 
+    if args.energy_images is not None and args.energy_images < 1:
+        raise ConfigError(f"--energy-images must be a positive integer, got {args.energy_images}")
+    from spikedistill.analysis.energy import COST_MODELS
+    if args.cost_model not in COST_MODELS:
+        raise ConfigError(f"--cost-model: expected one of {', '.join(COST_MODELS)}, got "
+                          f"{args.cost_model!r}")
     if args.batches is not None and args.batches < 1:
         raise ConfigError(f"--batches must be a positive integer, got {args.batches}")
     timesteps = parse_int_list(args.timesteps, "--timesteps")
@@ -61,5 +74,26 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path(meta.get("path", args.checkpoint)).parent / "analysis"
     paths = write_report(result, out)
     print(to_markdown(result))
+    if args.energy_images is not None:
+        paths.update(_energy_report(model, loader, affine, args, out))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def _energy_report(model, loader, affine, args, out: Path) -> dict:
+    """Per-image energy distributions (:mod:`spikedistill.analysis.energy`) of the first
+    ``--energy-images`` test images, written atomically to ``energy.json`` / ``energy.md``."""
+    import json
+
+    from spikedistill.analysis.energy import energy_distribution
+    from spikedistill.analysis.energy import to_markdown as energy_markdown
+    from spikedistill.atomic import atomic_write_text
+
+    dev = next(model.parameters()).device
+    batches = ((x.to(dev), y) for x, y in loader)
+    res = energy_distribution(model, batches, cost=args.cost_model, input_affine=affine,
+                              max_images=args.energy_images)
+    md = energy_markdown(res)
+    print(md)
+    return {"energy_json": atomic_write_text(out / "energy.json", json.dumps(res, indent=1)),
+            "energy_md": atomic_write_text(out / "energy.md", md)}
