@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,18 +15,13 @@ from spikedistill.analysis.energy import (COST_MODELS, distribution, energy_dist
                                           per_image_counts, summarize_images, to_markdown)
 from spikedistill.models import create_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from model_helpers import calibrate_bn  # noqa: E402
+
 
 def _calibrated(name, x, **kw):
     torch.manual_seed(0)
-    m = create_model(name, num_classes=10, T=2, in_channels=x.shape[-3], **kw)
-    for b in m.modules():
-        if isinstance(b, nn.modules.batchnorm._BatchNorm):
-            b.reset_running_stats()
-            b.momentum = None
-    m.train()
-    with torch.no_grad():
-        m(x)
-    return m.eval()
+    return calibrate_bn(create_model(name, num_classes=10, T=2, in_channels=x.shape[-3], **kw), x)
 
 
 def test_distribution_golden():

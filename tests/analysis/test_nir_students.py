@@ -17,9 +17,10 @@ import torch
 from spikedistill.analysis.nir_export import (SPIKFORMER_REFUSAL, NIRExportError, export_nir,
                                               simulate_nir, to_nir)
 from spikedistill.models import create_model
-from spikedistill.neurons import LIF
 
 from _analysis_helpers import randomize_bn
+from test_nir_peers import _reference  # noqa: F401  (the same spike counts by LIF hooks)
+from test_nir_peers import _run_imported as _peers_run_imported
 
 T, K, BATCH = 3, 10, 8
 NEURON = {"threshold": 0.5, "decay": 0.5, "backend": "torch"}
@@ -44,37 +45,8 @@ def _batch():
     return torch.randn(BATCH, 2, 16, 16, generator=torch.Generator().manual_seed(1)) * 2
 
 
-def _reference(model, x):
-    counts = {}
-    hooks = [m.register_forward_hook(
-        lambda mod, i, o, n=n: counts.__setitem__(n.replace(".", "_"), int(o.sum().item())))
-        for n, m in model.named_modules() if isinstance(m, LIF)]
-    with torch.no_grad():
-        logits = model(x)
-    for h in hooks:
-        h.remove()
-    return logits, counts
-
-
 def _run_imported(module, x, neuron_types):
-    counts = {}
-
-    def hook(mod, inputs, out, name):
-        z = out[0] if isinstance(out, tuple) else out
-        counts[name] = counts.get(name, 0) + int(z.sum().item())
-
-    hooks = [m.register_forward_hook(partial(hook, name=name))
-             for name, m in module.named_children() if isinstance(m, neuron_types)]
-    outs, state = [], None
-    with torch.no_grad():
-        for _ in range(T):
-            out, state = module(x, state)
-            outs.append(out)
-    for h in hooks:
-        h.remove()
-    per_step = torch.stack(outs)
-    assert per_step.shape == (T, x.shape[0], K, 1, 1)
-    return per_step.mean(dim=0).flatten(1), counts
+    return _peers_run_imported(module, x, T, neuron_types)
 
 
 def _check(logits, counts, ref_logits, ref_counts, atol=1e-4):

@@ -5,6 +5,9 @@ where both count the same thing."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -12,17 +15,8 @@ import torch.nn as nn
 from spikedistill.analysis.counting import count_model
 from spikedistill.models import create_model
 
-
-def _calibrate(model, x):
-    """Running BN statistics of ``x`` (so that an eval-mode forward spikes)."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
+from model_helpers import calibrate_bn as _calibrate  # noqa: E402
 
 
 def _tiny_spikformer():

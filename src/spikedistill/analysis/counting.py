@@ -96,13 +96,13 @@ layers real-valued (``n_l = 1``), counted with the same hooks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from spikedistill.analysis.operators import OperatorMode
+from spikedistill.analysis.operators import CountRecord, OperatorMode
 from spikedistill.models.contract import DistillModel, is_frames
 
 #: energy per multiply-accumulate / per accumulate, in pJ (45 nm CMOS)
@@ -198,26 +198,14 @@ def synaptic_flops(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> t
 
 
 @dataclass
-class LayerCount:
-    """Accumulated counts of one synaptic layer over the evaluated batches."""
+class LayerCount(CountRecord):
+    """Accumulated counts of one synaptic layer over the evaluated batches (``flops``: MACs per
+    image per call, per timestep for folded convs)."""
 
-    name: str
-    type: str
-    flops: int = 0                  # MACs per image per call (per timestep for folded convs)
-    rows: int = 0                   # sample rows seen, summed over batches
-    images: int = 0                 # images seen, summed over batches
-    nonzero: int = 0                # non-zero input elements, summed
-    input_sum: float = 0.0          # sum of the input values
-    input_numel: int = 0            # input elements, summed
-    kinds: set = field(default_factory=set)   # input kinds seen
     #: per timestep t: input events (non-zero values, or the counts of ``events`` inputs) of the
     #: layers that run once per timestep (a folded ``[T*B, ...]`` or ``[T, B, ...]`` input)
     step_events: Optional[List[float]] = None
     step_broken: bool = False       # some call was not per timestep
-
-    @property
-    def calls_per_image(self) -> float:
-        return self.rows / self.images if self.images else 0.0
 
     @property
     def spike_driven(self) -> bool:
@@ -255,15 +243,6 @@ class LayerCount:
         """``r_l`` of the SOPs: ``mean(input)`` (events per element) for event-count inputs,
         else ``mean(input != 0)``."""
         return self.input_mean if "events" in self.kinds else self.input_rate
-
-    @property
-    def input_rate(self) -> float:
-        """``mean(input != 0)`` over everything this layer saw."""
-        return self.nonzero / self.input_numel if self.input_numel else 0.0
-
-    @property
-    def input_mean(self) -> float:
-        return self.input_sum / self.input_numel if self.input_numel else 0.0
 
     @property
     def macs(self) -> float:

@@ -59,24 +59,41 @@ FREE_OPS = frozenset({
 
 
 @dataclass
-class OperatorCount:
-    """Accumulated counts of one functional product (a name per module and call order)."""
+class CountRecord:
+    """What every counted layer or product accumulates over the evaluated batches (shared by
+    :class:`~spikedistill.analysis.counting.LayerCount` and :class:`OperatorCount`)."""
 
     name: str
-    type: str                       # the aten op, e.g. "aten.bmm"
-    flops: int = 0                  # dense MACs per call (per row)
-    rows: int = 0                   # rows (calls) seen, summed over batches
+    type: str
+    flops: int = 0                  # dense MACs per image per call (per row)
+    rows: int = 0                   # sample rows (calls) seen, summed over batches
     images: int = 0                 # images seen, summed over batches
-    sops_total: float = 0.0
-    macs_total: float = 0.0
-    nonzero: int = 0                # non-zero elements of the spike-driven operand(s)
-    input_sum: float = 0.0
-    input_numel: int = 0
-    kinds: set = field(default_factory=set)   # "spike" / "spike x spike" / "real"
+    nonzero: int = 0                # non-zero input elements, summed
+    input_sum: float = 0.0          # sum of the input values
+    input_numel: int = 0            # input elements, summed
+    kinds: set = field(default_factory=set)   # input kinds seen
 
     @property
     def calls_per_image(self) -> float:
         return self.rows / self.images if self.images else 0.0
+
+    @property
+    def input_rate(self) -> float:
+        """``mean(input != 0)`` over everything this layer saw."""
+        return self.nonzero / self.input_numel if self.input_numel else 0.0
+
+    @property
+    def input_mean(self) -> float:
+        return self.input_sum / self.input_numel if self.input_numel else 0.0
+
+
+@dataclass
+class OperatorCount(CountRecord):
+    """Accumulated counts of one functional product (a name per module and call order); its
+    kinds are ``spike`` / ``spike x spike`` / ``real`` and its operations are summed per call."""
+
+    sops_total: float = 0.0
+    macs_total: float = 0.0
 
     @property
     def spike_driven(self) -> bool:
@@ -89,14 +106,6 @@ class OperatorCount:
         if not self.spike_driven:
             return "real"
         return "spike x spike" if self.kinds == {"spike x spike"} else "spike"
-
-    @property
-    def input_rate(self) -> float:
-        return self.nonzero / self.input_numel if self.input_numel else 0.0
-
-    @property
-    def input_mean(self) -> float:
-        return self.input_sum / self.input_numel if self.input_numel else 0.0
 
     @property
     def macs(self) -> float:
@@ -204,4 +213,4 @@ class OperatorMode(TorchDispatchMode):
         rec.input_sum += tot
 
 
-__all__ = ["FREE_OPS", "OperatorCount", "OperatorMode"]
+__all__ = ["CountRecord", "FREE_OPS", "OperatorCount", "OperatorMode"]
