@@ -26,6 +26,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from spikedistill.data import limits
+from spikedistill.data.archives import check_member_size, check_tar_complete
 from spikedistill.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -326,6 +328,31 @@ def build_index(names: Iterable[str], source: str) -> FolderIndex:
     return FolderIndex(train_classes, members, test_split, prefix="/".join(prefix))
 
 
+def image_pixels(data: bytes, name: str) -> int:
+    """``width * height`` an image's header declares (Pillow parses the header only; nothing is
+    decoded), checked against ``SPIKEDISTILL_MAX_IMAGE_PIXELS`` (:mod:`spikedistill.data.limits`)
+    before any decoder allocates the pixels: a decompression bomb (a small PNG of 16000 x 16000)
+    is one DataError naming the file. Bytes Pillow cannot identify return -1 (the decoder then
+    gives its own error)."""
+    from PIL import Image
+
+    bound = limits.max_image_pixels()
+    if (Image.MAX_IMAGE_PIXELS or 0) < bound:      # Pillow's own check at decode: never stricter
+        Image.MAX_IMAGE_PIXELS = bound
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None    # the header's true size
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except Exception:
+        return -1
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    limits.check(f"image {name}", f"its declared size {width} x {height} = "
+                 f"{width * height:,} pixels; the pixel count", width * height,
+                 "SPIKEDISTILL_MAX_IMAGE_PIXELS")
+    return width * height
+
+
 def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.ndarray:
     """Decode image bytes with Pillow into uint8 ``[3, H, W]`` (converted to RGB).
 
@@ -334,6 +361,7 @@ def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.nd
     """
     from PIL import Image
 
+    image_pixels(data, name)
     try:
         with Image.open(io.BytesIO(data)) as img:
             img = img.convert("RGB")
@@ -461,7 +489,9 @@ class _ImageFolderSource:
             if self._tar_index is not None:
                 return list(self._tar_index)
             self._archive = tarfile.open(self.path, "r:*")
-            self._tar_members = [m for m in self._archive.getmembers() if m.isfile()]
+            listed = self._archive.getmembers()
+            check_tar_complete(self._archive, str(self.path), listed[-1].name if listed else None)
+            self._tar_members = [m for m in listed if m.isfile()]
             return [m.name for m in self._tar_members]
         except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise self._fail(exc) from exc
@@ -483,11 +513,13 @@ class _ImageFolderSource:
             if self.kind == "zip":
                 for info in self._archive.infolist():
                     if info.filename in wanted:
+                        check_member_size(str(self.path), info.filename, info.file_size)
                         sink(info.filename, f"{self.path}:{info.filename}", self._archive.read(info))
             elif self._tar_index is not None:
                 chosen_at = sorted((self._tar_index[name], name) for name in wanted if name in self._tar_index)
                 with _open_tar_stream(self.path) as stream:
                     for (offset, size), name in chosen_at:
+                        check_member_size(str(self.path), name, size)
                         stream.seek(offset)
                         data = stream.read(size)
                         if len(data) != size:
@@ -496,6 +528,7 @@ class _ImageFolderSource:
             else:
                 chosen = sorted((m for m in self._tar_members if m.name in wanted), key=lambda m: m.offset_data)
                 for member in chosen:
+                    check_member_size(str(self.path), member.name, member.size)
                     sink(member.name, f"{self.path}:{member.name}", self._archive.extractfile(member).read())
         except DataError:
             raise

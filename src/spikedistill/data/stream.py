@@ -125,6 +125,7 @@ def tar_members(path: Path) -> Dict[str, Tuple[int, int]]:
 
     Streaming needs random access, so a compressed shard is refused (DataError naming it).
     """
+    from spikedistill.data.archives import check_tar_complete
     from spikedistill.data.readers import scan_tar
 
     try:
@@ -140,7 +141,9 @@ def tar_members(path: Path) -> Dict[str, Tuple[int, int]]:
         return found
     try:
         with tarfile.open(path, "r:") as tar:
-            return {m.name: (int(m.offset_data), int(m.size)) for m in tar.getmembers() if m.isfile()}
+            listed = tar.getmembers()
+            check_tar_complete(tar, str(path), listed[-1].name if listed else None)
+            return {m.name: (int(m.offset_data), int(m.size)) for m in listed if m.isfile()}
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"cannot read tar shard {path} (corrupt or not a tar?): "
                         f"{type(exc).__name__}: {exc}") from None
@@ -176,6 +179,9 @@ def decode_rgb(data: bytes, name: str) -> torch.Tensor:
     / libpng; greyscale and CMYK converted to RGB), Pillow for anything it cannot read."""
     from torchvision.io import ImageReadMode, decode_image
 
+    from spikedistill.data.readers import image_pixels
+
+    image_pixels(data, name)            # a decompression bomb is refused before decoding
     try:
         return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
                             mode=ImageReadMode.RGB)
@@ -245,6 +251,9 @@ class StreamDataset(torch.utils.data.Dataset):
         data = read_sample(self.files, int(i), self._handles)
         label = int(self.files.labels[i])
         if not self.decode_in_worker:
+            from spikedistill.data.readers import image_pixels
+
+            image_pixels(data, self.files.name(int(i)))       # checked before the GPU decodes it
             return torch.frombuffer(bytearray(data), dtype=torch.uint8), label, int(draw_seed), int(i)
         image = decode_rgb(data, self.files.name(int(i)))
         return seeded(self.transform, image, int(draw_seed)), label
