@@ -121,7 +121,8 @@ class StreamIndex:
 
 
 def tar_members(path: Path) -> Dict[str, Tuple[int, int]]:
-    """``{member name: (data offset, size)}`` of the regular files of an uncompressed tar.
+    """``{member name: (data offset, size)}`` of the regular files of an uncompressed tar (and its
+    folders as ``name/``, size 0).
 
     Streaming needs random access, so a compressed shard is refused (DataError naming it).
     """
@@ -143,7 +144,9 @@ def tar_members(path: Path) -> Dict[str, Tuple[int, int]]:
         with tarfile.open(path, "r:") as tar:
             listed = tar.getmembers()
             check_tar_complete(tar, str(path), listed[-1].name if listed else None)
-            return {m.name: (int(m.offset_data), int(m.size)) for m in listed if m.isfile()}
+            out = {m.name: (int(m.offset_data), int(m.size)) for m in listed if m.isfile()}
+            out.update({m.name.rstrip("/") + "/": (int(m.offset_data), 0) for m in listed if m.isdir()})
+            return out
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"cannot read tar shard {path} (corrupt or not a tar?): "
                         f"{type(exc).__name__}: {exc}") from None

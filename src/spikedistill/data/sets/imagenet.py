@@ -57,12 +57,20 @@ def _images(folder: Path) -> List[Path]:
 
 
 def _class_folders(split: Path) -> Dict[str, List[Path]]:
-    """``{class folder: sorted images}`` of ``split/<class>/*`` (folders without images are skipped)."""
-    out = {}
+    """``{class folder: sorted images}`` of ``split/<class>/*``. A class folder without images
+    among others that have some is refused (DataError naming it), as torchvision's ImageFolder
+    refuses it: skipping it would shift every later class id. ``{}`` when none has images."""
+    out, empty = {}, []
     for d in sorted(p for p in split.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = _images(d)
         if files:
             out[d.name] = files
+        else:
+            empty.append(d.name)
+    if out and empty:
+        raise DataError(f"{split}: class folder(s) without images: {', '.join(empty[:5])}"
+                        f"{' ...' if len(empty) > 5 else ''} (torchvision's ImageFolder refuses such "
+                        "a tree: the class ids would shift; add images or remove the folder)")
     return out
 
 
