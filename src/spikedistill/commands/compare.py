@@ -8,7 +8,8 @@ and, for the same seed, the same initialisation and data order (``train.seed`` =
 seeds the student's init and the loader's per-epoch permutation and augmentation). Runs are
 written to ``DIR/runs/METHOD-seedN``; each finished run leaves ``DIR/results/METHOD-seedN.json``.
 A second invocation skips finished runs (a result made with a different config is an error),
-continues interrupted ones from their ``last.pt``, and rewrites the summary:
+continues interrupted ones from their newest intact checkpoint (``last.pt``, else ``best.pt``, as
+``train --resume`` does), and rewrites the summary:
 
 - ``DIR/compare.md``: mean +- sample std of the best and last test accuracy per method, the
   number of seeds, the mean of each loss term over the last epoch (already weighted); then, for
@@ -70,12 +71,14 @@ def register(sub) -> None:
 
 def parse_methods(text: str) -> List[str]:
     from spikedistill.distill import list_methods
+    from spikedistill.engine.state import check_folder_name
 
     names = [m.strip() for m in str(text).split(",") if m.strip()]
     if not names:
         raise ConfigError("--methods: expected comma-separated method names, e.g. ce,kd,ckd")
     known = list_methods()
     for name in names:
+        check_folder_name(name, f"--methods: method {name!r}", "--out")
         if name not in known:
             raise ConfigError(f"--methods: unknown method {name!r}; registered methods: "
                               f"{', '.join(known)}")
@@ -172,6 +175,7 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
     """Train (or skip / continue) one (method, seed) run and return its result record."""
     from spikedistill.distill import method_requires_teacher
     from spikedistill.engine import run_training
+    from spikedistill.engine.state import checkpoint_files, find_resume_checkpoint
 
     key = run_key(method, seed)
     cfg = base_cfg.copy()
@@ -199,11 +203,9 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
         return record
 
     run_dir = out / "runs" / key
-    if (run_dir / "last.pt").is_file():
+    if checkpoint_files(run_dir):          # last.pt and/or best.pt: continue as train --resume
         log(f"compare: {key}: continuing the interrupted run in {run_dir}")
-        from spikedistill.engine import load_checkpoint
-
-        saved = load_checkpoint(run_dir)
+        saved = find_resume_checkpoint(run_dir, announce=False)
         diff = _first_difference(_comparable(saved["config"]), wanted)
         if diff is not None:
             raise ConfigError(f"run directory '{run_dir}' holds a run with a different config "
