@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from spikedistill.analysis.stats import PairedDifference, paired_difference
 from spikedistill.atomic import atomic_write, atomic_write_text
 from spikedistill.commands.common import add_config_args, load_from_args, training_callbacks
-from spikedistill.errors import ConfigError
+from spikedistill.errors import ConfigError, SpikeDistillError
 
 RESULT_KEYS = ("best_acc", "last_acc", "best_epoch", "loss_means", "teacher_acc", "images_per_s",
                "wall_time_s", "run_dir", "teacher")
@@ -535,13 +535,18 @@ def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
 def _run_captured(job) -> Tuple[Dict[str, Any], str]:
     """Worker side of ``--jobs``: :func:`run_one` with its printed output captured; returns
     the record and the output."""
-    base_cfg, method, seed, teacher, out = job
+    from spikedistill.config import Config, from_dict
+
+    cfg_dict, method, seed, teacher, out = job
+    base_cfg = from_dict(Config, cfg_dict)     # plugins' config classes by name, in this process
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         try:
             record = run_one(base_cfg, method, seed, teacher, Path(out))
         except BaseException:
-            _write_log(Path(out), run_key(method, seed), buf.getvalue())
+            import traceback
+
+            _write_log(Path(out), run_key(method, seed), buf.getvalue() + traceback.format_exc())
             raise
     _write_log(Path(out), run_key(method, seed), buf.getvalue())
     return record, buf.getvalue()
@@ -560,24 +565,36 @@ def _run_all(base_cfg, jobs_list, teacher, out: Path, jobs: int, log) -> List[Di
     import concurrent.futures as cf
     import multiprocessing as mp
 
+    from spikedistill.data.workers import pool_failure, process_pool, stop_pool
+
     records: List[Optional[Dict[str, Any]]] = [None] * len(jobs_list)
-    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)),
-                                  mp_context=mp.get_context("spawn"))
+    cfg_dict = base_cfg.to_dict()          # plain data: a plugin's config class need not pickle
+    pool = process_pool(min(jobs, len(jobs_list)), mp.get_context("spawn"))
     try:
         futures = {}
         for i, (m, s) in enumerate(jobs_list):
-            futures[pool.submit(_run_captured, (base_cfg, m, s, teacher, str(out)))] = i
+            futures[pool.submit(_run_captured, (cfg_dict, m, s, teacher, str(out)))] = i
         log(f"compare: {len(jobs_list)} runs in {min(jobs, len(jobs_list))} worker processes "
             f"(each run's output: {out / 'logs'}/METHOD-seedN.log)")
         for fut in cf.as_completed(futures):
             i = futures[fut]
-            record, _ = fut.result()
+            try:
+                record, _ = fut.result()
+            except SpikeDistillError:
+                raise
+            except Exception as exc:
+                key = run_key(*jobs_list[i])
+                line = pool_failure(exc, f"compare: {key}") or (
+                    f"compare: {key} failed in its worker: {type(exc).__name__}: "
+                    f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''} "
+                    f"(its output and traceback: {out / 'logs' / (key + '.log')})")
+                raise SpikeDistillError(line) from None
             records[i] = record
             m, s = jobs_list[i]
             log(f"compare: {run_key(m, s)}: best {_fmt(_pct(record['best_acc']))} %, last "
                 f"{_fmt(_pct(record['last_acc']))} % ({_fmt(record.get('wall_time_s'), 1)} s)")
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop_pool(pool)            # Ctrl-C or an error: the other runs stop now, not at their end
         raise
     pool.shutdown(wait=True)
     return [r for r in records if r is not None]

@@ -47,7 +47,8 @@ import torch
 
 from spikedistill.data.loader import derive_seed
 from spikedistill.data.sampler import EpochShardSampler
-from spikedistill.errors import ConfigError, DataError
+from spikedistill.data.workers import parent_watch, worker_message
+from spikedistill.errors import ConfigError, DataError, SpikeDistillError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -326,7 +327,8 @@ class StreamLoader:
             self.dataset, batch_size=self.batch_size, sampler=self.sampler,
             drop_last=self.drop_last, num_workers=workers,
             pin_memory=bool(pin_memory) and self.device.type == "cuda",
-            collate_fn=_bytes_collate if decode == "cuda" else None, generator=gen, **kwargs)
+            collate_fn=_bytes_collate if decode == "cuda" else None, generator=gen,
+            worker_init_fn=parent_watch() if workers > 0 else None, **kwargs)
 
     @property
     def num_samples(self) -> int:
@@ -383,7 +385,14 @@ class StreamLoader:
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         gen = self.augment_generator()
         non_blocking = self.device.type == "cuda"
-        for batch in self.loader:
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except SpikeDistillError as exc:     # a worker's error: its one line, not its traceback
+                raise type(exc)(worker_message(exc)) from None
             if self.decode == "cuda":
                 x, y = self._gpu_decode(batch)
             else:
