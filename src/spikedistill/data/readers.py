@@ -20,6 +20,7 @@ import os
 import pickle
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Sequence
@@ -561,7 +562,8 @@ class _ImageFolderSource:
                     sink(member.name, f"{self.path}:{member.name}", self._archive.extractfile(member).read())
         except DataError:
             raise
-        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, gzip.BadGzipFile) as exc:
+        except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, ValueError,
+                gzip.BadGzipFile) as exc:
             raise self._fail(exc) from exc
 
 

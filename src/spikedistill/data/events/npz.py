@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from typing import Dict
 
 import numpy as np
@@ -19,6 +20,9 @@ from spikedistill.data import limits
 from spikedistill.errors import DataError
 
 EVENT_KEYS = ("t", "x", "y", "p")
+#: what zipfile / zlib / numpy.lib.format raise on corrupt bytes (each becomes one DataError)
+_ZIP_ERRORS = (ValueError, zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
+               NotImplementedError, TypeError, SyntaxError, KeyError, IndexError, OverflowError)
 
 
 def _member_header(handle, name: str, key: str):
@@ -38,7 +42,7 @@ def _read_arrays(data: bytes, name: str, keys) -> Dict[str, np.ndarray]:
     allocated; anything unreadable is one DataError naming the file and member."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except _ZIP_ERRORS as exc:
         raise DataError(f"{name}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     out: Dict[str, np.ndarray] = {}
     with archive:
@@ -62,8 +66,7 @@ def _read_arrays(data: bytes, name: str, keys) -> Dict[str, np.ndarray]:
                 out[key] = np.frombuffer(raw, dtype).reshape(shape, order="F" if fortran else "C")
             except DataError:
                 raise
-            except (ValueError, zipfile.BadZipFile, EOFError, OSError, RuntimeError,
-                    NotImplementedError, TypeError, SyntaxError) as exc:
+            except _ZIP_ERRORS as exc:
                 raise DataError(f"{name}: truncated, corrupt or unsupported .npz member '{key}' "
                                 f"({type(exc).__name__}: {exc})") from None
     return out
