@@ -153,7 +153,7 @@ def _decompress(payload: bytes, compression: int, name: str, pos: int = -1,
     refused (DataError) as soon as it would exceed ``bound`` bytes (-1: no bound). A zstd frame that
     declares its content size is checked before decoding; its bytes are then fed in slices of 16
     (at most four 128 KiB blocks each) so that the output never grows more than 512 KiB past
-    ``bound``; LZ4 is asked for ``bound + 1`` bytes at most."""
+    ``bound``; LZ4 output is taken 16 MiB at a time."""
     if compression == 0:
         return payload
     if compression not in _PACKAGE:
@@ -170,11 +170,16 @@ def _decompress(payload: bytes, compression: int, name: str, pos: int = -1,
     try:
         if compression in (1, 2):
             frame = codec.LZ4FrameDecompressor()
-            out = frame.decompress(payload, max_length=bound + 1 if bound >= 0 else -1)
-            too_big(len(out))
-            if not frame.eof:
-                raise ValueError("the LZ4 frame is incomplete")
-            return out
+            chunks, size, data = [], 0, payload
+            while not frame.eof:        # 16 MiB at a time: past the bound by 16 MiB at most
+                piece = frame.decompress(data, max_length=1 << 24)
+                data = b""
+                chunks.append(piece)
+                size += len(piece)
+                too_big(size)
+                if not piece and frame.needs_input:
+                    raise ValueError("the LZ4 frame is incomplete")
+            return b"".join(chunks)
         declared = codec.get_frame_parameters(payload).content_size
         if declared != codec.CONTENTSIZE_UNKNOWN:
             too_big(declared)
