@@ -19,6 +19,7 @@ import io
 import os
 import pickle
 import tarfile
+import threading
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -352,6 +353,9 @@ def build_index(names: Iterable[str], source: str) -> FolderIndex:
     return FolderIndex(train_classes, members, test_split, prefix="/".join(prefix))
 
 
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
 def image_pixels(data: bytes, name: str) -> int:
     """``width * height`` an image's header declares (Pillow parses the header only; nothing is
     decoded), checked against ``SPIKEDISTILL_MAX_IMAGE_PIXELS`` (:mod:`spikedistill.data.limits`)
@@ -363,14 +367,15 @@ def image_pixels(data: bytes, name: str) -> int:
     bound = limits.max_image_pixels()
     if (Image.MAX_IMAGE_PIXELS or 0) < bound:      # Pillow's own check at decode: never stricter
         Image.MAX_IMAGE_PIXELS = bound
-    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None    # the header's true size
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
-    except Exception:
-        return -1
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
+    with _PIL_LIMIT_LOCK:          # Pillow's limit is a global: lifted for this header only
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+        except Exception:
+            return -1
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
     limits.check(f"image {name}", f"its declared size {width} x {height} = "
                  f"{width * height:,} pixels; the pixel count", width * height,
                  "SPIKEDISTILL_MAX_IMAGE_PIXELS")
