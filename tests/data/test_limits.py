@@ -21,6 +21,7 @@ from spikedistill.data.events.aedat import AEDAT3_END, AEDAT3_MAGIC, encode_aeda
 from spikedistill.data.events.aedat4 import _info_xml, encode_aedat4
 from spikedistill.data.events.npz import encode_events_npz, read_frames_npz
 from spikedistill.errors import DataError
+from spikedistill.plugins import DATASETS
 
 
 def _events(n, seed=0):
@@ -319,6 +320,7 @@ def _mat_header(version=0x0100):
 ])
 def test_a_malformed_meta_mat_is_one_line(tmp_path, content, word):
     pytest.importorskip("scipy")
+    DATASETS.names()   # built-ins registered in their own order before a set is imported
     from spikedistill.data.sets.imagenet import read_meta_mat
 
     path = tmp_path / "meta.mat"

@@ -12,6 +12,7 @@ import zipfile
 import pytest
 
 from spikedistill.errors import DataError
+from spikedistill.plugins import DATASETS
 
 
 def _png(color=(10, 20, 30)):
@@ -138,6 +139,7 @@ def test_an_empty_class_folder_listed_in_a_zip_is_refused(tmp_path):
 
 
 def test_an_empty_imagenet_class_folder_is_refused(tmp_path):
+    DATASETS.names()   # built-ins registered in their own order before a set is imported
     from spikedistill.data.sets.imagenet import index_imagenet
 
     files = {f"{s}/n0000000{c}/{i}.png": _png() for s in ("train", "val") for c in range(3) for i in range(2)}
