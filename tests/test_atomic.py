@@ -122,3 +122,35 @@ def test_sweep_removes_only_temporary_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "notes.tmp", "sub"]
     assert (tmp_path / "sub" / ".deep.tmp").exists()
     assert sweep_temp_files(tmp_path / "missing") == []
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_a_new_file_gets_the_mode_a_plain_open_gives_under_the_umask(tmp_path, umask):
+    """Not mkstemp's 0600: colleagues sharing a server read results as the umask allows."""
+    import stat
+
+    from spikedistill.atomic import atomic_write_text, current_umask
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+        atomic_write_text(tmp_path / "atomic.txt", "x")
+    finally:
+        os.umask(old)
+    plain = stat.S_IMODE(os.stat(tmp_path / "plain.txt").st_mode)
+    assert plain == 0o666 & ~umask
+    assert stat.S_IMODE(os.stat(tmp_path / "atomic.txt").st_mode) == plain
+
+
+def test_a_replaced_file_keeps_its_mode_as_with_a_plain_open(tmp_path):
+    import stat
+
+    from spikedistill.atomic import atomic_write_text
+
+    target = tmp_path / "kept.txt"
+    target.write_text("old")
+    os.chmod(target, 0o640)
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new" and stat.S_IMODE(os.stat(target).st_mode) == 0o640

@@ -6,7 +6,9 @@ Every writer (checkpoints, the decoded-data cache, ``config.yaml``, ``metrics.cs
 folder, are flushed and ``fsync``-ed, then renamed over ``NAME`` with :func:`os.replace`. On any
 failure, ``KeyboardInterrupt`` included, the temporary file is removed and the previous ``NAME``
 (if any) is left untouched. A file-system error (a full disk, a read-only or missing folder) is
-a :class:`WriteError`: one line naming the file and the error. Temporary files of a process
+a :class:`WriteError`: one line naming the file and the error. The file gets the permissions a
+plain ``open(NAME, "wb")`` would give it (:func:`plain_open_mode`: those of the file it replaces,
+else ``0o666 & ~umask``), not the ``0600`` of :func:`tempfile.mkstemp`. Temporary files of a process
 that was killed outright (``SIGKILL``, power loss) are what :func:`sweep_temp_files` removes.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno as _errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, List, Optional, Union
@@ -85,6 +88,33 @@ def describe_os_error(exc: OSError) -> str:
     return str(exc) or type(exc).__name__
 
 
+def current_umask() -> int:
+    """The process's umask: from ``/proc/self/status`` (Linux, no side effect), else by setting
+    and restoring it (``os.umask``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def plain_open_mode(path: PathLike) -> int:
+    """The permission bits ``open(path, "wb")`` leaves on ``path``: an existing file keeps its
+    own, a new one gets ``0o666 & ~umask``."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    except OSError:
+        pass
+    return 0o666 & ~current_umask()
+
+
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(binary_file)`` on a temporary file and rename it over ``path``.
 
@@ -100,6 +130,8 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "wb") as handle:
+                if hasattr(os, "fchmod"):
+                    os.fchmod(handle.fileno(), plain_open_mode(path))
                 recorder = _RecordingFile(handle)
                 write(recorder)
                 handle.flush()

@@ -15,6 +15,7 @@ The defaults are the CIFAR recipe of the released CKDSNN code (``method.md``, "T
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -27,6 +28,12 @@ import yaml
 from spikedistill.atomic import atomic_write_text
 from spikedistill.errors import ConfigError
 from spikedistill.plugins import DATASETS, METHODS
+
+
+#: upper bounds of keys whose memory grows with them (a typo such as 100000 is one line, not an
+#: allocator traceback): model.T timesteps, data.image_size pixels per side
+MAX_T = 1024
+MAX_IMAGE_SIZE = 4096
 
 
 def check_choice(value: Any, choices: Sequence[Any], key: str) -> None:
@@ -141,6 +148,7 @@ class ModelConfig:
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.T, _k(prefix, "T"), low=1)
+        check_range(self.T, _k(prefix, "T"), high=MAX_T)
         check_range(self.width_mult, _k(prefix, "width_mult"), low=1)
         check_choice(self.last_activation, ("relu", "lif"), _k(prefix, "last_activation"))
         if self.connect is not None:
@@ -344,6 +352,8 @@ class DataConfig:
         for name in ("train_subset", "test_subset"):
             check_range(getattr(self, name), _k(prefix, name), low=0)
         check_range(self.image_size, _k(prefix, "image_size"), low=1)
+        check_range(self.image_size, _k(prefix, "image_size"), high=MAX_IMAGE_SIZE)
+        check_range(self.subset_seed, _k(prefix, "subset_seed"), low=0)
         if (self.mean is None) != (self.std is None):
             raise ConfigError(f"config key '{_k(prefix, 'mean' if self.mean is None else 'std')}': "
                               "data.mean and data.std are given together (or both null)")
@@ -560,6 +570,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError as exc:
                 errors.append(exc)
+        if len(errors) == 1 and "finite" in str(errors[0]):   # Optional[float]: say why
+            raise errors[0]
         raise ConfigError(f"config key '{key}': expected {_type_name(tp)}, got {value!r}")
     if _is_section(tp):
         if not isinstance(value, dict):
@@ -593,14 +605,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):   # YAML 1.1 reads "1e-4" (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):   # YAML 1.1 reads "1e-4" (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if not math.isfinite(number):  # every float key: NaN / inf would train silently at chance
+            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value

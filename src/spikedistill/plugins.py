@@ -32,7 +32,9 @@ A distribution declares entry points in the group :data:`ENTRY_POINT_GROUP`::
 
 Importing (or calling) the plugin registers its models, methods and datasets through the usual
 decorators. A plugin that fails to load gives one warning naming it and its entry point, and
-the rest keeps working.
+the rest keeps working: an import error, a ``sys.exit()`` in the plugin, or a name a built-in
+(or an earlier plugin) already has (the built-ins of a registry are loaded before a plugin's first
+entry in it, :func:`loading_plugin`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ ENTRY_POINT_GROUP = "spikedistill.plugins"
 
 _plugins_lock = threading.RLock()
 _plugins_state = {"loaded": False}
+_loading: Dict[str, Optional[str]] = {"plugin": None}
 #: ``(entry point name, value, error or None)`` of every plugin :func:`load_plugins` tried.
 LOADED_PLUGINS: List[Tuple[str, str, Optional[str]]] = []
 
@@ -92,15 +95,26 @@ def load_plugins(*, reload: bool = False) -> List[Tuple[str, str, Optional[str]]
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if ep.name in seen:
                 continue
+            _loading["plugin"] = ep.name
             try:
                 _call_spec(ep.value)
                 LOADED_PLUGINS.append((ep.name, ep.value, None))
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the rest
-                message = f"{type(exc).__name__}: {exc}"
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin (even one
+                message = f"{type(exc).__name__}: {exc}"  # calling sys.exit) must not end the rest
                 LOADED_PLUGINS.append((ep.name, ep.value, message))
                 warnings.warn(f"spikedistill plugin '{ep.name}' ({ep.value}) failed to load: "
                               f"{message}", RuntimeWarning, stacklevel=2)
+            finally:
+                _loading["plugin"] = None
         return LOADED_PLUGINS
+
+
+def loading_plugin() -> Optional[str]:
+    """The entry-point name of the plugin :func:`load_plugins` is importing now (else None).
+    Registries use it to load their built-ins before a plugin's first entry, so that a plugin
+    taking a built-in name is refused then (a warning naming the plugin), not the built-in later
+    (which would break every command)."""
+    return _loading["plugin"]
 
 
 class Registry:
@@ -123,7 +137,7 @@ class Registry:
         self._ready = False
         self._lock = threading.RLock()
 
-    def _ensure(self) -> None:
+    def _load_builtins(self) -> None:
         if self._ready:
             return
         with self._lock:
@@ -138,15 +152,21 @@ class Registry:
             except BaseException:
                 self._ready = False
                 raise
+
+    def _ensure(self) -> None:
+        self._load_builtins()
         load_plugins()
 
     def register(self, name: str, obj: Any, **meta: Any) -> Any:
         """Add ``obj`` under ``name`` with ``meta``; a second registration of a name is an error."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+        if loading_plugin() is not None:
+            self._load_builtins()            # a plugin cannot take a built-in's name
         with self._lock:
             if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise ValueError(f"{self.kind} {name!r} is registered twice (a built-in or "
+                                 "another plugin has that name)")
             self._entries[name] = {"obj": obj, **meta}
         return obj
 

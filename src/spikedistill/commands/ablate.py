@@ -80,6 +80,12 @@ def load_grid(path) -> Grid:
     if not isinstance(variants, dict) or len(variants) < 2:
         raise ConfigError(f"grid file '{p}': 'variants' must map at least two names to "
                           "{method: NAME, set: {KEY: VALUE}}")
+    from spikedistill.engine.state import check_folder_name
+
+    names = [check_folder_name(n, f"grid file '{p}': variant name {n!r}", "--out") for n in variants]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"grid file '{p}': variant names {names} name one folder twice")
+    variants = dict(zip(names, variants.values()))
     for name, v in variants.items():
         if not isinstance(v, dict) or "method" not in v:
             raise ConfigError(f"grid file '{p}': variant '{name}' needs a 'method'")
@@ -90,7 +96,11 @@ def load_grid(path) -> Grid:
         if not isinstance(v.get("set", {}) or {}, dict):
             raise ConfigError(f"grid file '{p}': variant '{name}': 'set' must map dotted keys "
                               "to values")
-    if data["baseline"] not in variants:
+        if "distill.method" in (v.get("set") or {}):
+            raise ConfigError(f"grid file '{p}': variant '{name}': 'set' gives distill.method, "
+                              "which the variant's 'method' decides; write method: "
+                              f"{v['set']['distill.method']} instead")
+    if str(data["baseline"]) not in variants:
         raise ConfigError(f"grid file '{p}': baseline '{data['baseline']}' is not one of the "
                           f"variants ({', '.join(variants)})")
     seeds = data.get("seeds", [0, 1, 2])

@@ -8,7 +8,8 @@ and, for the same seed, the same initialisation and data order (``train.seed`` =
 seeds the student's init and the loader's per-epoch permutation and augmentation). Runs are
 written to ``DIR/runs/METHOD-seedN``; each finished run leaves ``DIR/results/METHOD-seedN.json``.
 A second invocation skips finished runs (a result made with a different config is an error),
-continues interrupted ones from their ``last.pt``, and rewrites the summary:
+continues interrupted ones from their newest intact checkpoint (``last.pt``, else ``best.pt``, as
+``train --resume`` does), and rewrites the summary:
 
 - ``DIR/compare.md``: mean +- sample std of the best and last test accuracy per method, the
   number of seeds, the mean of each loss term over the last epoch (already weighted); then, for
@@ -39,7 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from spikedistill.analysis.stats import PairedDifference, paired_difference
 from spikedistill.atomic import atomic_write, atomic_write_text
 from spikedistill.commands.common import add_config_args, load_from_args, training_callbacks
-from spikedistill.errors import ConfigError
+from spikedistill.errors import ConfigError, SpikeDistillError
 
 RESULT_KEYS = ("best_acc", "last_acc", "best_epoch", "loss_means", "teacher_acc", "images_per_s",
                "wall_time_s", "run_dir", "teacher")
@@ -70,12 +71,14 @@ def register(sub) -> None:
 
 def parse_methods(text: str) -> List[str]:
     from spikedistill.distill import list_methods
+    from spikedistill.engine.state import check_folder_name
 
     names = [m.strip() for m in str(text).split(",") if m.strip()]
     if not names:
         raise ConfigError("--methods: expected comma-separated method names, e.g. ce,kd,ckd")
     known = list_methods()
     for name in names:
+        check_folder_name(name, f"--methods: method {name!r}", "--out")
         if name not in known:
             raise ConfigError(f"--methods: unknown method {name!r}; registered methods: "
                               f"{', '.join(known)}")
@@ -172,6 +175,7 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
     """Train (or skip / continue) one (method, seed) run and return its result record."""
     from spikedistill.distill import method_requires_teacher
     from spikedistill.engine import run_training
+    from spikedistill.engine.state import checkpoint_files, find_resume_checkpoint
 
     key = run_key(method, seed)
     cfg = base_cfg.copy()
@@ -199,11 +203,9 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
         return record
 
     run_dir = out / "runs" / key
-    if (run_dir / "last.pt").is_file():
+    if checkpoint_files(run_dir):          # last.pt and/or best.pt: continue as train --resume
         log(f"compare: {key}: continuing the interrupted run in {run_dir}")
-        from spikedistill.engine import load_checkpoint
-
-        saved = load_checkpoint(run_dir)
+        saved = find_resume_checkpoint(run_dir, announce=False)
         diff = _first_difference(_comparable(saved["config"]), wanted)
         if diff is not None:
             raise ConfigError(f"run directory '{run_dir}' holds a run with a different config "
@@ -533,13 +535,18 @@ def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
 def _run_captured(job) -> Tuple[Dict[str, Any], str]:
     """Worker side of ``--jobs``: :func:`run_one` with its printed output captured; returns
     the record and the output."""
-    base_cfg, method, seed, teacher, out = job
+    from spikedistill.config import Config, from_dict
+
+    cfg_dict, method, seed, teacher, out = job
+    base_cfg = from_dict(Config, cfg_dict)     # plugins' config classes by name, in this process
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         try:
             record = run_one(base_cfg, method, seed, teacher, Path(out))
         except BaseException:
-            _write_log(Path(out), run_key(method, seed), buf.getvalue())
+            import traceback
+
+            _write_log(Path(out), run_key(method, seed), buf.getvalue() + traceback.format_exc())
             raise
     _write_log(Path(out), run_key(method, seed), buf.getvalue())
     return record, buf.getvalue()
@@ -558,24 +565,36 @@ def _run_all(base_cfg, jobs_list, teacher, out: Path, jobs: int, log) -> List[Di
     import concurrent.futures as cf
     import multiprocessing as mp
 
+    from spikedistill.data.workers import pool_failure, process_pool, stop_pool
+
     records: List[Optional[Dict[str, Any]]] = [None] * len(jobs_list)
-    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)),
-                                  mp_context=mp.get_context("spawn"))
+    cfg_dict = base_cfg.to_dict()          # plain data: a plugin's config class need not pickle
+    pool = process_pool(min(jobs, len(jobs_list)), mp.get_context("spawn"))
     try:
         futures = {}
         for i, (m, s) in enumerate(jobs_list):
-            futures[pool.submit(_run_captured, (base_cfg, m, s, teacher, str(out)))] = i
+            futures[pool.submit(_run_captured, (cfg_dict, m, s, teacher, str(out)))] = i
         log(f"compare: {len(jobs_list)} runs in {min(jobs, len(jobs_list))} worker processes "
             f"(each run's output: {out / 'logs'}/METHOD-seedN.log)")
         for fut in cf.as_completed(futures):
             i = futures[fut]
-            record, _ = fut.result()
+            try:
+                record, _ = fut.result()
+            except SpikeDistillError:
+                raise
+            except Exception as exc:
+                key = run_key(*jobs_list[i])
+                line = pool_failure(exc, f"compare: {key}") or (
+                    f"compare: {key} failed in its worker: {type(exc).__name__}: "
+                    f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''} "
+                    f"(its output and traceback: {out / 'logs' / (key + '.log')})")
+                raise SpikeDistillError(line) from None
             records[i] = record
             m, s = jobs_list[i]
             log(f"compare: {run_key(m, s)}: best {_fmt(_pct(record['best_acc']))} %, last "
                 f"{_fmt(_pct(record['last_acc']))} % ({_fmt(record.get('wall_time_s'), 1)} s)")
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop_pool(pool)            # Ctrl-C or an error: the other runs stop now, not at their end
         raise
     pool.shutdown(wait=True)
     return [r for r in records if r is not None]

@@ -52,8 +52,12 @@ def register(sub) -> None:
 
 def run_emulate(args) -> int:
     from spikedistill.data import load_dataset
-    from spikedistill.data.events.emulate import EmulateParams, emulate_dataset
+    from spikedistill.data.events.emulate import emulate_dataset
 
+    from spikedistill.data.events.emulate import EmulateParams
+
+    params = EmulateParams(seed=args.seed, steps=args.steps, threshold=args.threshold, radius=args.radius)
+    params.check()                      # before any data is loaded
     cfg = load_from_args(args)
     d = cfg.data
     if d.name == "cifar10dvs":
@@ -65,7 +69,6 @@ def run_emulate(args) -> int:
                         cache_dir=d.cache_dir, options=d.kwargs)
     if data.frames:
         raise ConfigError(f"config key 'data.name': {d.name} already holds frames; emulate needs images")
-    params = EmulateParams(seed=args.seed, steps=args.steps, threshold=args.threshold, radius=args.radius)
     t0 = time.perf_counter()
     summary = emulate_dataset(data.train.images.numpy(), data.train.labels.numpy(), data.test.images.numpy(),
                               data.test.labels.numpy(), data.class_names, Path(args.out), prefix=d.name,
@@ -110,10 +113,24 @@ def run_info(args) -> int:
     return 0
 
 
+#: largest frame side of ``events convert`` (frames are [N, T, 2, size, size] uint8 in memory)
+MAX_CONVERT_SIZE = 1024
+
+
+def _check_int_arg(flag: str, value: int, low: int, high: int) -> None:
+    """ConfigError naming ``flag`` unless ``low <= value <= high``."""
+    if not low <= value <= high:
+        raise ConfigError(f"{flag}: expected an integer in [{low}, {high}], got {value}")
+
+
 def run_convert(args) -> int:
     from spikedistill.data.registry import ReadRequest
     from spikedistill.data.sets.cifar10dvs import load_event_frames
 
+    from spikedistill.config import MAX_T
+
+    _check_int_arg("--size", args.size, 1, MAX_CONVERT_SIZE)
+    _check_int_arg("--T", args.T, 1, MAX_T)
     request = ReadRequest(name="cifar10dvs", root=Path(args.path), image_size=args.size, cache_dir=args.cache_dir,
                           options={"T": args.T, "split_by": args.split_by, "workers": max(1, args.workers)})
     data, info = load_event_frames(request, expected_classes=None)

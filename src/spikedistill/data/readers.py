@@ -19,13 +19,17 @@ import io
 import os
 import pickle
 import tarfile
+import threading
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from spikedistill.data import limits
+from spikedistill.data.archives import check_member_size, check_tar_complete
 from spikedistill.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -283,6 +287,27 @@ def _is_image_name(parts: Sequence[str]) -> bool:
     return parts[-1].lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _refuse_empty_classes(listed, prefix: tuple[str, ...], split: str, with_images: set[str],
+                          source: str) -> None:
+    """DataError naming the class folders of ``split`` that hold no image (a folder listed as
+    ``name/``, or holding only other files): torchvision's ``ImageFolder`` refuses such a tree
+    ("Found no valid file for the classes ..."), since dropping the folder shifts every later
+    class id."""
+    depth = len(prefix)
+    folders = set()
+    for name, parts in listed:
+        if (len(parts) >= depth + 2 and tuple(parts[:depth]) == prefix and parts[depth] == split
+                and not any(p.startswith(".") or p == "__MACOSX" for p in parts[depth:depth + 2])
+                and (name.endswith("/") or len(parts) >= depth + 3)):
+            folders.add(parts[depth + 1])
+    empty = sorted(folders - with_images)
+    if empty:
+        raise DataError(f"{source}: class folder(s) of {split}/ without images: "
+                        f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''} (torchvision's "
+                        f"ImageFolder refuses such a tree: the class ids would shift; add images "
+                        f"with one of {', '.join(IMAGE_EXTENSIONS)} or remove the folder)")
+
+
 def build_index(names: Iterable[str], source: str) -> FolderIndex:
     """Index an ImageFolder tree from its file names (paths relative to the root/archive).
 
@@ -290,8 +315,8 @@ def build_index(names: Iterable[str], source: str) -> FolderIndex:
     top-level folder. Class ids are the sorted class-folder names. Raises DataError when there is
     no train split, no test/val split, or the class folders of train and test differ.
     """
-    entries = [(n, _split_member(n)) for n in names]
-    entries = [(n, p) for n, p in entries if _is_image_name(p)]
+    listed = [(n, _split_member(n)) for n in names]
+    entries = [(n, p) for n, p in listed if _is_image_name(p) and not n.endswith("/")]
     splits = ("train",) + TEST_SPLIT_NAMES
     prefix: tuple[str, ...] = ()
     if not any(len(p) >= 3 and p[0] in splits for _, p in entries):
@@ -311,6 +336,8 @@ def build_index(names: Iterable[str], source: str) -> FolderIndex:
                         f"test/<class>/<image> (or val/), possibly under one top-level folder; "
                         f"missing {'train/' if not per_split['train'] else 'test/ (or val/)'}; "
                         f"top-level entries holding images: {found or 'none'}")
+    for split in ("train", test_split):
+        _refuse_empty_classes(listed, prefix, split, set(per_split[split]), source)
     train_classes = sorted(per_split["train"])
     test_classes = sorted(per_split[test_split])
     if train_classes != test_classes:
@@ -326,6 +353,35 @@ def build_index(names: Iterable[str], source: str) -> FolderIndex:
     return FolderIndex(train_classes, members, test_split, prefix="/".join(prefix))
 
 
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+def image_pixels(data: bytes, name: str) -> int:
+    """``width * height`` an image's header declares (Pillow parses the header only; nothing is
+    decoded), checked against ``SPIKEDISTILL_MAX_IMAGE_PIXELS`` (:mod:`spikedistill.data.limits`)
+    before any decoder allocates the pixels: a decompression bomb (a small PNG of 16000 x 16000)
+    is one DataError naming the file. Bytes Pillow cannot identify return -1 (the decoder then
+    gives its own error)."""
+    from PIL import Image
+
+    bound = limits.max_image_pixels()
+    if (Image.MAX_IMAGE_PIXELS or 0) < bound:      # Pillow's own check at decode: never stricter
+        Image.MAX_IMAGE_PIXELS = bound
+    with _PIL_LIMIT_LOCK:          # Pillow's limit is a global: lifted for this header only
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+        except Exception:
+            return -1
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    limits.check(f"image {name}", f"its declared size {width} x {height} = "
+                 f"{width * height:,} pixels; the pixel count", width * height,
+                 "SPIKEDISTILL_MAX_IMAGE_PIXELS")
+    return width * height
+
+
 def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.ndarray:
     """Decode image bytes with Pillow into uint8 ``[3, H, W]`` (converted to RGB).
 
@@ -334,6 +390,7 @@ def decode_image(data: bytes, name: str, image_size: int | None = None) -> np.nd
     """
     from PIL import Image
 
+    image_pixels(data, name)
     try:
         with Image.open(io.BytesIO(data)) as img:
             img = img.convert("RGB")
@@ -359,7 +416,8 @@ def _open_tar_stream(path: Path):
 
 
 def scan_tar(path: Path) -> dict[str, tuple[int, int]] | None:
-    """Fast listing of a plain/gzip ustar archive: member name -> (data offset, size).
+    """Fast listing of a plain/gzip ustar archive: member name -> (data offset, size) (folders as
+    ``name/`` with size 0).
 
     Walks the 512-byte headers of the decompressed stream and seeks over the data (C-speed
     decompression, no per-member Python objects), about 30x faster than ``tarfile`` for an archive
@@ -404,6 +462,8 @@ def scan_tar(path: Path) -> dict[str, tuple[int, int]] | None:
                     name = prefix + b"/" + name
                 if kind in (b"0", b"\0", b"7"):
                     entries[name.decode("utf-8", "surrogateescape")] = (pos + 512, size)
+                elif kind == b"5":          # a folder, listed as 'name/' (no data to read)
+                    entries[name.decode("utf-8", "surrogateescape").rstrip("/") + "/"] = (pos + 512, 0)
                 pos += 512 + (size + 511) // 512 * 512
     except (OSError, EOFError, ValueError, gzip.BadGzipFile):
         return None
@@ -446,23 +506,28 @@ class _ImageFolderSource:
         return DataError(f"cannot read archive {self.path} (corrupt or truncated?): {type(exc).__name__}: {exc}")
 
     def names(self) -> list[str]:
-        """All regular file names (relative, '/'-separated, as stored) in the tree."""
+        """All regular file names (relative, '/'-separated, as stored) in the tree, and its folders
+        as ``name/`` where the source lists them."""
         try:
             if self.kind == "dir":
                 out = []
-                for dirpath, _, files in os.walk(self.path):
+                for dirpath, dirs, files in os.walk(self.path):
                     rel = Path(dirpath).relative_to(self.path)
                     out.extend((rel / f).as_posix() for f in files)
+                    out.extend((rel / d).as_posix() + "/" for d in dirs)
                 return out
             if self.kind == "zip":
                 self._archive = zipfile.ZipFile(self.path)
-                return [i.filename for i in self._archive.infolist() if not i.is_dir()]
+                return [i.filename.rstrip("/") + "/" if i.is_dir() else i.filename
+                        for i in self._archive.infolist()]
             self._tar_index = scan_tar(self.path)
             if self._tar_index is not None:
                 return list(self._tar_index)
             self._archive = tarfile.open(self.path, "r:*")
-            self._tar_members = [m for m in self._archive.getmembers() if m.isfile()]
-            return [m.name for m in self._tar_members]
+            listed = self._archive.getmembers()
+            check_tar_complete(self._archive, str(self.path), listed[-1].name if listed else None)
+            self._tar_members = [m for m in listed if m.isfile()]
+            return [m.name for m in self._tar_members] + [m.name.rstrip("/") + "/" for m in listed if m.isdir()]
         except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             raise self._fail(exc) from exc
 
@@ -483,11 +548,13 @@ class _ImageFolderSource:
             if self.kind == "zip":
                 for info in self._archive.infolist():
                     if info.filename in wanted:
+                        check_member_size(str(self.path), info.filename, info.file_size)
                         sink(info.filename, f"{self.path}:{info.filename}", self._archive.read(info))
             elif self._tar_index is not None:
                 chosen_at = sorted((self._tar_index[name], name) for name in wanted if name in self._tar_index)
                 with _open_tar_stream(self.path) as stream:
                     for (offset, size), name in chosen_at:
+                        check_member_size(str(self.path), name, size)
                         stream.seek(offset)
                         data = stream.read(size)
                         if len(data) != size:
@@ -496,10 +563,12 @@ class _ImageFolderSource:
             else:
                 chosen = sorted((m for m in self._tar_members if m.name in wanted), key=lambda m: m.offset_data)
                 for member in chosen:
+                    check_member_size(str(self.path), member.name, member.size)
                     sink(member.name, f"{self.path}:{member.name}", self._archive.extractfile(member).read())
         except DataError:
             raise
-        except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, gzip.BadGzipFile) as exc:
+        except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, ValueError,
+                gzip.BadGzipFile) as exc:
             raise self._fail(exc) from exc
 
 

@@ -47,7 +47,8 @@ import torch
 
 from spikedistill.data.loader import derive_seed
 from spikedistill.data.sampler import EpochShardSampler
-from spikedistill.errors import ConfigError, DataError
+from spikedistill.data.workers import parent_watch, worker_message
+from spikedistill.errors import ConfigError, DataError, SpikeDistillError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -121,10 +122,12 @@ class StreamIndex:
 
 
 def tar_members(path: Path) -> Dict[str, Tuple[int, int]]:
-    """``{member name: (data offset, size)}`` of the regular files of an uncompressed tar.
+    """``{member name: (data offset, size)}`` of the regular files of an uncompressed tar (and its
+    folders as ``name/``, size 0).
 
     Streaming needs random access, so a compressed shard is refused (DataError naming it).
     """
+    from spikedistill.data.archives import check_tar_complete
     from spikedistill.data.readers import scan_tar
 
     try:
@@ -140,7 +143,11 @@ def tar_members(path: Path) -> Dict[str, Tuple[int, int]]:
         return found
     try:
         with tarfile.open(path, "r:") as tar:
-            return {m.name: (int(m.offset_data), int(m.size)) for m in tar.getmembers() if m.isfile()}
+            listed = tar.getmembers()
+            check_tar_complete(tar, str(path), listed[-1].name if listed else None)
+            out = {m.name: (int(m.offset_data), int(m.size)) for m in listed if m.isfile()}
+            out.update({m.name.rstrip("/") + "/": (int(m.offset_data), 0) for m in listed if m.isdir()})
+            return out
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"cannot read tar shard {path} (corrupt or not a tar?): "
                         f"{type(exc).__name__}: {exc}") from None
@@ -176,6 +183,9 @@ def decode_rgb(data: bytes, name: str) -> torch.Tensor:
     / libpng; greyscale and CMYK converted to RGB), Pillow for anything it cannot read."""
     from torchvision.io import ImageReadMode, decode_image
 
+    from spikedistill.data.readers import image_pixels
+
+    image_pixels(data, name)            # a decompression bomb is refused before decoding
     try:
         return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
                             mode=ImageReadMode.RGB)
@@ -245,6 +255,9 @@ class StreamDataset(torch.utils.data.Dataset):
         data = read_sample(self.files, int(i), self._handles)
         label = int(self.files.labels[i])
         if not self.decode_in_worker:
+            from spikedistill.data.readers import image_pixels
+
+            image_pixels(data, self.files.name(int(i)))       # checked before the GPU decodes it
             return torch.frombuffer(bytearray(data), dtype=torch.uint8), label, int(draw_seed), int(i)
         image = decode_rgb(data, self.files.name(int(i)))
         return seeded(self.transform, image, int(draw_seed)), label
@@ -314,7 +327,8 @@ class StreamLoader:
             self.dataset, batch_size=self.batch_size, sampler=self.sampler,
             drop_last=self.drop_last, num_workers=workers,
             pin_memory=bool(pin_memory) and self.device.type == "cuda",
-            collate_fn=_bytes_collate if decode == "cuda" else None, generator=gen, **kwargs)
+            collate_fn=_bytes_collate if decode == "cuda" else None, generator=gen,
+            worker_init_fn=parent_watch() if workers > 0 else None, **kwargs)
 
     @property
     def num_samples(self) -> int:
@@ -371,7 +385,14 @@ class StreamLoader:
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         gen = self.augment_generator()
         non_blocking = self.device.type == "cuda"
-        for batch in self.loader:
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except SpikeDistillError as exc:     # a worker's error: its one line, not its traceback
+                raise type(exc)(worker_message(exc)) from None
             if self.decode == "cuda":
                 x, y = self._gpu_decode(batch)
             else:

@@ -110,17 +110,25 @@ RUN_FILES = (LAST_NAME, BEST_NAME, "config.yaml", "metrics.csv", TEACHER_RECORD,
 RUN_FOLDERS = ("tensorboard",)
 
 
-def check_run_name(name: Optional[str]) -> None:
-    """ConfigError on ``run.name`` unless it is one plain folder name (no separators, not
-    absolute, not ``.``/``..``): a run directory never leaves ``run.out_dir``."""
-    if name is None:
-        return
+def check_folder_name(name: Any, what: str, inside: str) -> str:
+    """``str(name)`` when it is one plain folder name (no separators, not absolute, not
+    ``.``/``..``, no NUL), else ConfigError naming ``what``: the one rule for every name used as
+    a folder (``run.name``, ``compare`` method names, ``ablate`` variant names), so that nothing
+    leaves ``inside`` (``run.out_dir``, ``--out``)."""
     text = str(name)
     seps = [s for s in (os.sep, os.altsep, "/", "\\") if s]
     if (not text.strip() or text in (".", "..") or any(s in text for s in seps) or "\0" in text
             or os.path.isabs(text) or Path(text).drive):
-        raise ConfigError(f"config key 'run.name': expected one folder name inside run.out_dir "
+        raise ConfigError(f"{what}: expected one folder name inside {inside} "
                           f"(no '/', '\\', '..' or absolute path), got {text!r}")
+    return text
+
+
+def check_run_name(name: Optional[str]) -> None:
+    """ConfigError on ``run.name`` unless it is one plain folder name (:func:`check_folder_name`):
+    a run directory never leaves ``run.out_dir``."""
+    if name is not None:
+        check_folder_name(name, "config key 'run.name'", "run.out_dir")
 
 
 def check_out_dir(out_dir: Union[str, os.PathLike]) -> Path:

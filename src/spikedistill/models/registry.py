@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch.nn as nn
 
 from spikedistill.errors import ConfigError
-from spikedistill.plugins import import_submodules, load_plugins
+from spikedistill.plugins import import_submodules, load_plugins, loading_plugin
 
 ROLES = ("student", "teacher")
 #: The packages whose non-private modules are the built-in models.
@@ -34,6 +34,11 @@ _lock = threading.RLock()
 
 def _ensure() -> None:
     """Import the built-in model modules (once) and load the plugins."""
+    _load_builtins()
+    load_plugins()
+
+
+def _load_builtins() -> None:
     if not _state["ready"]:
         with _lock:
             if not _state["ready"]:
@@ -44,7 +49,6 @@ def _ensure() -> None:
                 except BaseException:
                     _state["ready"] = False
                     raise
-    load_plugins()
 
 
 def register_model(name: str, role: str):
@@ -56,8 +60,11 @@ def register_model(name: str, role: str):
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
 
     def deco(factory: Callable[..., nn.Module]):
+        if loading_plugin() is not None:
+            _load_builtins()                 # a plugin cannot take a built-in's name
         if name in _MODELS:
-            raise ValueError(f"model {name!r} is registered twice")
+            raise ValueError(f"model {name!r} is registered twice (a built-in or another plugin "
+                             "has that name)")
         _MODELS[name] = {"factory": factory, "role": role}
         return factory
 

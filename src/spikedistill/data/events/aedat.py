@@ -28,6 +28,7 @@ from typing import Dict
 
 import numpy as np
 
+from spikedistill.data import limits
 from spikedistill.errors import DataError
 
 AEDAT2_MAGIC = b"#!AER-DAT2.0"
@@ -72,6 +73,7 @@ def read_aedat2(data: bytes, name: str = "<bytes>") -> Dict[str, np.ndarray]:
     if body % 8:
         raise DataError(f"{name}: truncated AEDAT 2.0 file ({body} bytes of events after the "
                         "header is not a whole number of 8-byte events)")
+    limits.check(name, "the number of AEDAT 2.0 events", body // 8, "SPIKEDISTILL_MAX_EVENTS")
     words = np.frombuffer(data, dtype=">u4", offset=start).reshape(-1, 2)
     addr, t = words[:, 0], words[:, 1]
     x_raw = (addr & 0xFE) >> 1
@@ -104,13 +106,18 @@ def read_aedat3(data: bytes, name: str = "<bytes>") -> Dict[str, np.ndarray]:
         raise DataError(f"{name}: AEDAT 3.1 header has no '#!END-HEADER' line")
     pos = end + len(AEDAT3_END)
     parts = {k: [] for k in "txyp"}
+    total = 0
     while pos < len(data):
         if len(data) - pos < _PACKET.size:
             raise DataError(f"{name}: truncated AEDAT 3.1 packet header at byte {pos}")
         e_type, _, e_size, _, overflow, capacity, _, _ = _PACKET.unpack_from(data, pos)
+        if capacity < 0 or e_size <= 0 or (e_type == 1 and e_size < 8):
+            raise DataError(f"{name}: corrupt AEDAT 3.1 packet header at byte {pos} (capacity "
+                            f"{capacity}, event size {e_size} bytes; expected capacity >= 0 and "
+                            f"event size >= {8 if e_type == 1 else 1})")
         pos += _PACKET.size
         length = capacity * e_size
-        if e_size <= 0 or len(data) - pos < length:
+        if len(data) - pos < length:
             raise DataError(f"{name}: truncated AEDAT 3.1 packet at byte {pos} "
                             f"({capacity} events of {e_size} bytes announced)")
         if e_type == 1:
@@ -122,6 +129,8 @@ def read_aedat3(data: bytes, name: str = "<bytes>") -> Dict[str, np.ndarray]:
             parts["y"].append((d >> 2) & 0x7FFF)
             parts["p"].append((d >> 1) & 0x1)
             parts["t"].append(rec["t"].astype(np.int64) | (int(overflow) << 31))
+            total += capacity
+            limits.check(name, "the number of AEDAT 3.1 events", total, "SPIKEDISTILL_MAX_EVENTS")
         pos += length
     return {k: (np.concatenate(v) if v else np.zeros(0, np.int64)) for k, v in parts.items()}
 

@@ -47,6 +47,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from spikedistill.data import limits
 from spikedistill.errors import DataError
 
 AEDAT4_MAGIC = b"#!AER-DAT4.0\r\n"
@@ -96,6 +97,15 @@ def _parse_ioheader(buf: _Buf) -> Tuple[int, int, str]:
     return compression, table_pos, info
 
 
+def _size_attr(attrs: Dict[str, str], key: str, name: str) -> int:
+    """The integer ``sizeX`` / ``sizeY`` of a stream's ``info`` node (0 when absent)."""
+    text = (attrs.get(key) or "0").strip()
+    if not re.fullmatch(r"\d{1,9}", text):
+        raise DataError(f"{name}: the AEDAT 4.0 header's {key} is {text[:40]!r}, expected a "
+                        "non-negative integer")
+    return int(text)
+
+
 def _event_streams(info: str, name: str) -> Dict[int, Tuple[int, int]]:
     """``{stream id: (sizeX, sizeY)}`` of the ``EVTS`` streams in the header's XML."""
     try:
@@ -114,11 +124,12 @@ def _event_streams(info: str, name: str) -> Dict[int, Tuple[int, int]]:
             for node in stream.findall("node"):
                 if node.get("name") == "info":
                     size = {a.get("key"): (a.text or "") for a in node.findall("attr")}
-            out[int(stream.get("name"))] = (int(size.get("sizeX", 0) or 0), int(size.get("sizeY", 0) or 0))
+            out[int(stream.get("name"))] = tuple(_size_attr(size, k, name) for k in ("sizeX", "sizeY"))
     return out
 
 
 COMPRESSION_NAMES = {"none": 0, "lz4": 1, "lz4_high": 2, "zstd": 3, "zstd_high": 4}
+_PACKET_OVERHEAD = 4096       # bytes of a packet's flatbuffer besides its 16-byte events (generous)
 _PACKAGE = {1: "lz4", 2: "lz4", 3: "zstandard", 4: "zstandard"}
 
 
@@ -136,8 +147,13 @@ def _codec(compression: int, name: str):
                         f"(pip install 'spikedistill[events]') to read or write them") from None
 
 
-def _decompress(payload: bytes, compression: int, name: str, pos: int = -1) -> bytes:
-    """The flatbuffer of one packet: ``payload`` as is (0), or its one LZ4 / zstd frame decoded."""
+def _decompress(payload: bytes, compression: int, name: str, pos: int = -1,
+                bound: int = -1) -> bytes:
+    """The flatbuffer of one packet: ``payload`` as is (0), or its one LZ4 / zstd frame decoded,
+    refused (DataError) as soon as it would exceed ``bound`` bytes (-1: no bound). A zstd frame that
+    declares its content size is checked before decoding; its bytes are then fed in slices of 16
+    (at most four 128 KiB blocks each) so that the output never grows more than 512 KiB past
+    ``bound``; LZ4 output is taken 16 MiB at a time."""
     if compression == 0:
         return payload
     if compression not in _PACKAGE:
@@ -145,14 +161,39 @@ def _decompress(payload: bytes, compression: int, name: str, pos: int = -1) -> b
     codec = _codec(compression, name)
     where = f"the packet at byte {pos}" if pos >= 0 else "a packet"
     errors = (RuntimeError, ValueError) + ((codec.ZstdError,) if compression > 2 else ())
+
+    def too_big(size: int) -> None:
+        if bound >= 0 and size > bound:
+            raise DataError(f"{name}: {where} decompresses to more than {bound:,} bytes, past the "
+                            f"limit of {limits.max_events():,} events per recording (raise it with "
+                            "the environment variable SPIKEDISTILL_MAX_EVENTS)")
     try:
         if compression in (1, 2):
-            return codec.decompress(payload)
+            frame = codec.LZ4FrameDecompressor()
+            chunks, size, data = [], 0, payload
+            while not frame.eof:        # 16 MiB at a time: past the bound by 16 MiB at most
+                piece = frame.decompress(data, max_length=1 << 24)
+                data = b""
+                chunks.append(piece)
+                size += len(piece)
+                too_big(size)
+                if not piece and frame.needs_input:
+                    raise ValueError("the LZ4 frame is incomplete")
+            return b"".join(chunks)
+        declared = codec.get_frame_parameters(payload).content_size
+        if declared != codec.CONTENTSIZE_UNKNOWN:
+            too_big(declared)
         obj = codec.ZstdDecompressor().decompressobj()
-        out = obj.decompress(payload)
+        chunks, size = [], 0
+        for start in range(0, len(payload), 16):
+            chunks.append(obj.decompress(payload[start:start + 16]))
+            size += len(chunks[-1])
+            too_big(size)
+            if obj.eof:
+                break
         if not obj.eof:
             raise ValueError("the zstd frame is incomplete")
-        return out
+        return b"".join(chunks)
     except errors as exc:
         raise DataError(f"{name}: {where} is not a valid {COMPRESSION[compression]} frame "
                         f"({exc})") from None
@@ -187,7 +228,7 @@ def _packet_events(payload: bytes, name: str) -> np.ndarray:
     if vec + 4 + 16 * n > len(payload):
         raise DataError(f"{name}: an AEDAT 4.0 event packet says {n} events but holds "
                         f"{(len(payload) - vec - 4) // 16}")
-    return np.frombuffer(payload, EVENT_DTYPE, count=n, offset=vec + 4)
+    return np.frombuffer(payload, EVENT_DTYPE, count=n, offset=vec + 4).copy()
 
 
 def read_aedat4(data: bytes, name: str = "<bytes>") -> Dict[str, np.ndarray]:
@@ -210,6 +251,7 @@ def read_aedat4(data: bytes, name: str = "<bytes>") -> Dict[str, np.ndarray]:
     end = table_pos if table_pos > -1 else len(data)
     pos += 4 + size
     parts: List[np.ndarray] = []
+    total, most = 0, limits.max_events()
     while pos < end:
         if pos + 8 > len(data):
             raise DataError(f"{name}: truncated AEDAT 4.0 packet header at byte {pos}")
@@ -219,7 +261,10 @@ def read_aedat4(data: bytes, name: str = "<bytes>") -> Dict[str, np.ndarray]:
             raise DataError(f"{name}: truncated AEDAT 4.0 packet at byte {pos} ({len(payload)} of {n} bytes)")
         pos += 8 + n
         if stream_id in streams:
-            parts.append(_packet_events(_decompress(payload, compression, name, pos - 8 - n), name))
+            bound = 16 * (most - total) + _PACKET_OVERHEAD
+            parts.append(_packet_events(_decompress(payload, compression, name, pos - 8 - n, bound), name))
+            total += len(parts[-1])
+            limits.check(name, "the number of AEDAT 4.0 events", total, "SPIKEDISTILL_MAX_EVENTS")
     ev = np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
     return {"t": ev["t"].astype(np.int64), "x": ev["x"].astype(np.int64), "y": ev["y"].astype(np.int64),
             "p": ev["on"].astype(np.int64)}

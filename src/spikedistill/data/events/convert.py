@@ -6,7 +6,7 @@ what the loader holds; the number of clipped pixels is recorded), their ``<class
 and labels. It is keyed by the source's fingerprint (:func:`spikedistill.data.cache.fingerprint`)
 plus ``T``, ``split_by`` and ``S``, written atomically, and reused by every run (the split is cut
 after loading, so changing it converts nothing). Conversion runs over ``workers`` processes
-(:class:`concurrent.futures.ProcessPoolExecutor`; 1: in this process) with a tqdm progress bar.
+(:func:`spikedistill.data.workers.pool_map`: they die with the parent and stop on Ctrl-C; 1: in this process) with a tqdm progress bar.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -26,6 +25,7 @@ from spikedistill.data.events import decode_events
 from spikedistill.data.events.frames import events_to_frames, resize_counts
 from spikedistill.data.events.layout import Recording, open_archive
 from spikedistill.data.events.npz import read_frames_npz
+from spikedistill.data.workers import pool_map
 from spikedistill.errors import DataError
 
 CACHE_VERSION = 1
@@ -94,12 +94,11 @@ def convert(recs: Sequence[Recording], T: int, split_by: str, size: int, workers
                 clipped += c
                 bar.update(len(idx))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for idx, out, e, c, _ in pool.map(_convert_chunk, jobs):
-                    frames[idx] = out
-                    events += e
-                    clipped += c
-                    bar.update(len(idx))
+            for idx, out, e, c, _ in pool_map(_convert_chunk, jobs, workers, "events convert"):
+                frames[idx] = out
+                events += e
+                clipped += c
+                bar.update(len(idx))
     finally:
         bar.close()
     seconds = time.perf_counter() - start

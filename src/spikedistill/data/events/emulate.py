@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence
@@ -32,6 +31,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from spikedistill.atomic import atomic_write_text
+from spikedistill.data.workers import pool_map
 from spikedistill.errors import DataError
 
 LUMA = (0.299, 0.587, 0.114)
@@ -53,8 +53,14 @@ class EmulateParams:
             raise DataError(f"emulate: need sensor >= 8 and 1 <= fill <= sensor, got {self.sensor}/{self.fill}")
         if self.steps < 2 or self.duration_us < self.steps:
             raise DataError(f"emulate: need steps >= 2 and duration_us >= steps, got {self.steps}/{self.duration_us}")
+        for name in ("radius", "threshold", "threshold_sigma"):
+            if not math.isfinite(getattr(self, name)):
+                raise DataError(f"emulate: {name} must be a finite number, got {getattr(self, name)!r}")
         if self.threshold <= 0 or self.threshold_sigma < 0 or self.radius < 0:
             raise DataError("emulate: threshold must be > 0, threshold_sigma and radius >= 0")
+        if self.radius > self.sensor:
+            raise DataError(f"emulate: radius {self.radius} (sensor pixels) must be at most the "
+                            f"sensor size {self.sensor}: a larger movement leaves the sensor")
 
 
 def _thresholds(p: EmulateParams):
@@ -183,10 +189,9 @@ def emulate_dataset(train_images, train_labels, test_images, test_labels, class_
                 counts += c
                 bar.update(len(c))
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for c in pool.map(_emulate_chunk, jobs):
-                    counts += c
-                    bar.update(len(c))
+            for c in pool_map(_emulate_chunk, jobs, workers, "events emulate"):
+                counts += c
+                bar.update(len(c))
     finally:
         bar.close()
     train = [k for k, s in zip(keys, part) if s == "train"]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Tuple
 
+from spikedistill.data.archives import check_member_size, check_tar_complete, is_safe_member
 from spikedistill.errors import DataError
 
 EVENT_SUFFIXES = (".aedat", ".npz", ".aedat4")
@@ -50,7 +51,9 @@ class Recording:
         handle = handle or open_archive(self.path)
         try:
             if isinstance(handle, zipfile.ZipFile):
+                check_member_size(self.path, self.member, handle.getinfo(self.member).file_size)
                 return handle.read(self.member)
+            check_member_size(self.path, self.member, handle.getmember(self.member).size)
             f = handle.extractfile(self.member)
             if f is None:
                 raise DataError(f"{self.path}: member {self.member} is not a file")
@@ -75,10 +78,19 @@ def open_archive(path: str):
 
 
 def _members(path: Path) -> List[str]:
+    """Regular-file members of the archive whose names stay inside it (``../x``, ``/abs`` are
+    skipped); DataError when a tar is cut inside a header (later members would be lost)."""
     with open_archive(str(path)) as a:
         if isinstance(a, zipfile.ZipFile):
-            return [n for n in a.namelist() if not n.endswith("/")]
-        return [m.name for m in a.getmembers() if m.isfile()]
+            names = [n for n in a.namelist() if not n.endswith("/")]
+        else:
+            try:
+                listed = a.getmembers()
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise DataError(f"{path}: corrupt or truncated tar ({type(exc).__name__}: {exc})") from None
+            check_tar_complete(a, str(path), listed[-1].name if listed else None)
+            names = [m.name for m in listed if m.isfile()]
+    return [n for n in names if is_safe_member(n)]
 
 
 def _candidates(root: Path) -> List[Tuple[str, str, Optional[str]]]:

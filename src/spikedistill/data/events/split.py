@@ -47,7 +47,11 @@ def split_keys(keys: Sequence[str], *, split: str = "first90", train_fraction: f
         return train, test
     if split not in SPLITS:
         raise DataError(f"data.kwargs.split: expected one of {', '.join(SPLITS)}, got {split!r}")
-    if not 0.0 < float(train_fraction) < 1.0:
+    try:
+        fraction = float(train_fraction)
+    except (TypeError, ValueError):
+        fraction = math.nan
+    if not 0.0 < fraction < 1.0:                   # NaN fails too
         raise DataError(f"data.kwargs.train_fraction: expected a number in (0, 1), got {train_fraction!r}")
     by_class: Dict[str, List[str]] = {}
     for k in keys:
@@ -59,7 +63,7 @@ def split_keys(keys: Sequence[str], *, split: str = "first90", train_fraction: f
         members = sorted(by_class[cls])
         if split == "random":
             members = [members[i] for i in rng.permutation(len(members))]
-        cut = math.ceil(len(members) * float(train_fraction))
+        cut = math.ceil(len(members) * fraction)
         train += members[:cut]
         test += members[cut:]
     check_disjoint(train, test)

@@ -57,12 +57,20 @@ def _images(folder: Path) -> List[Path]:
 
 
 def _class_folders(split: Path) -> Dict[str, List[Path]]:
-    """``{class folder: sorted images}`` of ``split/<class>/*`` (folders without images are skipped)."""
-    out = {}
+    """``{class folder: sorted images}`` of ``split/<class>/*``. A class folder without images
+    among others that have some is refused (DataError naming it), as torchvision's ImageFolder
+    refuses it: skipping it would shift every later class id. ``{}`` when none has images."""
+    out, empty = {}, []
     for d in sorted(p for p in split.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = _images(d)
         if files:
             out[d.name] = files
+        else:
+            empty.append(d.name)
+    if out and empty:
+        raise DataError(f"{split}: class folder(s) without images: {', '.join(empty[:5])}"
+                        f"{' ...' if len(empty) > 5 else ''} (torchvision's ImageFolder refuses such "
+                        "a tree: the class ids would shift; add images or remove the folder)")
     return out
 
 
@@ -145,10 +153,14 @@ def read_meta_mat(path: Path) -> Dict[int, str]:
     try:
         synsets = loadmat(str(path), squeeze_me=True)["synsets"]
         ids, wnids, children = (np.atleast_1d(synsets[k]) for k in ("ILSVRC2012_ID", "WNID", "num_children"))
-    except (KeyError, ValueError, TypeError, OSError) as exc:
+        return {int(i): str(w) for i, w, c in zip(ids, wnids, children) if int(c) == 0}
+    except NotImplementedError:          # scipy: "Please use HDF reader for matlab v7.3 files"
+        raise DataError(f"{path} is a MATLAB v7.3 (HDF5) file; the ILSVRC2012 devkit's meta.mat is "
+                        "v5 (re-save it with save('-v7'), or give val_labels.txt)") from None
+    except Exception as exc:             # empty, header only, truncated, another struct: any of
         raise DataError(f"{path} is not an ILSVRC2012 devkit meta.mat (expected a 'synsets' struct "
-                        f"with ILSVRC2012_ID, WNID, num_children): {exc}") from None
-    return {int(i): str(w) for i, w, c in zip(ids, wnids, children) if int(c) == 0}
+                        f"with ILSVRC2012_ID, WNID, num_children): {type(exc).__name__}: "
+                        f"{str(exc)[:200]}") from None
 
 
 def read_val_labels(path: Path, root: Path, options: dict) -> Dict[str, str]:
