@@ -197,3 +197,20 @@ def test_no_download_kwargs_and_bad_files(tmp_path, tv_resnet18, monkeypatch):
     cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet_nope", f"teacher.weights={path}")
     with pytest.raises(ConfigError, match=r"teacher\.arch.*torchvision has no"):
         build_teacher(cfg, K, SHAPE)
+
+
+def test_pickled_module_weights_are_refused_in_one_complete_line(tmp_path):
+    """A .pth holding a pickled nn.Module (torch.save(model)) needs pickle to rebuild; the error
+    says it was refused as unsafe and how to save weights instead, in one whole sentence (it
+    was torch's message cut mid-sentence at 200 characters)."""
+    whole = tmp_path / "whole_model.pth"
+    torch.save(torchvision.models.resnet18(num_classes=K), whole)
+    cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet18",
+                       f"teacher.weights={whole}")
+    with pytest.raises(ConfigError) as err:
+        build_teacher(cfg, K, SHAPE)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert f"config key 'teacher.weights': '{whole}' was refused as unsafe" in msg
+    assert "Unsupported global: GLOBAL torchvision.models.resnet.ResNet" in msg
+    assert msg.endswith("torch.save(model.state_dict(), path), or as .safetensors")

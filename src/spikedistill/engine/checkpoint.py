@@ -19,7 +19,6 @@ directory, ``fsync``, :func:`os.replace`): a crash while saving leaves the previ
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -29,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from spikedistill.atomic import atomic_write, list_temp_files  # noqa: F401 (re-exported)
-from spikedistill.errors import CheckpointError
+from spikedistill.errors import CheckpointError, torch_load_reason
 
 FORMAT = "spikedistill-checkpoint"
 FORMAT_VERSION = 1
@@ -168,20 +167,15 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        picked = [ln for ln in lines if ln.startswith("WeightsUnpickler error")]
-        detail = (picked or lines or [type(exc).__name__])[0]
-        refused = [ln for ln in lines if _refused_as_unsafe(ln)]
-        if isinstance(exc, pickle.UnpicklingError) and refused:
-            detail = refused[0].removeprefix("WeightsUnpickler error:").split(" Please use")[0]
-            detail = detail.strip().rstrip(".")
+        detail, unsafe = torch_load_reason(exc)
+        if unsafe:
             raise CheckpointError(f"checkpoint '{p}' was refused as unsafe: it holds an object "
                                   "that torch.load(weights_only=True) does not rebuild ("
-                                  f"{detail[:200]}); a spikedistill checkpoint holds only "
+                                  f"{detail}); a spikedistill checkpoint holds only "
                                   "tensors, numbers, strings and containers, so this file was "
                                   "not written by spikedistill (or was altered)") from None
         raise CheckpointError(f"checkpoint '{p}' is truncated or corrupt, expected a spikedistill "
-                              f"checkpoint ({type(exc).__name__}: {detail[:200]})") from None
+                              f"checkpoint ({type(exc).__name__}: {detail})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint '{p}' is not a spikedistill checkpoint (expected a dict "
                               f"with format={FORMAT!r}; a bare state_dict cannot be used)")
@@ -195,17 +189,6 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
                               "complete spikedistill checkpoint")
     ckpt["path"] = str(p)
     return ckpt
-
-
-#: Messages of torch's weights-only unpickler that refuse a global (a class or function to
-#: import and call) rather than report broken bytes.
-_UNSAFE_MARKERS = ("Unsupported global", "unsupported GLOBAL", "Can only create new object",
-                   "Can only build Tensor")
-
-
-def _refused_as_unsafe(line: str) -> bool:
-    """True when a line of a weights-only ``UnpicklingError`` says a global was refused."""
-    return any(marker in line for marker in _UNSAFE_MARKERS)
 
 
 def checkpoint_meta(ckpt: Dict[str, Any]) -> Dict[str, Any]:

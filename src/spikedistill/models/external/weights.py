@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from spikedistill.atomic import atomic_write
-from spikedistill.errors import CheckpointError, ConfigError
+from spikedistill.errors import CheckpointError, ConfigError, torch_load_reason
 
 PathLike = Union[str, os.PathLike]
 
@@ -76,9 +76,14 @@ def read_state_dict(path: PathLike, key: str = "teacher.weights") -> Dict[str, t
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # RuntimeError, UnpicklingError, EOFError, ...
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail, unsafe = torch_load_reason(exc)
+        if unsafe:
+            raise ConfigError(f"config key '{key}': '{p}' was refused as unsafe: it holds an "
+                              "object that torch.load(weights_only=True) does not rebuild "
+                              f"({detail}); save the weights alone, "
+                              "torch.save(model.state_dict(), path), or as .safetensors") from None
         raise ConfigError(f"config key '{key}': cannot read '{p}' as a torch state-dict file "
-                          f"({type(exc).__name__}: {(lines or [''])[0][:200]})") from None
+                          f"({type(exc).__name__}: {detail})") from None
     if _is_tensor_dict(obj):
         return dict(obj)
     if isinstance(obj, Mapping):
