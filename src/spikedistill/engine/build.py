@@ -461,10 +461,16 @@ def build_distiller(cfg: Config, student: nn.Module, teacher: Optional[nn.Module
     return distiller
 
 
+#: torch.compile's backend for train.compile (torch's default; the CPU tests use "eager", as
+#: inductor's C++ code generation takes minutes on a CPU)
+COMPILE_BACKEND = "inductor"
+
+
 def wrap_for_training(distiller, student: nn.Module, extras: Dict[str, nn.Module],
                       info: D.DistInfo, train_cfg) -> None:
     """DistributedDataParallel around the student and every trainable extra (not the frozen
-    teacher) under ``torchrun``; ``torch.compile`` of the student with ``train.compile``."""
+    teacher) under ``torchrun``; ``torch.compile`` of the student and the teacher with
+    ``train.compile``."""
     if info.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -477,7 +483,9 @@ def wrap_for_training(distiller, student: nn.Module, extras: Dict[str, nn.Module
             if any(p.requires_grad for p in module.parameters()):
                 distiller.extras[name] = DDP(module, **ddp_kwargs)
     if train_cfg.compile:
-        distiller.student = torch.compile(distiller.student)
+        distiller.student = torch.compile(distiller.student, backend=COMPILE_BACKEND)
+        if distiller.teacher is not None:  # in place: its class and state-dict keys stay
+            distiller.teacher.compile(backend=COMPILE_BACKEND)
 
 
 def trainable_parameters(distiller) -> List[nn.Parameter]:

@@ -54,7 +54,7 @@ from spikedistill.engine.build import (ann_in_channels, autocast_context, build_
                                        load_data, per_rank_batch, resolve_amp, seed_everything,
                                        teacher_label, trainable_parameters, wrap_for_training,
                                        write_data_split)
-from spikedistill.engine.callbacks import (PROGRESS_EVERY, Callback, CallbackList,
+from spikedistill.engine.callbacks import (PROGRESS_EVERY, Callback, CallbackList, CompileTimeCallback,
                                            EpochHookCallback, engine_callbacks)
 from spikedistill.engine.checkpoint import BEST_NAME, LAST_NAME, check_same_model, save_checkpoint
 from spikedistill.engine.loop import evaluate, sync, train_one_epoch, train_step
@@ -147,6 +147,8 @@ def run_training(cfg: Optional[Config] = None, *, resume: Optional[Union[str, os
                 torch.set_num_threads(int(tc.threads))
             configure_determinism(bool(tc.deterministic))
             hooks = engine_callbacks() + list(callbacks)
+            if tc.compile:
+                hooks.append(CompileTimeCallback())
             if on_epoch_end is not None:
                 hooks.append(EpochHookCallback(on_epoch_end))
             run = setup_run(cfg, info, ckpt, opened.run_dir)
