@@ -9,7 +9,9 @@ Parts (each one's failure is recorded in the JSON and does not stop the others):
 2. ``lif_kernel``: ``benchmarks/lif_kernel.py`` at ResNet-19 layer 1, T = 4 (Triton kernel vs
    the torch loop, forward + backward ms, correctness check).
 3. ``train_step``: ``benchmarks/train_step.py`` at T = 1 and 4, reference vs ours (the engine's
-   own step, after its loss-parity check): images/s, peak memory, ratios.
+   own step at the product's defaults, after its loss-parity check) and, on CUDA, ours
+   compiled (``train.compile``) and channels_last: images/s, peak memory, ratios, the flips
+   of the parity check, every setting.
 4. ``end_to_end``: an ANN teacher (ResNet-20) and a CKD student (spiking ResNet-20, T = 1)
    trained for a few epochs on the CIFAR-10 JPEG copy through ``run_training``: test
    accuracy, images/s, wall time, the teacher's provenance record.
@@ -242,6 +244,8 @@ def part_lif_kernel(args, device) -> Dict[str, Any]:
 
 def part_train_step(args, device) -> Dict[str, Any]:
     extra = ["--device", device.type, "--T", "1", "4", "--kind", "reference", "ours"]
+    if device.type == "cuda":  # compiled next to eager, and channels_last next to contiguous
+        extra += ["ours_compiled", "ours_channels_last"]
     if args.reference:
         extra += ["--reference", args.reference]
     if device.type != "cuda":
@@ -255,7 +259,8 @@ def part_train_step(args, device) -> Dict[str, Any]:
             "parity": data.get("parity"), "summary": data.get("summary"),
             "results": [{k: r.get(k) for k in ("kind", "T", "dtype", "batch", "width_mult",
                                                "images_per_s", "ms_per_step", "peak_mem_mib",
-                                               "status", "error")} for r in data["results"]]}
+                                               "warmup_s", "settings", "status", "error")}
+                        for r in data["results"]]}
 
 
 def part_end_to_end(args, device) -> Dict[str, Any]:

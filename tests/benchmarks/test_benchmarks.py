@@ -86,6 +86,12 @@ def test_train_step_benchmark_on_cpu(tmp_path, reference_step):
     assert all(r["status"] == "ok" for r in kinds.values()), kinds
     assert all(r["images_per_s"] > 0 for r in kinds.values())
     assert "ours" in stdout and "reference" in stdout
+    # 'ours' is the product at its defaults (train section), and says so
+    ours = kinds["ours"]["settings"]
+    assert ours["channels_last"] is False and ours["compile"] is False
+    assert ours["cudnn_benchmark"] is True and "not fused" in ours["optimizer"]
+    assert "settings ours: neuron_backend=auto, amp=fp32, channels_last=False" in stdout
+    assert kinds["reference"]["settings"]["cudnn_benchmark"] is False
     parity = data["parity"]["1"]
     assert parity["status"] == "ok" and parity["rel_diff"][0] <= 1e-5
     assert len(parity["losses_ours"]) == 3 and parity["losses_ours"][0] != parity["losses_ours"][1]

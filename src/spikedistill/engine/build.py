@@ -82,6 +82,28 @@ def configure_determinism(deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def determinism_flags() -> Dict[str, Any]:
+    """The process-wide state :func:`configure_determinism` changes, for
+    :func:`restore_determinism` (a run must not leave its flags to the next one)."""
+    return {"cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}
+
+
+def restore_determinism(flags: Dict[str, Any]) -> None:
+    """Put back what :func:`determinism_flags` recorded."""
+    torch.backends.cudnn.benchmark = flags["cudnn_benchmark"]
+    torch.backends.cudnn.deterministic = flags["cudnn_deterministic"]
+    torch.use_deterministic_algorithms(flags["deterministic_algorithms"],
+                                       warn_only=flags["warn_only"])
+    if flags["CUBLAS_WORKSPACE_CONFIG"] is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = flags["CUBLAS_WORKSPACE_CONFIG"]
+
+
 # --------------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------------
