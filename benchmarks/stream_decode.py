@@ -41,8 +41,8 @@ def _cfg(args, extra=()):
 
 def _sync(device: torch.device) -> None:
     """Wait for the device's queued work: every timed interval starts and ends synchronised."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    from spikedistill.engine.loop import sync
+    sync(device)
 
 
 def time_stream(args, workers: int, decode: str, device: torch.device) -> dict:
