@@ -6,7 +6,7 @@
 PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: install demo test bench-cpu gpu-check
+.PHONY: install demo test bench-cpu gpu-check test-gpu-image
 
 # SpikingJelly 2.0's wheel requires torchaudio (no build for torch 2.14) but never imports it:
 # it goes in without its requirements; what its modules import (loguru, h5py) is in the dev extra.
@@ -31,3 +31,9 @@ bench-cpu: install
 DATA ?= ../shared/data/cifar10-jpeg.tar.gz
 gpu-check:
 	$(PYTHON) benchmarks/gpu_check.py --data $(DATA) --json gpu_check.json
+
+# The suite under the GPU machine's versions (Python 3.12, torch 2.11, torchvision 0.26, Triton 3.6,
+# NumPy < 2.4) in a venv of its own (~/.cache/spikedistill/venv-gpu-image); CI-optional, the first
+# run downloads torch. Variables: PYTHON_GPU_IMAGE, GPU_IMAGE_VENV, TORCH_INDEX (tools/test_gpu_image.sh)
+test-gpu-image:
+	tools/test_gpu_image.sh

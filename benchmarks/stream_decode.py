@@ -39,6 +39,12 @@ def _cfg(args, extra=()):
                              "data.augment.random_erasing=0"] + list(extra))
 
 
+def _sync(device: torch.device) -> None:
+    """Wait for the device's queued work: every timed interval starts and ends synchronised."""
+    from spikedistill.engine.loop import sync
+    sync(device)
+
+
 def time_stream(args, workers: int, decode: str, device: torch.device) -> dict:
     from spikedistill.data import build_augment
     from spikedistill.data.stream import StreamLoader, load_stream
@@ -53,6 +59,7 @@ def time_stream(args, workers: int, decode: str, device: torch.device) -> dict:
     it = iter(loader)
     next(it)                                   # start-up (workers, first prefetch) not timed
     n = 0
+    _sync(device)                              # the first batch's device work is not timed
     t0 = time.perf_counter()
     for _ in range(args.batches):
         try:
@@ -60,8 +67,7 @@ def time_stream(args, workers: int, decode: str, device: torch.device) -> dict:
         except StopIteration:
             break
         n += int(x.shape[0])
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    _sync(device)
     dt = time.perf_counter() - t0
     rate = n / dt if dt > 0 else float("nan")
     return {"kind": "stream", "decode": decode, "workers": workers, "images": n, "time_s": dt,
@@ -93,6 +99,7 @@ def time_steps(args, pipeline: str, device: torch.device) -> dict:
     it = iter(train)
     x, y = next(it)
     train_step(distiller, x, y, opt, device=device)
+    _sync(device)
     n, t0 = 0, time.perf_counter()
     for _ in range(args.step_batches):
         try:
@@ -101,6 +108,7 @@ def time_steps(args, pipeline: str, device: torch.device) -> dict:
             break
         train_step(distiller, x, y, opt, device=device)
         n += 1
+    _sync(device)
     dt = time.perf_counter() - t0
     return {"kind": "steps", "pipeline": pipeline, "steps": n, "time_s": dt,
             "steps_per_s": n / dt if dt > 0 else float("nan"), "load_s": t_load,

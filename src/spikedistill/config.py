@@ -332,11 +332,13 @@ class DataConfig:
     persistent_workers: bool = True  # keep the workers between epochs
     pin_memory: bool = True          # page-locked batches for asynchronous copies (CUDA only)
     decode: str = "cpu"              # cpu | cuda (torchvision.io.decode_jpeg on the GPU)
+    on_bad_image: str = "error"      # error | skip: an unreadable image file (stream), named either way
     crop_scale: Tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area fraction (stream train)
 
     def validate(self, prefix: str = "") -> None:
         check_choice(self.pipeline, ("memory", "stream", "auto"), _k(prefix, "pipeline"))
         check_choice(self.decode, ("cpu", "cuda"), _k(prefix, "decode"))
+        check_choice(self.on_bad_image, ("error", "skip"), _k(prefix, "on_bad_image"))
         check_range(self.memory_limit_gib, _k(prefix, "memory_limit_gib"), low=0.0)
         check_range(self.workers, _k(prefix, "workers"), low=0)
         check_range(self.prefetch_factor, _k(prefix, "prefetch_factor"), low=1)

@@ -188,6 +188,51 @@ def test_gpu_decode_without_cuda_is_one_line(tree):
         _loader(_files(tree).train, decode="cuda")
 
 
+BAD_JPEG = b"\xff\xd8\xff\xe0" + b"not a picture" * 8     # a JPEG header, then garbage
+
+
+def test_a_bad_jpeg_in_a_decoded_batch_is_named_and_refused_or_skipped():
+    # the GPU-decode path's batch decoder, run here on the CPU device (the same torchvision
+    # decode_jpeg(list) call): one bad file fails the batched call; the others still decode
+    from torchvision.io import decode_jpeg
+
+    from fake_imagenet import jpeg_bytes
+    from spikedistill.data.stream import decode_batch
+
+    rng = np.random.default_rng(0)
+    raw = [jpeg_bytes(rng), BAD_JPEG, jpeg_bytes(rng)]
+    data = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in raw]
+    names = ["n01/a.JPEG", "n01/broken.JPEG", "n02/c.JPEG"]
+    with pytest.raises(RuntimeError):
+        decode_jpeg(data, device="cpu")          # what made one bad file abort the batch
+    with pytest.raises(DataError, match=r"n01/broken\.JPEG.*data\.on_bad_image=skip"):
+        decode_batch(data, names, torch.device("cpu"))
+    with pytest.warns(RuntimeWarning, match=r"skipping unreadable image n01/broken\.JPEG"):
+        images = decode_batch(data, names, torch.device("cpu"), "skip")
+    assert images[1] is None
+    for k in (0, 2):
+        assert torch.equal(images[k], decode_rgb(raw[k], names[k]))
+
+
+def test_the_cpu_decode_path_refuses_or_skips_a_bad_image_too(tmp_path):
+    from spikedistill.data.sets.imagenet import index_imagenet
+
+    make_tree(tmp_path, per_class=2, val_per_class=1)
+    bad = sorted((tmp_path / "train").rglob("*.JPEG"))[1]
+    bad.write_bytes(BAD_JPEG)
+    files = index_imagenet(tmp_path).train
+    n = len(files)
+    loader = _loader(files, shuffle=False, bs=n)
+    with pytest.raises(DataError, match=rf"{bad.stem}.*data\.on_bad_image=skip"):
+        _batches(loader, 0)
+    loader = _loader(files, shuffle=False, bs=n, on_bad_image="skip")
+    with pytest.warns(RuntimeWarning, match=rf"skipping unreadable image .*{bad.stem}"):
+        (x, y), = _batches(loader, 0)
+    assert x.shape[0] == y.shape[0] == n - 1
+    with pytest.raises(ConfigError, match="data.on_bad_image"):
+        _loader(files, on_bad_image="ignore")
+
+
 # ------------------------------------------------------------------------------------------
 # choosing the pipeline; other ImageFolder datasets
 # ------------------------------------------------------------------------------------------

@@ -401,6 +401,34 @@ def test_losses_are_fp32_under_bf16_inputs():
         assert value.dtype == torch.float32 and torch.isfinite(value)
 
 
+def test_cams_are_fp32_under_autocast():
+    # under bf16 autocast the einsum of a CAM would run in bf16 (output dtype bfloat16, ~3
+    # significant digits); the maps must be the float32 ones, bit for bit
+    from spikedistill.distill.functional import class_activation_maps
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(3, 64, 4, 4, generator=g)
+    w = torch.randn(10, 64, generator=g)
+    classes = torch.tensor([1, 7, 3])
+    want_one = class_activation_map(feats, w, classes)
+    want_all = class_activation_maps(feats, w)
+    head = _GapLinear(64, 10)
+    a = feats.clone().requires_grad_(True)
+    want_grad = grad_cam(head(a), a, classes)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got_one = class_activation_map(feats, w, classes)
+        got_all = class_activation_maps(feats.bfloat16().float(), w)
+        a = feats.clone().requires_grad_(True)
+        got_grad = grad_cam(head(a), a, classes)
+        lowp = torch.einsum("kc,bchw->bkhw", w, feats)  # what autocast does to an einsum
+    assert lowp.dtype == torch.bfloat16  # the test would see the problem
+    assert got_one.dtype == got_all.dtype == got_grad.dtype == torch.float32
+    assert torch.equal(got_one, want_one)
+    assert torch.equal(got_all, class_activation_maps(feats.bfloat16().float(), w))
+    assert not torch.equal(lowp.float(), want_all)
+    assert torch.allclose(got_grad, want_grad, rtol=1e-2, atol=1e-3)  # the head ran in bf16
+
+
 # ---- baseline feature losses --------------------------------------------------------------------
 
 def test_feature_mse_golden():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -210,7 +211,31 @@ def test_channels_last_bf16_and_other_options_run(tmp_path):
     assert math.isfinite(res.loss_means["ce"]) and 0.0 <= res.last_acc <= 1.0
     ckpt = ck.load_checkpoint(tmp_path / "opts")
     assert "exp_avg" in next(iter(ckpt["optimizer"]["state"].values()))  # AdamW state saved
-    torch.use_deterministic_algorithms(False)
+
+
+def test_a_run_leaves_the_determinism_flags_as_it_found_them(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+              torch.are_deterministic_algorithms_enabled())
+    assert before == (False, False, False)
+    seen = {}
+
+    def during(epoch, record):  # inside the run: train.deterministic=true took effect
+        seen["flags"] = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+                         torch.are_deterministic_algorithms_enabled(),
+                         os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
+
+    run_training(tiny_config(tmp_path, "det", ["train.epochs=1", "train.max_steps_per_epoch=1",
+                                               "train.deterministic=true"]),
+                 on_epoch_end=during)
+    assert seen["flags"] == (False, True, True, ":4096:8")
+    assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
+            torch.are_deterministic_algorithms_enabled()) == before
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    run_training(tiny_config(tmp_path, "fast", ["train.epochs=1", "train.max_steps_per_epoch=1"]),
+                 on_epoch_end=during)
+    assert seen["flags"][:3] == (True, False, False)
+    assert torch.backends.cudnn.benchmark is False
 
 
 def test_progress_bar_on_a_terminal(tmp_path, monkeypatch):

@@ -123,3 +123,78 @@ def test_bf16_input_gives_the_spikes_of_an_fp32_membrane():
     torch.manual_seed(3)
     x = (torch.randn(4, 4096) * 0.6 + 0.5).bfloat16()
     assert torch.equal(lif_multistep(x).float(), lif_multistep(x.float()))
+
+
+class _NoLaunch:
+    """A Triton kernel whose launch fails like Triton's without a C compiler."""
+
+    def __init__(self):
+        self.launches = 0
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches += 1
+            raise RuntimeError("Failed to find C compiler. Please specify via CC environment "
+                               "variable or set triton.knobs.build.impl.")
+        return launch
+
+
+@pytest.fixture
+def cuda_without_a_launchable_kernel(monkeypatch):
+    """Simulates a CUDA tensor with Triton importable whose forward kernel cannot launch."""
+    pytest.importorskip("triton")
+    from spikedistill.neurons import lif as lif_mod
+    from spikedistill.neurons import triton_lif
+
+    kernel = _NoLaunch()
+    monkeypatch.setattr(lif_mod, "_on_cuda", lambda x: True)
+    monkeypatch.setattr(triton_lif, "triton_available", lambda tensor=None: (True, ""))
+    monkeypatch.setattr(triton_lif, "_lif_fwd_kernel", kernel)
+    triton_lif._reset_launch_failure()
+    yield kernel
+    triton_lif._reset_launch_failure()
+
+
+def test_auto_backend_falls_back_to_torch_when_the_kernel_cannot_launch(
+        cuda_without_a_launchable_kernel):
+    from spikedistill.neurons import triton_lif
+
+    kernel = cuda_without_a_launchable_kernel
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, 2, 3, 5, generator=g) * 0.8 + 0.6).requires_grad_(True)
+    gs = torch.randn(x.shape, generator=g)
+    neuron = LIF(backend="auto")
+    with pytest.warns(RuntimeWarning) as caught:
+        s = neuron(x)
+    s.backward(gs)
+    assert kernel.launches == 1
+    msgs = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    assert msgs == [
+        "spikedistill: the Triton LIF forward kernel failed to compile or launch on cpu "
+        "(RuntimeError: Failed to find C compiler. Please specify via CC environment variable "
+        "or set triton.knobs.build.impl.); to fix it, install a C compiler (e.g. apt-get install "
+        "gcc) or point the CC environment variable at one: Triton builds its launcher with it "
+        "at the first launch. The LIF neuron runs its torch loop instead (same spikes and "
+        "gradients, slower); set model.neuron.backend=torch to choose it and silence this, or "
+        "=triton to make it an error."]
+    assert triton_lif.launch_failure() is not None
+    # the torch loop's spikes and gradients
+    xr = x.detach().clone().requires_grad_(True)
+    sr = LIF(backend="torch")(xr)
+    sr.backward(gs)
+    assert torch.equal(s, sr) and torch.equal(x.grad, xr.grad)
+    # later calls use torch at once: no second launch, no second warning
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(neuron(x.detach()), sr.detach())
+    assert kernel.launches == 1
+
+
+def test_explicit_triton_backend_still_fails_loudly(cuda_without_a_launchable_kernel):
+    from spikedistill.neurons.triton_lif import TritonLaunchError
+
+    with pytest.raises(TritonLaunchError, match=r"forward kernel failed to compile or launch .*"
+                                                r"Failed to find C compiler.*install a C compiler"):
+        LIF(backend="triton")(torch.full((2, 3), 0.7))
+    assert cuda_without_a_launchable_kernel.launches == 1

@@ -257,6 +257,64 @@ def case_fp16_overflow_no_nan(device):
     return ok, f"spikes {s.view(-1).tolist()}, grad {x.grad.view(-1).tolist()}"
 
 
+def case_backward_fallback_matches_kernel(device):
+    """A backward kernel that cannot launch, with fallback (the neuron's ``auto``): the torch
+    BPTT from the saved v gives the kernel's own gradients, with one RuntimeWarning; without
+    fallback the failure is a TritonLaunchError."""
+    import warnings
+
+    from spikedistill.neurons import triton_lif as tlif
+
+    class NoLaunch:
+        def __getitem__(self, grid):
+            def launch(*a, **k):
+                raise RuntimeError("Failed to find C compiler. Please specify via CC "
+                                   "environment variable.")
+            return launch
+
+    problems = []
+    g = torch.Generator().manual_seed(5)
+    real = tlif._lif_bwd_kernel
+    try:
+        for dtype in (torch.float32, torch.bfloat16):
+            for surrogate, detach, incl in (("triangle", False, False), ("triangle", True, True),
+                                            ("sigmoid", False, False)):
+                alpha = 4.0 if surrogate == "sigmoid" else 1.0
+                x = (torch.randn(4, 3, 170, generator=g) * 0.8 + 0.6).to(device, dtype)
+                gs = torch.randn(x.shape, generator=g).to(device, dtype)
+                kw = dict(surrogate=surrogate, alpha=alpha, detach_reset=detach,
+                          fire_at_threshold=incl, decay_input=incl)
+                xk = x.clone().requires_grad_(True)
+                tlif.lif_multistep_triton(xk, **kw).backward(gs)
+                tlif._lif_bwd_kernel = NoLaunch()
+                tlif._reset_launch_failure()
+                xf = x.clone().requires_grad_(True)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    tlif.lif_multistep_triton(xf, fallback=True, **kw).backward(gs)
+                    tlif.lif_multistep_triton(x.clone().requires_grad_(True), fallback=True,
+                                              **kw).backward(gs)  # no second warning
+                xe = x.clone().requires_grad_(True)
+                try:
+                    tlif.lif_multistep_triton(xe, **kw).backward(gs)
+                    problems.append("no error without fallback")
+                except tlif.TritonLaunchError as exc:
+                    if "backward kernel failed" not in str(exc):
+                        problems.append(f"message {exc}")
+                tlif._lif_bwd_kernel = real
+                err = (xf.grad.float() - xk.grad.float()).abs().max().item()
+                tol = 1e-6 if dtype == torch.float32 else 1e-2
+                if xf.grad.dtype != dtype or not err <= tol * xk.grad.float().abs().max().item():
+                    problems.append(f"{dtype} {surrogate} detach{detach}: grad err {err:.3g}")
+                msgs = [str(w.message) for w in caught if w.category is RuntimeWarning]
+                if len(msgs) != 1 or "install a C compiler" not in msgs[0]:
+                    problems.append(f"warnings {msgs}")
+    finally:
+        tlif._lif_bwd_kernel = real
+        tlif._reset_launch_failure()
+    return not problems, "; ".join(problems) or "ok"
+
+
 CASES = {
     "golden_T3": case_golden,
     "heaviside_T1": case_heaviside_t1,
@@ -266,6 +324,7 @@ CASES = {
     "detach_flag_matters": case_detach_flag_matters,
     "inference_and_empty": case_inference_and_empty,
     "fp16_overflow_no_nan": case_fp16_overflow_no_nan,
+    "backward_fallback_matches_kernel": case_backward_fallback_matches_kernel,
 }
 
 

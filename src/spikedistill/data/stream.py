@@ -26,7 +26,10 @@ depend on ``data.workers`` and a resumed run sees the same batches.
 GPU decode (``data.decode: cuda``): workers only read the bytes; the trainer decodes the batch
 with ``torchvision.io.decode_jpeg(list, device="cuda")`` (nvJPEG) and crops on the GPU with the
 same seeded draws. Without CUDA it is refused with one line. It stays off by default until it is
-measured faster on the target machine (docs/imagenet.md).
+measured faster on the target machine (docs/imagenet.md). A file nvJPEG cannot read (one bad
+file fails the whole batched call) is retried alone and then on the CPU; a file nothing can read
+is named, and refused (``data.on_bad_image: error``, the default) or skipped with a warning
+(``skip``: the batch is one sample shorter), on either decode path.
 
 ``data.pipeline: auto`` streams when the decoded uint8 splits would exceed
 ``data.memory_limit_gib`` (:func:`estimate_decoded_bytes`) and the dataset can stream
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -199,6 +203,52 @@ def is_jpeg(data: bytes) -> bool:
     return data[:3] == b"\xff\xd8\xff"
 
 
+BAD_IMAGE_POLICIES = ("error", "skip")
+
+
+def bad_image(name: str, exc: Exception, on_bad_image: str) -> None:
+    """An unreadable image ``name``: DataError naming it (``error``), or one warning naming it
+    and the caller drops the sample (``skip``)."""
+    if on_bad_image == "skip":
+        warnings.warn(f"skipping unreadable image {name} ({exc}; data.on_bad_image=skip)",
+                      RuntimeWarning, stacklevel=3)
+        return
+    raise DataError(f"{exc} (set data.on_bad_image=skip to skip unreadable images)") from None
+
+
+def decode_batch(data: Sequence[torch.Tensor], names: Sequence[str], device: torch.device,
+                 on_bad_image: str = "error") -> List[Optional[torch.Tensor]]:
+    """Decode encoded images (uint8 1-D each) into uint8 ``[3, H, W]`` RGB on ``device``: the
+    JPEGs in one batched ``torchvision.io.decode_jpeg`` (nvJPEG on CUDA). When that call
+    fails (one bad file fails the whole batch) each JPEG is decoded alone; what the device
+    decoder cannot read, and every non-JPEG, goes through :func:`decode_rgb` on the CPU. A file
+    nothing can read is :func:`bad_image`: a DataError naming it, or None in its place
+    (``skip``)."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    jpeg = [k for k, d in enumerate(data) if is_jpeg(bytes(d[:3].tolist()))]
+    images: List[Optional[torch.Tensor]] = [None] * len(data)
+    if jpeg:
+        try:
+            decoded = decode_jpeg([data[k] for k in jpeg], mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            decoded = []
+            for k in jpeg:
+                try:
+                    decoded.append(decode_jpeg(data[k], mode=ImageReadMode.RGB, device=device))
+                except RuntimeError:
+                    decoded.append(None)
+        for k, img in zip(jpeg, decoded):
+            images[k] = img
+    for k in range(len(data)):
+        if images[k] is None:   # PNG or a JPEG the device decoder cannot read: the CPU
+            try:
+                images[k] = decode_rgb(data[k].numpy().tobytes(), names[k]).to(device)
+            except DataError as exc:
+                bad_image(names[k], exc, on_bad_image)
+    return images
+
+
 # --------------------------------------------------------------------------------------------
 # per-sample transforms (torchvision transforms v2 on uint8)
 # --------------------------------------------------------------------------------------------
@@ -236,10 +286,12 @@ class StreamDataset(torch.utils.data.Dataset):
     label)`` (``ds[i]`` uses draw seed 0). With ``decode_in_worker=False`` it returns the
     encoded bytes (uint8 1-D) instead, for decoding on the GPU."""
 
-    def __init__(self, files: FileList, transform, *, decode_in_worker: bool = True) -> None:
+    def __init__(self, files: FileList, transform, *, decode_in_worker: bool = True,
+                 on_bad_image: str = "error") -> None:
         self.files = files
         self.transform = transform
         self.decode_in_worker = bool(decode_in_worker)
+        self.on_bad_image = on_bad_image
         self._handles: Dict[str, Any] = {}
 
     def __len__(self) -> int:
@@ -259,8 +311,17 @@ class StreamDataset(torch.utils.data.Dataset):
 
             image_pixels(data, self.files.name(int(i)))       # checked before the GPU decodes it
             return torch.frombuffer(bytearray(data), dtype=torch.uint8), label, int(draw_seed), int(i)
-        image = decode_rgb(data, self.files.name(int(i)))
+        try:
+            image = decode_rgb(data, self.files.name(int(i)))
+        except DataError as exc:
+            bad_image(self.files.name(int(i)), exc, self.on_bad_image)
+            return None                            # skipped: dropped by _drop_skipped_collate
         return seeded(self.transform, image, int(draw_seed)), label
+
+
+def _drop_skipped_collate(batch):
+    """The CPU-decode collate with ``data.on_bad_image=skip``: skipped samples (None) left out."""
+    return torch.utils.data.default_collate([b for b in batch if b is not None])
 
 
 def _bytes_collate(batch):
@@ -287,7 +348,7 @@ class StreamLoader:
                  prefetch_factor: int = 2, persistent_workers: bool = True,
                  pin_memory: bool = True, decode: str = "cpu", hflip: bool = True,
                  crop_scale: Tuple[float, float] = (0.08, 1.0), channels_last: bool = False,
-                 drop_last: Optional[bool] = None) -> None:
+                 drop_last: Optional[bool] = None, on_bad_image: str = "error") -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
@@ -296,6 +357,10 @@ class StreamLoader:
                               f"runs on {self.device}; use data.decode=cpu")
         if decode not in ("cpu", "cuda"):
             raise ConfigError(f"config key 'data.decode': expected cpu or cuda, got {decode!r}")
+        if on_bad_image not in BAD_IMAGE_POLICIES:
+            raise ConfigError(f"config key 'data.on_bad_image': expected error or skip, got "
+                              f"{on_bad_image!r}")
+        self.on_bad_image = on_bad_image
         self.files = files
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -314,7 +379,8 @@ class StreamLoader:
                                          crop_scale=crop_scale)
         self.sampler = EpochShardSampler(len(files), shuffle=self.shuffle, seed=self.seed,
                                          rank=self.rank, world_size=self.world_size)
-        self.dataset = StreamDataset(files, self.transform, decode_in_worker=decode == "cpu")
+        self.dataset = StreamDataset(files, self.transform, decode_in_worker=decode == "cpu",
+                                     on_bad_image=on_bad_image)
         workers = max(0, int(workers))
         kwargs: Dict[str, Any] = {}
         if workers > 0:
@@ -327,7 +393,8 @@ class StreamLoader:
             self.dataset, batch_size=self.batch_size, sampler=self.sampler,
             drop_last=self.drop_last, num_workers=workers,
             pin_memory=bool(pin_memory) and self.device.type == "cuda",
-            collate_fn=_bytes_collate if decode == "cuda" else None, generator=gen,
+            collate_fn=_bytes_collate if decode == "cuda" else
+            (_drop_skipped_collate if on_bad_image == "skip" else None), generator=gen,
             worker_init_fn=parent_watch() if workers > 0 else None, **kwargs)
 
     @property
@@ -366,21 +433,12 @@ class StreamLoader:
         return x, y
 
     def _gpu_decode(self, batch) -> Tuple[torch.Tensor, torch.Tensor]:
-        from torchvision.io import ImageReadMode, decode_jpeg
-
         data, y, seeds, idx = batch
-        jpeg = [k for k, d in enumerate(data) if is_jpeg(bytes(d[:3].tolist()))]
-        images: List[Optional[torch.Tensor]] = [None] * len(data)
-        if jpeg:
-            decoded = decode_jpeg([data[k] for k in jpeg], mode=ImageReadMode.RGB,
-                                  device=self.device)
-            for k, img in zip(jpeg, decoded):
-                images[k] = img
-        for k in range(len(data)):
-            if images[k] is None:   # PNG or a JPEG nvJPEG cannot read: decode on the CPU
-                images[k] = decode_rgb(data[k].numpy().tobytes(), self.files.name(idx[k])).to(self.device)
-        x = torch.stack([seeded(self.transform, img, s) for img, s in zip(images, seeds)])
-        return x, y
+        images = decode_batch(data, [self.files.name(i) for i in idx], self.device,
+                              self.on_bad_image)
+        keep = [k for k, img in enumerate(images) if img is not None]
+        x = torch.stack([seeded(self.transform, images[k], seeds[k]) for k in keep])
+        return x, (y if len(keep) == len(images) else y[keep])
 
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         gen = self.augment_generator()
@@ -609,7 +667,7 @@ def stream_loader(splits: StreamSplits, split: str, data_cfg, batch_size: int, *
         world_size=world_size, workers=data_cfg.workers, prefetch_factor=data_cfg.prefetch_factor,
         persistent_workers=data_cfg.persistent_workers, pin_memory=data_cfg.pin_memory,
         decode=data_cfg.decode, hflip=data_cfg.augment.hflip, crop_scale=tuple(data_cfg.crop_scale),
-        channels_last=channels_last, drop_last=train)
+        channels_last=channels_last, drop_last=train, on_bad_image=data_cfg.on_bad_image)
     loader.mix = mix
     if not train:
         loader.transform = build_transform(False, splits.image_size)

@@ -5,7 +5,8 @@ spatial size of a stage; ``z_s``, ``z_t`` student / teacher logits ``(B, K)``; `
 stage output (time-major ``[T, B, C, H, W]``), ``F_t`` a teacher stage output ``[B, C, H, W]``.
 
 Every loss casts its inputs to float32 first, so the functions are safe under bf16/fp16 autocast,
-and returns a 0-dim float32 tensor. Nothing here holds state or touches a model's parameters,
+and returns a 0-dim float32 tensor; the CAMs are computed with autocast off (float32 even
+inside an autocast region). Nothing here holds state or touches a model's parameters,
 except :func:`grad_cam` which differentiates a given graph.
 """
 
@@ -52,6 +53,12 @@ def spike_activation_map(stage_output_tmajor: torch.Tensor) -> torch.Tensor:
     return stage_output_tmajor.float().sum(dim=(0, 2))
 
 
+def _fp32(t: torch.Tensor):
+    """Autocast off on ``t``'s device: a CAM's ``einsum`` under bf16/fp16 autocast would run
+    (and round its output) in the low precision even on float32 inputs."""
+    return torch.autocast(device_type=t.device.type, enabled=False)
+
+
 def _check_cam_inputs(features: torch.Tensor, fc_weight: torch.Tensor, what: str) -> None:
     """ValueError unless ``features`` is ``[B, C, H, W]`` and ``fc_weight`` is ``[K, C]``."""
     if features.dim() != 4:
@@ -72,7 +79,8 @@ def class_activation_map(features: torch.Tensor, fc_weight: torch.Tensor,
     """
     _check_cam_inputs(features, fc_weight, "class_activation_map")
     w = fc_weight.float()[classes.long()]                      # (B, C)
-    return F.relu(torch.einsum("bc,bchw->bhw", w, features.float()))
+    with _fp32(features):
+        return F.relu(torch.einsum("bc,bchw->bhw", w, features.float()))
 
 
 def grad_cam(class_scores: torch.Tensor, activation: torch.Tensor,
@@ -100,7 +108,8 @@ def grad_cam(class_scores: torch.Tensor, activation: torch.Tensor,
     selected = class_scores.gather(1, classes.long().view(-1, 1)).sum()
     (grads,) = torch.autograd.grad(selected, activation, retain_graph=retain_graph)
     alpha = grads.float().mean(dim=(2, 3))                     # (B, C)
-    return F.relu(torch.einsum("bc,bchw->bhw", alpha, activation.detach().float()))
+    with _fp32(activation):
+        return F.relu(torch.einsum("bc,bchw->bhw", alpha, activation.detach().float()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,7 +352,8 @@ def class_activation_maps(features: torch.Tensor, fc_weight: torch.Tensor) -> to
     turns the classifier into a 1x1 convolution applied before the pooling).
     """
     _check_cam_inputs(features, fc_weight, "class_activation_maps")
-    return torch.einsum("kc,bchw->bkhw", fc_weight.float(), features.float())
+    with _fp32(features):
+        return torch.einsum("kc,bchw->bkhw", fc_weight.float(), features.float())
 
 
 def cat_loss(student_cams: torch.Tensor, teacher_cams: torch.Tensor, *, resolution: int = 2,

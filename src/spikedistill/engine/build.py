@@ -82,6 +82,28 @@ def configure_determinism(deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def determinism_flags() -> Dict[str, Any]:
+    """The process-wide state :func:`configure_determinism` changes, for
+    :func:`restore_determinism` (a run must not leave its flags to the next one)."""
+    return {"cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "warn_only": torch.is_deterministic_algorithms_warn_only_enabled(),
+            "CUBLAS_WORKSPACE_CONFIG": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}
+
+
+def restore_determinism(flags: Dict[str, Any]) -> None:
+    """Put back what :func:`determinism_flags` recorded."""
+    torch.backends.cudnn.benchmark = flags["cudnn_benchmark"]
+    torch.backends.cudnn.deterministic = flags["cudnn_deterministic"]
+    torch.use_deterministic_algorithms(flags["deterministic_algorithms"],
+                                       warn_only=flags["warn_only"])
+    if flags["CUBLAS_WORKSPACE_CONFIG"] is None:
+        os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    else:
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = flags["CUBLAS_WORKSPACE_CONFIG"]
+
+
 # --------------------------------------------------------------------------------------------
 # data
 # --------------------------------------------------------------------------------------------
@@ -461,10 +483,16 @@ def build_distiller(cfg: Config, student: nn.Module, teacher: Optional[nn.Module
     return distiller
 
 
+#: torch.compile's backend for train.compile (torch's default; the CPU tests use "eager", as
+#: inductor's C++ code generation takes minutes on a CPU)
+COMPILE_BACKEND = "inductor"
+
+
 def wrap_for_training(distiller, student: nn.Module, extras: Dict[str, nn.Module],
                       info: D.DistInfo, train_cfg) -> None:
     """DistributedDataParallel around the student and every trainable extra (not the frozen
-    teacher) under ``torchrun``; ``torch.compile`` of the student with ``train.compile``."""
+    teacher) under ``torchrun``; ``torch.compile`` of the student and the teacher with
+    ``train.compile``."""
     if info.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -477,7 +505,9 @@ def wrap_for_training(distiller, student: nn.Module, extras: Dict[str, nn.Module
             if any(p.requires_grad for p in module.parameters()):
                 distiller.extras[name] = DDP(module, **ddp_kwargs)
     if train_cfg.compile:
-        distiller.student = torch.compile(distiller.student)
+        distiller.student = torch.compile(distiller.student, backend=COMPILE_BACKEND)
+        if distiller.teacher is not None:  # in place: its class and state-dict keys stay
+            distiller.teacher.compile(backend=COMPILE_BACKEND)
 
 
 def trainable_parameters(distiller) -> List[nn.Parameter]:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
+import torch
+
 from spikedistill.engine import distributed as D
 from spikedistill.engine.logging import RunLogger, make_progress
 
@@ -159,10 +161,32 @@ class EpochHookCallback(Callback):
         self.hook(int(record["epoch"]), record)
 
 
+class CompileTimeCallback(Callback):
+    """With ``train.compile``: one line on rank 0 after the run's first training step, its wall
+    time (synchronised) from the epoch's start. ``torch.compile`` is lazy, so that step is where
+    the student and the teacher are compiled: the line is the compile time (plus one step)."""
+
+    def __init__(self):
+        self.reported = False
+        self.first_step_s: Optional[float] = None
+
+    def on_step_end(self, run, step_in_epoch: int, meter) -> None:
+        if self.reported:
+            return
+        self.reported = True
+        if run.device.type == "cuda":
+            torch.cuda.synchronize(run.device)
+        self.first_step_s = time.perf_counter() - meter.t0
+        if run.is_main:
+            print(f"train.compile: first training step took {self.first_step_s:.1f} s "
+                  "(torch.compile of the student and the teacher included; the evaluation's "
+                  "first batch compiles the eval-mode graph)", flush=True)
+
+
 def engine_callbacks() -> list:
     """The engine's own callbacks, in the order they run."""
     return [ProgressBarCallback(), RecordsCallback(), EpochLineCallback()]
 
 
-__all__ = ["Callback", "CallbackList", "EpochHookCallback", "EpochLineCallback", "HOOKS",
+__all__ = ["Callback", "CallbackList", "CompileTimeCallback", "EpochHookCallback", "EpochLineCallback", "HOOKS",
            "PROGRESS_EVERY", "ProgressBarCallback", "RecordsCallback", "engine_callbacks"]

@@ -50,11 +50,12 @@ from spikedistill.engine import distributed as D
 from spikedistill.engine.build import (ann_in_channels, autocast_context, build_augmentations,
                                        build_distiller, model_in_channels, build_grad_scaler, build_loaders, build_optimizer,
                                        build_scheduler, build_student, build_teacher,
-                                       configure_determinism, eval_loader_for, input_shape_of,
-                                       load_data, per_rank_batch, resolve_amp, seed_everything,
+                                       configure_determinism, determinism_flags, eval_loader_for, input_shape_of,
+                                       load_data, per_rank_batch, resolve_amp, restore_determinism,
+                                       seed_everything,
                                        teacher_label, trainable_parameters, wrap_for_training,
                                        write_data_split)
-from spikedistill.engine.callbacks import (PROGRESS_EVERY, Callback, CallbackList,
+from spikedistill.engine.callbacks import (PROGRESS_EVERY, Callback, CallbackList, CompileTimeCallback,
                                            EpochHookCallback, engine_callbacks)
 from spikedistill.engine.checkpoint import BEST_NAME, LAST_NAME, check_same_model, save_checkpoint
 from spikedistill.engine.loop import evaluate, sync, train_one_epoch, train_step
@@ -129,6 +130,7 @@ def run_training(cfg: Optional[Config] = None, *, resume: Optional[Union[str, os
         raise ConfigError("--resume continues a run and --overwrite starts it over: give one "
                           "of them")
     device = cfg.train.device if cfg is not None else config_for_resume(resume).train.device
+    flags = determinism_flags()
     with _sigterm_as_exit():
         info = D.init_distributed(device)
         opened = None
@@ -147,6 +149,8 @@ def run_training(cfg: Optional[Config] = None, *, resume: Optional[Union[str, os
                 torch.set_num_threads(int(tc.threads))
             configure_determinism(bool(tc.deterministic))
             hooks = engine_callbacks() + list(callbacks)
+            if tc.compile:
+                hooks.append(CompileTimeCallback())
             if on_epoch_end is not None:
                 hooks.append(EpochHookCallback(on_epoch_end))
             run = setup_run(cfg, info, ckpt, opened.run_dir)
@@ -157,6 +161,7 @@ def run_training(cfg: Optional[Config] = None, *, resume: Optional[Union[str, os
             if opened is not None:
                 opened.release()
             D.cleanup(info)
+            restore_determinism(flags)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,10 @@ input ``(Q K^T) V / 8`` is a multiple of 1/8, so ``h = 0.5`` happens), so Spikfo
 :func:`lif_multistep` is the pure function; :class:`LIF` is the ``nn.Module`` wrapper. The
 ``torch`` backend is the reference; ``triton`` runs the whole time loop in one fused kernel
 (CUDA, see :mod:`spikedistill.neurons.triton_lif`); ``auto`` uses Triton on CUDA when it is
-importable and supports the surrogate, else torch.
+importable and supports the surrogate, else torch. When the kernel cannot compile or launch
+(no C compiler for Triton's launcher, say), ``auto`` warns once, naming the cause and the fix,
+and runs the torch loop from then on; an explicit ``triton`` raises
+:class:`~spikedistill.neurons.triton_lif.TritonLaunchError` instead.
 """
 
 from __future__ import annotations
@@ -77,13 +80,25 @@ def _triton_usable(x: torch.Tensor, surrogate: str):
     return True, ""
 
 
+def _on_cuda(x: torch.Tensor) -> bool:
+    return x.is_cuda
+
+
+def _triton_launch_failed() -> bool:
+    """Whether the kernel already failed to compile or launch in this process (``auto``)."""
+    from spikedistill.neurons import triton_lif
+    return triton_lif.launch_failure() is not None
+
+
 def resolve_backend(backend: str, x: torch.Tensor, surrogate: str = "triangle") -> str:
     """Map ``auto`` to ``triton`` or ``torch`` for this input; check an explicit choice."""
     if backend not in BACKENDS:
         raise ConfigError(f"neuron backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if backend == "torch":
         return "torch"
-    if backend == "auto" and not x.is_cuda:
+    if backend == "auto" and not _on_cuda(x):
+        return "torch"
+    if backend == "auto" and _triton_launch_failed():
         return "torch"
     ok, reason = _triton_usable(x, surrogate)
     if ok:
@@ -105,10 +120,16 @@ def lif_multistep(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0
                          f"{tuple(x.shape)}")
     get_surrogate(surrogate)
     if resolve_backend(backend, x, surrogate) == "triton":
-        from spikedistill.neurons.triton_lif import lif_multistep_triton
-        return lif_multistep_triton(x, decay=decay, threshold=threshold, surrogate=surrogate,
-                                    alpha=alpha, detach_reset=detach_reset,
-                                    decay_input=decay_input, fire_at_threshold=fire_at_threshold)
+        from spikedistill.neurons import triton_lif
+        try:
+            return triton_lif.lif_multistep_triton(
+                x, decay=decay, threshold=threshold, surrogate=surrogate, alpha=alpha,
+                detach_reset=detach_reset, decay_input=decay_input,
+                fire_at_threshold=fire_at_threshold, fallback=backend == "auto")
+        except triton_lif.TritonLaunchError as exc:
+            if backend != "auto":
+                raise
+            triton_lif.note_fallback(str(exc))
     return lif_multistep_torch(x, decay=decay, threshold=threshold, surrogate=surrogate,
                                alpha=alpha, detach_reset=detach_reset, decay_input=decay_input,
                                fire_at_threshold=fire_at_threshold)

@@ -48,8 +48,16 @@ At ResNet-19 layer 1 (T=4, B=128, 128 x 32 x 32: 67.1 M neuron-steps) in bf16 th
 0.27 ms at an H100's 2.95 TB/s -- the floor this kernel is designed to sit near.  In inference
 (no input requires grad) v is not stored: 2e bytes per neuron-step.
 
-Public API: ``lif_multistep_triton``, ``triton_available``, ``SUPPORTED_SURROGATES``.  The
-module imports without Triton installed; calling the kernel then raises ``RuntimeError``.
+Public API: ``lif_multistep_triton``, ``triton_available``, ``SUPPORTED_SURROGATES``,
+``TritonLaunchError``.  The module imports without Triton installed; calling the kernel then
+raises ``RuntimeError``.
+
+A kernel that cannot compile or launch (Triton builds a small C launcher at the first launch
+and needs a C compiler for it; a ptxas too old for the card; ...) raises
+:class:`TritonLaunchError` naming the cause and the fix.  With ``fallback=True`` (the neuron's
+``auto`` backend) a backward kernel that fails instead computes the same BPTT equations in
+torch from the saved ``v`` (:func:`lif_backward_torch`), after one warning; the forward
+fallback is the neuron's (``spikedistill.neurons.lif``).
 On a CPU the kernels run under Triton's interpreter when ``TRITON_INTERPRET=1`` was set
 before this module was imported (it is read when the kernels are decorated).
 """
@@ -58,6 +66,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Optional, Tuple
 
 import torch
@@ -73,7 +82,8 @@ except Exception as exc:  # noqa: BLE001 - any import failure means "no Triton"
     _TRITON_IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
 __all__ = ["lif_multistep_triton", "triton_available", "SUPPORTED_SURROGATES",
-           "BLOCK", "NUM_WARPS", "bytes_per_neuron_step"]
+           "BLOCK", "NUM_WARPS", "bytes_per_neuron_step", "TritonLaunchError",
+           "launch_failure", "lif_backward_torch"]
 
 #: surrogate name -> compile-time id used by the kernels
 SUPPORTED_SURROGATES = {"triangle": 0, "sigmoid": 1, "atan": 2}
@@ -201,6 +211,89 @@ if triton is not None:
             gx_p -= N
 
 
+class TritonLaunchError(RuntimeError):
+    """The Triton LIF kernel could not compile or launch here (the message names the cause and
+    how to fix it)."""
+
+
+#: why a kernel failed to compile or launch in this process (set once, by note_fallback)
+_LAUNCH_FAILURE: Optional[str] = None
+
+
+def launch_failure() -> Optional[str]:
+    """Why a Triton LIF kernel failed in this process under the ``auto`` backend, or None.
+    Once set, ``auto`` uses the torch loop without trying the kernel again."""
+    return _LAUNCH_FAILURE
+
+
+def _fix_hint(text: str) -> str:
+    """How to fix a launch failure whose message is ``text``."""
+    low = text.lower()
+    if "c compiler" in low or "cc environment" in low or "python.h" in low:
+        return ("install a C compiler (e.g. apt-get install gcc) or point the CC environment "
+                "variable at one: Triton builds its launcher with it at the first launch")
+    if "ptxas" in low or "no kernel image" in low or "unsupported gpu" in low:
+        return ("install a Triton release that supports this card and CUDA driver "
+                "(pip install -U triton matching your torch)")
+    return ("check that `python -c \"import triton\"` works and that Triton matches your torch "
+            "(pip show torch triton)")
+
+
+def _launch_error(which: str, x: torch.Tensor, exc: BaseException) -> TritonLaunchError:
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    cause = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return TritonLaunchError(f"the Triton LIF {which} kernel failed to compile or launch on "
+                             f"{x.device} ({cause}); to fix it, {_fix_hint(str(exc))}")
+
+
+def note_fallback(reason: str) -> None:
+    """Record that the kernel cannot run here and warn once (later calls stay silent)."""
+    global _LAUNCH_FAILURE
+    if _LAUNCH_FAILURE is not None:
+        return
+    _LAUNCH_FAILURE = reason
+    warnings.warn(f"spikedistill: {reason}. The LIF neuron runs its torch loop instead (same "
+                  "spikes and gradients, slower); set model.neuron.backend=torch to choose it "
+                  "and silence this, or =triton to make it an error.",
+                  RuntimeWarning, stacklevel=3)
+
+
+def _reset_launch_failure() -> None:
+    """Forget a recorded failure (tests)."""
+    global _LAUNCH_FAILURE
+    _LAUNCH_FAILURE = None
+
+
+def lif_backward_torch(grad_spikes: torch.Tensor, v: torch.Tensor, decay: float,
+                       threshold: float, surrogate: str, alpha: float, detach_reset: bool,
+                       in_scale: float = 1.0) -> torch.Tensor:
+    """The backward kernel's BPTT in torch, from the saved ``v = h - threshold`` ([T, ...],
+    spikes recovered as ``s = [v > 0]``), fp32 arithmetic, t = T-1 .. 0 with gu = 0 at T-1::
+
+        dL/dh[t] = (gs[t] - gu * h[t]) * sg(v[t]) + gu * (1 - s[t])    (no "- gu * h" term
+                                                                           with detach_reset)
+        dL/dx[t] = in_scale * dL/dh[t],     gu <- decay * dL/dh[t]
+
+    Returns dL/dx in ``v``'s dtype and layout."""
+    from spikedistill.neurons.surrogate import get_surrogate
+
+    sg_fn = get_surrogate(surrogate)
+    vf, gs = v.float(), grad_spikes.float()
+    grad_x = torch.empty_like(v)
+    gu = torch.zeros_like(vf[0])
+    for t in range(v.shape[0] - 1, -1, -1):
+        sg = sg_fn(vf[t], alpha)
+        not_spike = (vf[t] <= 0).float()
+        if detach_reset:
+            gh = gs[t] * sg + gu * not_spike
+        else:  # sg == 0 masked as in the kernel (an overflowed 16-bit v must not give inf * 0)
+            gh = torch.where(sg > 0, (gs[t] - gu * (vf[t] + threshold)) * sg,
+                             torch.zeros_like(sg)) + gu * not_spike
+        grad_x[t] = (in_scale * gh).to(v.dtype)
+        gu = decay * gh
+    return grad_x
+
+
 def _require_triton(x: torch.Tensor) -> None:
     ok, reason = triton_available(x)
     if not ok:
@@ -257,7 +350,7 @@ class _LIFMultistepTriton(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, decay, threshold, surrogate_id, alpha, detach_reset, in_scale=1.0,
-                inclusive=False):
+                inclusive=False, fallback=False):
         if not _time_major_dense(x):
             x = x.contiguous()
         T = x.shape[0]
@@ -266,15 +359,19 @@ class _LIFMultistepTriton(torch.autograd.Function):
         need_grad = bool(ctx.needs_input_grad[0])
         v = _like(x) if need_grad else spikes  # dummy pointer when v is not stored
         if n > 0:
-            with _device_guard(x):
-                _lif_fwd_kernel[_grid(n)](x, spikes, v, n, T, float(decay), float(threshold),
-                                          float(in_scale), STORE_V=need_grad, BLOCK_SIZE=BLOCK,
-                                          INCLUSIVE=bool(inclusive),
-                                          num_warps=NUM_WARPS)
+            try:
+                with _device_guard(x):
+                    _lif_fwd_kernel[_grid(n)](x, spikes, v, n, T, float(decay),
+                                              float(threshold), float(in_scale),
+                                              STORE_V=need_grad, BLOCK_SIZE=BLOCK,
+                                              INCLUSIVE=bool(inclusive), num_warps=NUM_WARPS)
+            except Exception as exc:  # noqa: BLE001 - compile / launch failures of any kind
+                raise _launch_error("forward", x, exc) from exc
         if need_grad:
             ctx.save_for_backward(v)
         ctx.params = (float(decay), float(threshold), int(surrogate_id), float(alpha),
                       bool(detach_reset), float(in_scale))
+        ctx.fallback = bool(fallback)
         return spikes
 
     @staticmethod
@@ -288,26 +385,47 @@ class _LIFMultistepTriton(torch.autograd.Function):
             gs = torch.empty_strided(v.shape, v.stride(), dtype=gs.dtype,
                                      device=v.device).copy_(grad_spikes)
         grad_x = _like(v)
+        if n > 0 and ctx.fallback and _LAUNCH_FAILURE is not None:
+            return _backward_in_torch(gs, v, ctx.params), *([None] * 8)
         if n > 0:
-            with _device_guard(v):
-                _lif_bwd_kernel[_grid(n)](gs, v, grad_x, n, T, (T - 1) * n, decay, threshold,
-                                          alpha, in_scale, SURROGATE=surrogate_id,
-                                          DETACH_RESET=detach_reset, BLOCK_SIZE=BLOCK,
-                                          num_warps=NUM_WARPS)
-        return grad_x, None, None, None, None, None, None, None
+            try:
+                with _device_guard(v):
+                    _lif_bwd_kernel[_grid(n)](gs, v, grad_x, n, T, (T - 1) * n, decay,
+                                              threshold, alpha, in_scale,
+                                              SURROGATE=surrogate_id,
+                                              DETACH_RESET=detach_reset, BLOCK_SIZE=BLOCK,
+                                              num_warps=NUM_WARPS)
+            except Exception as exc:  # noqa: BLE001 - compile / launch failures of any kind
+                err = _launch_error("backward", v, exc)
+                if not ctx.fallback:
+                    raise err from exc
+                note_fallback(str(err))
+                return _backward_in_torch(gs, v, ctx.params), *([None] * 8)
+        return grad_x, None, None, None, None, None, None, None, None
+
+
+_SURROGATE_NAMES = {i: name for name, i in SUPPORTED_SURROGATES.items()}
+
+
+def _backward_in_torch(gs: torch.Tensor, v: torch.Tensor, params) -> torch.Tensor:
+    decay, threshold, surrogate_id, alpha, detach_reset, in_scale = params
+    return lif_backward_torch(gs, v, decay, threshold, _SURROGATE_NAMES[surrogate_id], alpha,
+                              detach_reset, in_scale)
 
 
 def lif_multistep_triton(x: torch.Tensor, decay: float = 0.5, threshold: float = 1.0,
                          surrogate: str = "triangle", alpha: float = 1.0,
                          detach_reset: bool = False, decay_input: bool = False,
-                         fire_at_threshold: bool = False) -> torch.Tensor:
+                         fire_at_threshold: bool = False, fallback: bool = False) -> torch.Tensor:
     """Multi-step LIF on time-major ``x: [T, ...]`` with the fused Triton kernels.
 
     Returns spikes (0./1.) of x's shape and dtype.  See the module docstring for the equations,
     the surrogates and the backward pass.  ``x`` must be fp32, bf16 or fp16 on CUDA (or on the
     CPU under ``TRITON_INTERPRET=1``).  Time slices may be laid out in any dense order
     (channels_last: the spikes come back channels_last too); other strided input is copied
-    once to contiguous.
+    once to contiguous.  A kernel that cannot compile or launch raises
+    :class:`TritonLaunchError`; with ``fallback`` a failing backward kernel is replaced by
+    :func:`lif_backward_torch` (one warning).
     """
     if surrogate not in SUPPORTED_SURROGATES:
         raise ValueError(f"surrogate must be one of {sorted(SUPPORTED_SURROGATES)}, "
@@ -321,4 +439,5 @@ def lif_multistep_triton(x: torch.Tensor, decay: float = 0.5, threshold: float =
     _require_triton(x)
     in_scale = 1.0 - float(decay) if decay_input else 1.0
     return _LIFMultistepTriton.apply(x, decay, threshold, SUPPORTED_SURROGATES[surrogate],
-                                     alpha, detach_reset, in_scale, bool(fire_at_threshold))
+                                     alpha, detach_reset, in_scale, bool(fire_at_threshold),
+                                     bool(fallback))
