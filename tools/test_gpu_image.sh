@@ -4,21 +4,29 @@
 # 2.4: the TRITON_INTERPRET=1 tests need 2.3) -- in a venv of its own, built once and reused.
 # Everything else is pinned as in constraints.txt. CI-optional: the first run downloads torch.
 #
-#   PYTHON_GPU_IMAGE   the Python 3.12 to build the venv with (default: python3.12)
+#   PYTHON_GPU_IMAGE   the Python 3.12 to build the venv with (default: the first python3.12
+#                      that runs: on PATH, then pyenv's)
 #   GPU_IMAGE_VENV     where the venv lives (default: ~/.cache/spikedistill/venv-gpu-image)
-#   TORCH_INDEX        the wheel index for torch / torchvision (default: the CPU wheels, which
-#                      run the whole suite without a GPU; https://download.pytorch.org/whl/cu130
-#                      for the GPU machine's own CUDA 13 build)
+#   TORCH_INDEX        a wheel index for torch / torchvision (default: none, i.e. PyPI, whose
+#                      Linux x86_64 torch 2.11.0 is the CUDA 13 build the GPU machine has; it
+#                      runs the whole suite without a GPU too). E.g. https://download.pytorch.org/whl/cpu
+#                      for the small CPU wheels where that host is reachable
 #   extra arguments    go to pytest (default: the whole suite, -n 2 --dist loadfile)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TORCH=2.11.0 TORCHVISION=0.26.0 TRITON=3.6.0 NUMPY_BELOW=2.4
-PY=${PYTHON_GPU_IMAGE:-python3.12}
+PY=${PYTHON_GPU_IMAGE:-}
+if [ -z "$PY" ]; then
+    for cand in python3.12 "$(pyenv root 2>/dev/null)/versions/3.12"*/bin/python3.12; do
+        if "$cand" --version >/dev/null 2>&1; then PY=$cand; break; fi
+    done
+fi
+PY=${PY:-python3.12}
 VENV=${GPU_IMAGE_VENV:-$HOME/.cache/spikedistill/venv-gpu-image}
-TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
+TORCH_INDEX=${TORCH_INDEX:-}
 
-if ! command -v "$PY" >/dev/null 2>&1; then
+if ! "$PY" --version >/dev/null 2>&1; then
     echo "test-gpu-image: $PY not found; set PYTHON_GPU_IMAGE to a Python 3.12 interpreter" >&2
     exit 2
 fi
@@ -32,7 +40,9 @@ sed -e "s/^torch==.*/torch==$TORCH/" -e "s/^torchvision==.*/torchvision==$TORCHV
     -e "s/^triton==.*/triton==$TRITON/" -e "s/^numpy==.*/numpy<$NUMPY_BELOW/" \
     constraints.txt > "$CONSTRAINTS"
 PIP=("$VPY" -m pip install --disable-pip-version-check -q -c "$CONSTRAINTS")
-"${PIP[@]}" --index-url "$TORCH_INDEX" --extra-index-url https://pypi.org/simple torch torchvision
+INDEX=()
+[ -z "$TORCH_INDEX" ] || INDEX=(--index-url "$TORCH_INDEX" --extra-index-url https://pypi.org/simple)
+"${PIP[@]}" "${INDEX[@]}" torch torchvision
 "${PIP[@]}" triton numpy
 "${PIP[@]}" -e ".[dev]"
 "${PIP[@]}" --no-deps spikingjelly==2.0.0
