@@ -82,3 +82,27 @@ def test_tks_matches_released_code(schedule):
     assert torch.allclose(g[0, 0], torch.tensor(g00), atol=1e-6)
     assert torch.allclose(g[2, 3], torch.tensor(g23), atol=1e-6)
     assert g.norm().item() == pytest.approx(gnorm, rel=1e-5)
+
+
+# -- TSER-KD: github.com/matteogianferrari/tser-kd @ 86d3653c9c31f53f995ab57583e28a3efd31396a --
+# tser_kd/model/loss.py TSERKDLoss(alpha=1e-2, gamma=1e-3, tau=5) (config_kd.py defaults), a
+# public third-party implementation (the paper's own code was not reachable).
+# z = det((2, 4, 5)), teacher det((4, 5), phase=1), y = (0, 2, 4, 1).
+
+def test_tser_kd_matches_public_code_at_its_defaults():
+    z = det((2, 4, 5)).requires_grad_(True)
+    d = build_method("tser-kd", FixedStudent(z), torch.nn.Linear(1, 5), method_cfg("tser-kd"))
+    d.teacher_targets = lambda x, return_features=False: det((4, 5), phase=1.0)
+    d.train()
+    _, losses = d(torch.zeros(4, 1), torch.tensor([0, 2, 4, 1]))
+    value, g = total_and_grad(losses, z)
+    assert value == pytest.approx(1.8429701328277588, rel=1e-6)
+    assert losses["ce"].item() == pytest.approx(0.99 * 1.8557041883468628, rel=1e-6)
+    assert losses["er"].item() == pytest.approx(-1e-3 * 1.5465728044509888, rel=1e-6)
+    assert torch.allclose(g[0, 0], torch.tensor([-0.02176307700574398, 0.004721338395029306,
+                                                 0.006338424980640411, 0.006392891518771648,
+                                                 0.004310418851673603]), atol=1e-7)
+    assert torch.allclose(g[1, 3], torch.tensor([0.0023906196001917124, -0.02045844867825508,
+                                                 0.005738109350204468, 0.006821627728641033,
+                                                 0.005508095026016235]), atol=1e-7)
+    assert g.norm().item() == pytest.approx(0.066268190741539, rel=1e-5)

@@ -125,7 +125,8 @@ def test_temporal_entropy_golden():
 def test_tser_kd_method_terms():
     student, teacher = _pair()
     d = build_method("tser-kd", student, teacher,
-                     _cfg("tser-kd", "distill.tser_kd.alpha=0.25", "distill.tser_kd.gamma=0.5"))
+                     _cfg("tser-kd", "distill.tser_kd.alpha=0.25", "distill.tser_kd.gamma=0.5",
+                          "distill.tser_kd.tau=4", "distill.tser_kd.tau_on_ce=false"))
     d.train()
     x, y = _batch()
     logits, losses = d(x, y)
@@ -308,4 +309,4 @@ def test_tser_kd_tau_on_ce():
     _, losses = d(torch.zeros(1, 1), y)
     want = 0.5 * 0.5 * (-math.log(0.75) + math.log(2.0))
     assert losses["ce"].item() == pytest.approx(want, rel=1e-6)
-    assert tser_kd.TSERKDConfig().tau_on_ce is False      # default: CE unsoftened
+    assert tser_kd.TSERKDConfig().tau_on_ce is True       # default: CE softened, as TSCELoss(tau)
