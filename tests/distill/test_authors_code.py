@@ -15,7 +15,7 @@ from spikedistill.distill import build_method
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.context import StepContext
 
-from method_helpers import method_cfg  # noqa: E402
+from method_helpers import batch, method_cfg, pair  # noqa: E402
 
 
 def det(shape, phase: float = 0.0, scale: float = 3.0) -> torch.Tensor:
@@ -106,3 +106,36 @@ def test_tser_kd_matches_public_code_at_its_defaults():
                                                  0.005738109350204468, 0.006821627728641033,
                                                  0.005508095026016235]), atol=1e-7)
     assert g.norm().item() == pytest.approx(0.066268190741539, rel=1e-5)
+
+
+# -- e2KD: github.com/m-parchami/GoodTeachersExplain @ a1b7bb532bff395988e6695d65a49461bfedb099 --
+# bcos/distillation_methods/TeachersExplain.py: TeachersExplainCriterion and the GRAD_CAM_POS
+# branch of explanation_aware_forward (student Grad-CAM with create_graph, both maps resized to
+# the input size by torchvision's resize), with the base values of
+# bcos/experiments/ImageNet/final_live/experiment_parameters.py (temperature 1, T^2 rescale,
+# coefficients 1), run on this package's tiny pair (method_helpers.pair(), batch()): the
+# student's "features" the time-averaged last spike stage [4, 64, 2, 2], input 8 x 8.
+
+def test_e2kd_matches_released_code_on_the_tiny_pair():
+    student, teacher = pair()
+    x, y = batch()
+    d = build_method("e2kd", student, teacher, method_cfg("e2kd"))
+    d.train()
+    _, losses = d(x, y)
+    assert losses["exp"].item() == pytest.approx(0.1517716646194458, rel=1e-5)
+    assert losses["kd"].item() == pytest.approx(0.017930857837200165, rel=1e-5)
+    assert losses["ce"].item() == pytest.approx(1.5431463718414307, rel=1e-6)
+    total = sum(losses.values())
+    assert total.item() == pytest.approx(1.7128489017486572, rel=1e-6)
+    total.backward()
+    gw = student.head[0].weight.grad
+    assert torch.allclose(gw[0, :4], torch.tensor([-0.015102861449122429, 0.0009736586362123489,
+                                                   0.00328911654651165, -0.0021236888132989407]),
+                          atol=2e-6)
+    assert gw.norm().item() == pytest.approx(1.1244544982910156, rel=1e-4)
+    allg = torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None])
+    assert allg.norm().item() == pytest.approx(25.480247497558594, rel=1e-4)
+    # at feature size (no resize) the explanation term is 0.2202 (the released code: 0.1518)
+    d_feat = build_method("e2kd", student, teacher, method_cfg("e2kd", "distill.e2kd.map_size=feature"))
+    d_feat.train()
+    assert d_feat(x, y)[1]["exp"].item() == pytest.approx(0.2201874852180481, rel=1e-5)

@@ -314,15 +314,28 @@ def laf_loss(student_pooled: torch.Tensor, teacher_logits: torch.Tensor,
 # Distillation", ECCV 2024; github.com/m-parchami/GoodTeachersExplain)
 # --------------------------------------------------------------------------------------------
 
-def explanation_cosine_loss(student_map: torch.Tensor, teacher_map: torch.Tensor) -> torch.Tensor:
-    """e2KD's explanation term: ``1/B sum_b (1 - cos(vec(E_s[b]), vec(E_t[b])))``.
+def resize_maps(m: torch.Tensor, size) -> torch.Tensor:
+    """Bilinear resize of maps ``(B, H, W)`` to ``size = (H', W')`` (``align_corners=False``, as
+    torchvision's ``resize`` of a tensor when upsampling), float32 ``(B, H', W')``."""
+    return F.interpolate(m.float().unsqueeze(1), size=tuple(int(v) for v in size), mode="bilinear",
+                         align_corners=False, antialias=False).squeeze(1)
+
+
+def explanation_cosine_loss(student_map: torch.Tensor, teacher_map: torch.Tensor,
+                            size=None) -> torch.Tensor:
+    """e2KD's explanation term: ``1/B sum_b (1 - cos(vec(R(E_s[b])), vec(R(E_t[b]))))``.
 
     ``E_s``, ``E_t`` ``(B, H, W)`` are the student's and the teacher's explanations of the same
-    class (the teacher's prediction); the teacher's is a constant. The cosine is taken between
-    the flattened maps, so it ignores their scale (a Grad-CAM and the CAM it equals up to
-    ``1 / (H W)`` give the same loss). An all-zero map has cosine 0 (torch's ``1e-8`` guard).
-    Maps of different shape raise ``ValueError``.
+    class (the teacher's prediction); the teacher's is a constant. ``R`` is the identity, or with
+    ``size = (H', W')`` a bilinear resize to that size (:func:`resize_maps`; the released code
+    resizes both Grad-CAMs to the input image size before the cosine, so the two maps may then
+    differ in H, W). The cosine is taken between the flattened maps, so it ignores their scale
+    (a Grad-CAM and the CAM it equals up to ``1 / (H W)`` give the same loss; the resize is
+    linear). An all-zero map has cosine 0 (torch's ``1e-8`` guard). Without ``size``, maps of
+    different shape raise ``ValueError``.
     """
+    if size is not None:
+        student_map, teacher_map = resize_maps(student_map, size), resize_maps(teacher_map.detach(), size)
     if student_map.shape != teacher_map.shape:
         raise ValueError(f"e2KD: student explanation {tuple(student_map.shape)} and teacher "
                          f"explanation {tuple(teacher_map.shape)} differ in shape (B, H, W)")
