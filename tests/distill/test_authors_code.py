@@ -139,3 +139,50 @@ def test_e2kd_matches_released_code_on_the_tiny_pair():
     d_feat = build_method("e2kd", student, teacher, method_cfg("e2kd", "distill.e2kd.map_size=feature"))
     d_feat.train()
     assert d_feat(x, y)[1]["exp"].item() == pytest.approx(0.2201874852180481, rel=1e-5)
+
+
+# -- HTA-KL = AKL per timestep: github.com/wutaiqiang/LLM_KD_AKL @ ff278be603df44b10afc07da3c7962ec8218aca7
+# AKL.py get_ratio (mu) + get_kl, combined as in its AKL(); the T*B student rows as tokens of one
+# sequence, every token counted. z = det((2, 4, 5)), teacher det((4, 5), phase=1, scale=1)
+# (cumulative descending mass per row 0.32/0.61, 0.64, 0.42/0.68, 0.36/0.64: the heads differ
+# between mu 0.5 and 0.8). AKL has no temperature: tau 1 (our default).
+AKL_GOLDEN = {
+    0.5: (0.34933578968048096,
+          [-0.014681722968816757, -0.00913904421031475, 0.005617938935756683,
+           0.01814301311969757, 5.9819736634381115e-05],
+          [0.03742114081978798, -0.014457116834819317, -0.014120932668447495,
+           -0.00603533023968339, -0.002807755721732974], 0.10408685356378555),
+    0.8: (0.3866330683231354,
+          [-0.024795547127723694, -0.0071427831426262856, 0.011399595998227596,
+           0.019884640350937843, 0.0006540907197631896],
+          [0.03985320031642914, -0.01375504583120346, -0.015767129138112068,
+           -0.0071516199968755245, -0.0031794095411896706], 0.11249080300331116),
+}
+
+
+@pytest.mark.parametrize("mu", [0.5, 0.8])
+def test_hta_kl_matches_released_akl(mu):
+    loss, g00, g12, gnorm = AKL_GOLDEN[mu]
+    z = det((2, 4, 5)).requires_grad_(True)
+    d = build_method("hta-kl", FixedStudent(z), torch.nn.Linear(1, 5),
+                     method_cfg("hta-kl", f"distill.hta_kl.mu={mu}"))
+    d.teacher_targets = lambda x, return_features=False: det((4, 5), phase=1.0, scale=1.0)
+    d.train()
+    _, losses = d(torch.zeros(4, 1), torch.tensor([0, 2, 4, 1]))
+    (g,) = torch.autograd.grad(losses["hta"], z)
+    assert losses["hta"].item() == pytest.approx(loss, rel=1e-6)
+    assert torch.allclose(g[0, 0], torch.tensor(g00), atol=1e-7)
+    assert torch.allclose(g[1, 2], torch.tensor(g12), atol=1e-7)
+    assert g.norm().item() == pytest.approx(gnorm, rel=1e-5)
+
+
+def test_hta_kl_ascending_is_its_own_method_and_differs_from_akl():
+    z = det((2, 4, 5)).requires_grad_(True)
+    d = build_method("hta-kl-ascending", FixedStudent(z), torch.nn.Linear(1, 5), method_cfg("hta-kl-ascending"))
+    d.teacher_targets = lambda x, return_features=False: det((4, 5), phase=1.0, scale=1.0)
+    d.train()
+    got = d(torch.zeros(4, 1), torch.tensor([0, 2, 4, 1]))[1]["hta"].item()
+    want = Fn.hta_kl_loss(z, det((4, 5), phase=1.0, scale=1.0), tau=1.0, rule="ascending",
+                          detach_weights=False).item()
+    assert got == pytest.approx(want, rel=1e-6)
+    assert abs(got - AKL_GOLDEN[0.5][0]) > 1e-3

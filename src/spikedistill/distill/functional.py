@@ -464,52 +464,69 @@ def temporal_entropy(timestep_logits: torch.Tensor, *, tau: float = 1.0) -> torc
 # abstract was reachable (cumulative-probability mask splitting head and tail, adaptive weights,
 # forward + reverse KL); the equations below are those of the adaptive KL (AKL) of Wu et al.,
 # "Rethinking Kullback-Leibler Divergence in Knowledge Distillation for Large Language Models",
-# arXiv:2404.02657, which matches every element the abstract names. See docs/methods.md.
+# arXiv:2404.02657, which matches every element the abstract names; by default its released
+# head/tail rule and detached weights (github.com/wutaiqiang/LLM_KD_AKL, AKL.py). See docs/methods.md.
 
-def head_mask(teacher_probs: torch.Tensor, mu: float = 0.5) -> torch.Tensor:
-    """The cumulative-probability head mask ``M`` ``[..., K]`` (bool, in class order), AKL's
-    (Wu et al., arXiv:2404.02657, threshold ``mu``)::
+HEAD_RULES = ("akl", "ascending")
 
-        p_(1) <= ... <= p_(K)  (the teacher's probabilities, ascending)
-        c_(j) = sum_{i <= j} p_(i) / sum_i p_(i)
-        M_(j) = 1[c_(j) >= mu]
 
-    so the tail is the set of the smallest classes holding less than ``mu`` of the mass and the
-    head the rest. The cumulative sum is divided by its last entry so that ``c_(K) = 1`` exactly:
-    for every ``mu <= 1`` the top-1 class is in the head (``mu = 1``: the head is the top-1 alone,
-    whatever the float rounding of the sum), and ``mu`` at most the smallest probability puts
-    every class in the head. Ties keep ``torch.sort``'s (stable) order.
+def head_mask(teacher_probs: torch.Tensor, mu: float = 0.5, rule: str = "akl") -> torch.Tensor:
+    """The cumulative-probability head mask ``M`` ``[..., K]`` (bool, in class order).
+
+    ``rule="akl"``, the public AKL code (Wu et al., arXiv:2404.02657; github.com/wutaiqiang/
+    LLM_KD_AKL ``AKL.py`` ``get_ratio``)::
+
+        p_(1) >= ... >= p_(K)  (the teacher's probabilities, descending)
+        c_(j) = sum_{i <= j} p_(i)
+        M_(j) = 1[c_(j) <= mu] or j = 1
+
+    the head is the largest classes whose cumulative mass stays within ``mu`` (the class whose
+    cumulative mass crosses ``mu`` is tail), and the top-1 class is always head.
+
+    ``rule="ascending"`` (spikedistill's earlier reading): ascending order, the cumulative sum
+    divided by its last entry, ``M_(j) = 1[c_(j) >= mu]``: the tail is the smallest classes
+    holding less than ``mu`` of the mass and the head the rest (the class that crosses is head).
+
+    Ties keep ``torch.sort``'s stable order.
     """
-    sorted_p, order = torch.sort(teacher_probs.float(), dim=-1, descending=False, stable=True)
-    cum = sorted_p.cumsum(dim=-1)
-    cum = cum / cum[..., -1:].clamp_min(1e-30)
-    in_head_sorted = cum >= mu
+    if rule == "akl":
+        sorted_p, order = torch.sort(teacher_probs.float(), dim=-1, descending=True, stable=True)
+        in_head_sorted = sorted_p.cumsum(dim=-1) <= mu
+        in_head_sorted[..., 0] = True
+    elif rule == "ascending":
+        sorted_p, order = torch.sort(teacher_probs.float(), dim=-1, descending=False, stable=True)
+        cum = sorted_p.cumsum(dim=-1)
+        cum = cum / cum[..., -1:].clamp_min(1e-30)
+        in_head_sorted = cum >= mu
+    else:
+        raise ValueError(f"unknown head rule {rule!r}; expected one of {', '.join(HEAD_RULES)}")
     mask = torch.zeros_like(in_head_sorted)
     return mask.scatter(-1, order, in_head_sorted)
 
 
-def hta_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, tau: float = 2.0,
-                mu: float = 0.5) -> torch.Tensor:
+def hta_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, tau: float = 1.0,
+                mu: float = 0.5, rule: str = "akl", detach_weights: bool = True) -> torch.Tensor:
     """Head-tail-aware KL on logits ``[..., B, K]`` (the leading dims, e.g. T, are averaged),
     in AKL's form (Wu et al., arXiv:2404.02657, Sec. 4; HTA-KL's own equations unverified)::
 
-        p = softmax(z_t / tau), q = softmax(z_s / tau), M = head_mask(p, mu)
+        p = softmax(z_t / tau), q = softmax(z_s / tau), M = head_mask(p, mu, rule)
         g_head = sum_k M_k |p_k - q_k|,  g_tail = sum_k (1 - M_k) |p_k - q_k|
         w_head = g_head / (g_head + g_tail),  w_tail = g_tail / (g_head + g_tail)
         L = tau^2 * mean_b ( w_head * KL(p || q) + w_tail * KL(q || p) )
 
     the forward KL weighted by the head gap and the reverse KL by the tail gap, per sample.
-    Consequences used by the tests: ``q = p`` gives 0; ``mu`` at most the smallest ``p_k`` (all
-    classes in the head) gives pure FKL, i.e. Hinton KD ``tau^2 KL(p || q)``; a student that
-    matches the teacher on the head classes (``g_head = 0``) gets pure RKL. The weights carry
-    gradient, as in the public AKL code; where ``g_head + g_tail = 0`` both KLs are 0.
+    ``detach_weights=True`` (the AKL code: ``student_probs`` detached in ``get_ratio``) makes the
+    weights constants; ``False`` lets gradient flow through them. AKL itself has no temperature
+    (``tau = 1``). Consequences used by the tests: ``q = p`` gives 0; a mask of all classes
+    gives pure FKL, i.e. Hinton KD ``tau^2 KL(p || q)``; a student that matches the teacher on
+    the head classes (``g_head = 0``) gets pure RKL. Where ``g_head + g_tail = 0`` both KLs are 0.
     """
     log_p = F.log_softmax(teacher_logits.detach().float() / tau, dim=-1)
     log_q = F.log_softmax(student_logits.float() / tau, dim=-1)
     log_p = log_p.expand_as(log_q)
     p, q = log_p.exp(), log_q.exp()
-    m = head_mask(p, mu).float()
-    gap = (p - q).abs()
+    m = head_mask(p, mu, rule).float()
+    gap = (p - (q.detach() if detach_weights else q)).abs()
     g_head = (m * gap).sum(dim=-1)
     g_tail = ((1.0 - m) * gap).sum(dim=-1)
     denom = (g_head + g_tail).clamp_min(1e-12)
