@@ -186,3 +186,73 @@ def test_hta_kl_ascending_is_its_own_method_and_differs_from_akl():
                           detach_weights=False).item()
     assert got == pytest.approx(want, rel=1e-6)
     assert abs(got - AKL_GOLDEN[0.5][0]) > 1e-3
+
+
+# -- BKDSNN: github.com/Intelligent-Computing-Research-Group/BKDSNN @ dd6bd539479d4f3ce70836084be0f64d86060824
+# Spike-Element-Wise-ResNet/cifar10dvs/loss.py: BRDLoss(alpha_mgd=2e-3, lambda_mgd=0.15,
+# use_clip=False) and get_logits_loss(temp=2) (its one ".cuda()" removed to run on CPU), the
+# "mixed" loss of train_distillation.py. Parameters of align / generation set to
+# det(shape, phase=i, scale=0.3) in named order; the mask drawn by torch.rand after
+# torch.manual_seed(0) (kept channels 1,1,0,0,1 / 1,1,1,1,1: the aligned 5 channels).
+
+def _set_params(mods):
+    i = 0
+    for m in mods:
+        for _, p in m.named_parameters():
+            with torch.no_grad():
+                p.copy_(det(tuple(p.shape), phase=float(i), scale=0.3))
+            i += 1
+
+
+def test_bkdsnn_blurred_feature_aligns_then_masks_as_released():
+    align = torch.nn.Conv2d(3, 5, kernel_size=1)
+    gen = torch.nn.Sequential(torch.nn.Conv2d(5, 5, 3, padding=1), torch.nn.ReLU(inplace=True),
+                              torch.nn.Conv2d(5, 5, 3, padding=1))
+    _set_params([align, gen])
+    fs = det((2, 3, 4, 4), phase=0.5).requires_grad_(True)
+    torch.manual_seed(0)
+    mask = Fn.channel_mask(2, 5, 0.15)
+    assert mask.flatten().int().tolist() == [1, 1, 0, 0, 1, 1, 1, 1, 1, 1]
+    loss = 2e-3 * Fn.blurred_feature_loss(fs, det((2, 5, 4, 4), phase=2.0), gen, mask, align=align)
+    (g,) = torch.autograd.grad(loss, fs)
+    assert loss.item() == pytest.approx(15.25410270690918, rel=1e-5)
+    assert torch.allclose(g[0, :, 0, 0], torch.tensor([0.29473522305488586, 0.0028803767636418343,
+                                                       0.1942117065191269]), atol=1e-5)
+    assert torch.allclose(g[1, 2, 3], torch.tensor([0.03166100010275841, -0.005584500730037689,
+                                                    -0.061096321791410446, -0.09578816592693329]),
+                          atol=1e-5)
+    assert g.norm().item() == pytest.approx(3.7106082439422607, rel=1e-5)
+
+
+def test_bkdsnn_wsld_logit_term_matches_released_code():
+    zs = det((4, 5)).requires_grad_(True)
+    loss = Fn.wsld_loss(zs, det((4, 5), phase=1.0), torch.tensor([0, 2, 4, 1]), tau=2.0)
+    (g,) = torch.autograd.grad(loss, zs)
+    assert loss.item() == pytest.approx(4.037903308868408, rel=1e-6)
+    assert torch.allclose(g[0], torch.tensor([-0.10872785747051239, -0.04777569696307182,
+                                              0.029450442641973495, 0.08945775777101517,
+                                              0.03759533911943436]), atol=1e-7)
+    assert torch.allclose(g[3], torch.tensor([0.0073609305545687675, 0.001253146561793983,
+                                              -0.02630602940917015, -0.014427886344492435,
+                                              0.03211984783411026]), atol=1e-7)
+    assert g.norm().item() == pytest.approx(0.21706728637218475, rel=1e-5)
+
+
+def test_bkdsnn_method_matches_released_mixed_loss_on_the_tiny_pair():
+    # same widths (64): no align; the method's generator copied into BRDLoss.generation,
+    # the mask drawn after torch.manual_seed(123); loss = CE + WSLD + BRD
+    student, teacher = pair()
+    x, y = batch()
+    d = build_method("bkdsnn", student, teacher, method_cfg("bkdsnn"))
+    d.train()
+    assert "align" not in d.extras
+    torch.manual_seed(123)
+    _, losses = d(x, y)
+    total = sum(losses.values())
+    assert total.item() == pytest.approx(5.476046085357666, rel=1e-5)
+    total.backward()
+    assert student.head[0].weight.grad.norm().item() == pytest.approx(1.0727163553237915, rel=1e-4)
+    allg = torch.cat([p.grad.flatten() for p in student.parameters() if p.grad is not None])
+    assert allg.norm().item() == pytest.approx(12.333755493164062, rel=1e-4)
+    assert d.extras["generator"][0].weight.grad.norm().item() == pytest.approx(0.026624098420143127,
+                                                                               rel=1e-4)

@@ -406,8 +406,10 @@ def test_every_method_one_step_on_tapped_models(method):
     sum(losses.values()).backward()
     torch.optim.SGD(params, lr=0.1).step()
     assert any(not torch.equal(p.detach(), b) for p, b in zip(student.parameters(), before))
-    if method in ("kdsnn", "bkdsnn", "enof"):      # channels differ: adapters were built
+    if method in ("kdsnn", "enof"):      # channels differ: adapters were built
         assert len(d.extras) == 1
+    if method == "bkdsnn":               # align (1x1 conv) and generator at teacher width
+        assert set(d.extras) == {"align", "generator"}
     if method_requires_teacher(method):
         assert all(p.grad is None for p in teacher.parameters())
         assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())

@@ -279,19 +279,50 @@ def channel_mask(batch: int, channels: int, ratio: float, *, device=None,
 
 
 def blurred_feature_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor,
-                         generator: nn.Module, mask: torch.Tensor) -> torch.Tensor:
-    """BKDSNN blurred KD: ``1/B * sum( (G(F_s * mask) - F_t)^2 )``.
+                         generator: nn.Module, mask: torch.Tensor,
+                         align: Optional[nn.Module] = None) -> torch.Tensor:
+    """BKDSNN blurred KD: ``1/B * sum( (G(A(F_s) * mask) - F_t)^2 )``.
 
-    ``student_feature`` ``[B, C_s, H, W]`` (time-averaged), ``mask`` ``(B, C_s, 1, 1)`` of 0/1,
-    ``generator`` ``G`` restores a ``[B, C_t, H, W]`` feature (conv3x3 - ReLU - conv3x3).
+    ``student_feature`` ``[B, C_s, H, W]`` (time-averaged); ``A`` the optional ``align`` module
+    (BKDSNN's 1x1 conv with bias, ``C_s -> C_t``, used when the widths differ; identity
+    otherwise); ``mask`` ``(B, C, 1, 1)`` of 0/1 over the channels of ``A(F_s)`` (the *aligned*
+    channels, as ``BRDLoss`` masks after aligning); ``generator`` ``G`` restores a
+    ``[B, C_t, H, W]`` feature (conv3x3 - ReLU - conv3x3 at teacher width).
     """
-    masked = student_feature.float() * mask.to(student_feature.device, torch.float32)
+    f = student_feature.float()
+    if align is not None:
+        f = align(f).float()
+    masked = f * mask.to(f.device, torch.float32)
     restored = generator(masked).float()
     t = teacher_feature.detach().float()
     if restored.shape != t.shape:
         raise ValueError(f"BKDSNN: restored feature {tuple(restored.shape)} and teacher feature "
                          f"{tuple(t.shape)} differ in shape")
     return ((restored - t) ** 2).sum() / t.shape[0]
+
+
+def wsld_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, *,
+              tau: float = 2.0) -> torch.Tensor:
+    """Weighted soft-label distillation (WSLD, Zhou et al., ICLR 2021), BKDSNN's logit term
+    (``get_logits_loss`` of the released code)::
+
+        CE_soft[b] = - sum_k softmax(z_t[b] / tau)_k log softmax(z_s[b] / tau)_k
+        r_b = CE(z_s[b], y_b) / (CE(z_t[b], y_b) + 1e-7)      (temperature 1, detached)
+        w_b = 1 - exp(-max(r_b, 0))
+        L   = tau^2 * 1/B sum_b w_b CE_soft[b]
+
+    ``labels`` class indices ``(B,)`` or soft / one-hot targets ``[B, K]`` (used as given, as
+    the code's ``one_hot_label``). The weight is a constant; the soft term is a cross-entropy
+    (not a KL: it includes the teacher's entropy, which has no gradient).
+    """
+    z_s, z_t = student_logits.float(), teacher_logits.detach().float()
+    soft = -(F.softmax(z_t / tau, dim=1) * F.log_softmax(z_s / tau, dim=1)).sum(dim=1)
+    target = (F.one_hot(labels.long(), z_s.shape[1]).float() if labels.dim() == 1
+              else labels.float())
+    ce_s = -(target * F.log_softmax(z_s.detach(), dim=1)).sum(dim=1)
+    ce_t = -(target * F.log_softmax(z_t, dim=1)).sum(dim=1)
+    w = 1.0 - torch.exp(-(ce_s / (ce_t + 1e-7)).clamp_min(0.0))
+    return (tau * tau) * (w * soft).mean()
 
 
 def laf_loss(student_pooled: torch.Tensor, teacher_logits: torch.Tensor,
