@@ -256,3 +256,35 @@ def test_bkdsnn_method_matches_released_mixed_loss_on_the_tiny_pair():
     assert allg.norm().item() == pytest.approx(12.333755493164062, rel=1e-4)
     assert d.extras["generator"][0].weight.grad.norm().item() == pytest.approx(0.026624098420143127,
                                                                                rel=1e-4)
+
+
+# -- KDSNN: no official code; BKDSNN's re-implementation KDSNNLoss (same repository and commit
+# as above, cifar10dvs/loss.py), alpha_mgd 2e-3, align 1x1 conv 3 -> 5 with bias set by
+# det(shape, phase=i, scale=0.3).
+
+def test_kdsnn_feature_loss_matches_bkdsnn_reimplementation():
+    align = torch.nn.Conv2d(3, 5, kernel_size=1)
+    _set_params([align])
+    fs = det((2, 3, 4, 4), phase=0.5).requires_grad_(True)
+    loss = 2e-3 * Fn.feature_mse_loss(align(fs), det((2, 5, 4, 4), phase=2.0), reduction="batch_sum")
+    (g,) = torch.autograd.grad(loss, fs)
+    assert loss.item() == pytest.approx(1.0904829502105713, rel=1e-5)
+    assert torch.allclose(g[0, :, 0, 0], torch.tensor([-0.006184680387377739, -0.0026283280458301306,
+                                                       -0.0005149331991560757]), atol=1e-7)
+    assert g.norm().item() == pytest.approx(0.056460022926330566, rel=1e-5)
+
+
+def test_kdsnn_method_defaults_are_the_reimplementation():
+    student, teacher = pair()
+    x, y = batch()
+    d = build_method("kdsnn", student, teacher, method_cfg("kdsnn"))
+    d.train()
+    _, losses = d(x, y)
+    with torch.no_grad():
+        _, sf = student(x, return_features=True)
+        _, tf = teacher.eval()(x, return_features=True)
+    want = 2e-3 * ((sf[-1].mean(0) - tf[-1]) ** 2).sum() / x.shape[0]
+    assert losses["feat"].item() == pytest.approx(want.item(), rel=1e-5)
+    d_img = build_method("kdsnn", student, teacher, method_cfg("kdsnn", "distill.kdsnn.setting=imagenet"))
+    d_img.train()
+    assert d_img(x, y)[1]["feat"].item() == pytest.approx(want.item() * 7e-5 / 2e-3, rel=1e-5)

@@ -260,14 +260,28 @@ def nld_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, tau:
     return (tau * tau) * _kl_from_log(log_p_t, log_y)
 
 
-def feature_mse_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
-    """KDSNN feature loss: element-wise ``mean( (F_s' - F_t)^2 )`` over all B*C*H*W elements,
-    where ``F_s'`` is the time-averaged (and adapted) student feature ``[B, C, H, W]``."""
+FEATURE_REDUCTIONS = ("batch_sum", "mean")
+
+
+def feature_mse_loss(student_feature: torch.Tensor, teacher_feature: torch.Tensor,
+                     reduction: str = "mean") -> torch.Tensor:
+    """KDSNN feature loss between the time-averaged (and adapted) student feature ``F_s'`` and
+    the teacher's ``F_t``, both ``[B, C, H, W]``:
+
+    - ``mean``: ``mean((F_s' - F_t)^2)`` over all ``B C H W`` elements;
+    - ``batch_sum``: ``1/B sum((F_s' - F_t)^2)`` (BKDSNN's ``KDSNNLoss``: ``MSELoss(sum) / N``),
+      ``C H W`` times the ``mean``.
+    """
     s, t = student_feature.float(), teacher_feature.detach().float()
     if s.shape != t.shape:
         raise ValueError(f"feature KD: student feature {tuple(s.shape)} and teacher feature "
                          f"{tuple(t.shape)} differ in shape (use an adapter for channels)")
-    return F.mse_loss(s, t, reduction="mean")
+    if reduction == "batch_sum":
+        return ((s - t) ** 2).sum() / s.shape[0]
+    if reduction == "mean":
+        return F.mse_loss(s, t, reduction="mean")
+    raise ValueError(f"unknown feature reduction {reduction!r}; expected one of "
+                     f"{', '.join(FEATURE_REDUCTIONS)}")
 
 
 def channel_mask(batch: int, channels: int, ratio: float, *, device=None,
