@@ -288,3 +288,34 @@ def test_kdsnn_method_defaults_are_the_reimplementation():
     d_img = build_method("kdsnn", student, teacher, method_cfg("kdsnn", "distill.kdsnn.setting=imagenet"))
     d_img.train()
     assert d_img(x, y)[1]["feat"].item() == pytest.approx(want.item() * 7e-5 / 2e-3, rel=1e-5)
+
+
+# -- CAT-KD: github.com/GzyAftermath/CAT-KD @ 4467073ca31b9929e7c45f5a6761e5e1b7c9442f ---------
+# mdistiller/distillers/CAT_KD.py CAT_loss on CAMs det((2, 5, 8, 8), phase=0.5) (student) and
+# det((2, 5, 4, 4), phase=2) (teacher).
+
+@pytest.mark.parametrize("resolution,normalize,loss,g4,gnorm", [
+    (2, False, 1.5386676788330078, [0.005205688066780567] * 4, 0.09806463122367859),
+    (4, True, 0.12207558006048203, [-0.00011206990166101605, -0.00011206990166101605,
+                                    -1.8467682821210474e-05, -1.8467682821210474e-05],
+     0.0025893484707921743),
+])
+def test_catkd_loss_matches_released_code(resolution, normalize, loss, g4, gnorm):
+    s = det((2, 5, 8, 8), phase=0.5).requires_grad_(True)
+    got = Fn.cat_loss(s, det((2, 5, 4, 4), phase=2.0), resolution=resolution, normalize=normalize)
+    (g,) = torch.autograd.grad(got, s)
+    assert got.item() == pytest.approx(loss, rel=1e-6)
+    assert torch.allclose(g[0, 0, 0, :4], torch.tensor(g4), atol=1e-8)
+    assert g.norm().item() == pytest.approx(gnorm, rel=1e-5)
+
+
+def test_catkd_pair_sets_the_released_per_pair_values():
+    student, teacher = pair()
+    x, y = batch()
+    d = build_method("catkd", student, teacher, method_cfg("catkd", "distill.catkd.pair=res56_res20"))
+    assert d.settings() == (0.7, 2, False)
+    d.train()
+    cat_pair = d(x, y)[1]["cat"].item()
+    d15 = build_method("catkd", student, teacher, method_cfg("catkd"))
+    d15.train()
+    assert cat_pair == pytest.approx(d15(x, y)[1]["cat"].item() * 0.7 / 15.0, rel=1e-5)

@@ -390,7 +390,7 @@ def explanation_cosine_loss(student_map: torch.Tensor, teacher_map: torch.Tensor
 
 
 # --------------------------------------------------------------------------------------------
-# CAT-KD (Guo et al., "Class Attention Transfer Based Knowledge Distillation", CVPR 2023;
+# CAT-KD (Guo, Yan, Li, Lin, "Class Attention Transfer Based Knowledge Distillation", CVPR 2023;
 # github.com/GzyAftermath/CAT-KD, mdistiller/distillers/CAT_KD.py)
 # --------------------------------------------------------------------------------------------
 
