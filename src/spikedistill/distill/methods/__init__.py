@@ -17,7 +17,7 @@ method         losses
 =============  ====================================================================
 kd             ce, kd                     (``distill.kd``)
 kdsnn          ce, kd, feat               (``distill.kdsnn``; 1x1 adapter in ``extras``)
-bkdsnn         ce, kd, bkd                (``distill.bkdsnn``; generator in ``extras``)
+bkdsnn         ce, kd, bkd                (``distill.bkdsnn``; WSLD logits; align + generator in ``extras``)
 enof           ce, laf                    (``distill.enof``; Linear adapter if C_s != C_t)
 samd           ce, samd                   (``distill.ckd``, NLD off)
 nld            ce, nld                    (``distill.ckd``, SAMD off)
@@ -28,11 +28,13 @@ e2kd           ce, kd, exp                (``distill.e2kd``; teacher Grad-CAM vs
 catkd          ce, cat [, kd]             (``distill.catkd``; CAMs of all K; kd if kd_weight > 0)
 tks            ce, tks                    (``distill.tks``; no teacher, per-timestep logits)
 tser-kd        ce, kd, er                 (``distill.tser_kd``; per-timestep; not verified)
-hta-kl         ce, hta                    (``distill.hta_kl``; adaptive KL; not verified)
+hta-kl         ce, hta                    (``distill.hta_kl``; AKL as released; not verified)
+hta-kl-asc...   ce, hta                    (``distill.hta_kl``; ``hta-kl-ascending``, the earlier reading)
 =============  ====================================================================
 
 ``tser-kd`` and ``hta-kl`` are not verified against their papers' equations (only the
-abstracts were reachable); ``docs/methods.md`` says what each follows instead.
+abstracts were reachable); ``docs/methods.md`` says what each follows instead (a public
+implementation and the AKL code, checked in ``tests/distill/test_authors_code.py``).
 
 Teacher outputs are always targets (detached), also with ``teacher.mode=released``.
 
