@@ -319,3 +319,38 @@ def test_catkd_pair_sets_the_released_per_pair_values():
     d15 = build_method("catkd", student, teacher, method_cfg("catkd"))
     d15.train()
     assert cat_pair == pytest.approx(d15(x, y)[1]["cat"].item() * 0.7 / 15.0, rel=1e-5)
+
+
+# -- TDD: github.com/Intelli-Chip-Lab/snn_temporal_decoupling_distillation @ e3f5fd43b8ecca6804775cd9cd54a8d148cb1c57
+# model/layer.py kd_loss / cal_loss / make_teacher combined as experiment/cifar/main.py train()
+# (lines 60-74): alpha 0.2, beta 0.5 (README commands), temperature 3. z = det((3, 4, 5)),
+# teacher det((4, 5), phase=1), y = (0, 2, 4, 1) (sample 0 correct at t = 1, 2; the others at t = 2).
+
+def test_tdd_matches_released_code():
+    z = det((3, 4, 5)).requires_grad_(True)
+    d = build_method("tdd", FixedStudent(z), torch.nn.Linear(1, 5), method_cfg("tdd"))
+    d.teacher_targets = lambda x, return_features=False: det((4, 5), phase=1.0)
+    d.train()
+    _, losses = d(torch.zeros(4, 1), torch.tensor([0, 2, 4, 1]))
+    assert set(losses) == {"ce", "kd", "self"}
+    assert losses["ce"].item() == pytest.approx(2.6254796981811523, rel=1e-6)
+    assert losses["self"].item() == pytest.approx(0.5 * 2.039409875869751, rel=1e-6)
+    assert losses["kd"].item() == pytest.approx(0.2 * 1.6175488233566284, rel=1e-6)
+    value, g = total_and_grad(losses, z)
+    assert value == pytest.approx(3.9686942100524902, rel=1e-6)
+    assert torch.allclose(g[0, 0], torch.tensor([-0.12481412291526794, 0.0018465407192707062,
+                                                 0.05385177209973335, 0.05665991082787514,
+                                                 0.012455904856324196]), atol=1e-7)
+    assert torch.allclose(g[2, 3], torch.tensor([0.028258930891752243, -0.03270105645060539,
+                                                 0.020788956433534622, -0.002276394981890917,
+                                                 -0.014070430770516396]), atol=1e-7)
+    assert g.norm().item() == pytest.approx(0.3906017243862152, rel=1e-5)
+
+
+def test_tdd_self_target_is_the_mean_of_correct_timesteps():
+    z = torch.tensor([[[2.0, 0.0]], [[0.0, 1.0]], [[4.0, 1.0]]])     # T 3, B 1, K 2; label 0
+    assert torch.allclose(Fn.tdd_target_logits(z, torch.tensor([0])), torch.tensor([[3.0, 0.5]]),
+                          atol=1e-6)
+    # no correct timestep: a zero (uniform) target
+    z_wrong = torch.tensor([[[1.0, 0.0]], [[3.0, 2.0]]])           # label 1 never predicted
+    assert torch.equal(Fn.tdd_target_logits(z_wrong, torch.tensor([1])), torch.zeros(1, 2))

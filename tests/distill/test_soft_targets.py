@@ -107,11 +107,12 @@ def test_every_method_one_step_with_mixup(method):
     assert logits.shape == (4, K) and "ce" in losses
     for name, value in losses.items():
         assert value.dim() == 0 and torch.isfinite(value), (name, value)
-    if method == "tser-kd":      # CE on every timestep z_s[t] (/ tau by default), weighted by 1 - alpha
+    if method in ("tser-kd", "tdd"):  # CE on every timestep z_s[t] (tser-kd: / tau, times 1 - alpha)
         with torch.no_grad():
             z = d.student(x, timestep_logits=True)
-            z = z / d.tc.tau if d.tc.tau_on_ce else z
-        want = (1 - d.tc.alpha) * torch.stack([soft_cross_entropy(z[t], y, 0.1)
+            z = z / d.tc.tau if getattr(d.tc, "tau_on_ce", False) else z
+        weight = 1 - d.tc.alpha if method == "tser-kd" else 1.0
+        want = weight * torch.stack([soft_cross_entropy(z[t], y, 0.1)
                                                for t in range(z.shape[0])]).mean()
         torch.testing.assert_close(losses["ce"], d.ce_weight * want)
     else:

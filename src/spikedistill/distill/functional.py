@@ -478,6 +478,23 @@ def tks_loss(timestep_logits: torch.Tensor, target_logits: torch.Tensor, *,
     return (tau * tau) * per_t.mean()
 
 
+# TDD (Yu, Zhao, Liu, Yang, Wang, Li, Wang, "Efficient Logit-based Knowledge Distillation of Deep
+# Spiking Neural Networks for Full-Range Timestep Deployment", ICML 2025, arXiv:2501.15925; code
+# github.com/Intelli-Chip-Lab/snn_temporal_decoupling_distillation, model/layer.py make_teacher)
+
+def tdd_target_logits(timestep_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """TDD's temporal self-teacher: the *mean* of the logits of the timesteps that classify
+    the sample correctly, ``S[b] = sum_t m[t, b] z[t, b] / (sum_t m[t, b] + 1e-8)`` with
+    ``m[t, b] = 1[argmax_k z[t, b, k] = y_b]`` (all zeros, a uniform target, when none does).
+    ``y`` class indices ``(B,)`` or soft targets ``[B, K]`` (their argmax). Output ``[B, K]``
+    with gradient; the method detaches it, as the released code does."""
+    _check_timesteps(timestep_logits, "tdd_target_logits")
+    z = timestep_logits.float()
+    mask = (z.argmax(dim=-1) == hard_labels(y).view(1, -1)).float()   # [T, B]
+    total = (z * mask.unsqueeze(-1)).sum(dim=0)
+    return total / (mask.sum(dim=0).unsqueeze(-1) + 1e-8)
+
+
 # TSER-KD (Yu et al., "Temporal Separation with Entropy Regularization for Knowledge
 # Distillation in Spiking Neural Networks", CVPR 2025, arXiv:2503.03144). NOT VERIFIED against
 # the paper's equations (only its abstract was reachable); the terms follow public unofficial

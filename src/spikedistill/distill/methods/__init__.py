@@ -1,6 +1,6 @@
 """The built-in distillation methods: small Distillers around :mod:`..functional`, one module
 per method family (``kd.py``, ``kdsnn.py``, ``bkdsnn.py``, ``enof.py``, ``ckd.py``, ``e2kd.py``,
-``catkd.py``, ``tks.py``, ``tser_kd.py``, ``hta_kl.py``), each holding
+``catkd.py``, ``tks.py``, ``tser_kd.py``, ``hta_kl.py``, ``tdd.py``), each holding
 the method, the dataclass of its ``distill.<section>`` and its ``@register_method``.
 
 Discovery: the method registry (:data:`spikedistill.plugins.METHODS`) imports every module of
@@ -27,6 +27,7 @@ ckd-paper      ce, samd, nld              (``distill.ckd``, paper preset)
 e2kd           ce, kd, exp                (``distill.e2kd``; teacher Grad-CAM vs student CAM)
 catkd          ce, cat [, kd]             (``distill.catkd``; CAMs of all K; kd if kd_weight > 0)
 tks            ce, tks                    (``distill.tks``; no teacher, per-timestep logits)
+tdd            ce, kd, self               (``distill.tdd``; per-timestep CE, KL to ANN and to self)
 tser-kd        ce, kd, er                 (``distill.tser_kd``; per-timestep; not verified)
 hta-kl         ce, hta                    (``distill.hta_kl``; AKL as released; not verified)
 hta-kl-asc...   ce, hta                    (``distill.hta_kl``; ``hta-kl-ascending``, the earlier reading)
