@@ -354,3 +354,31 @@ def test_tdd_self_target_is_the_mean_of_correct_timesteps():
     # no correct timestep: a zero (uniform) target
     z_wrong = torch.tensor([[[1.0, 0.0]], [[3.0, 2.0]]])           # label 1 never predicted
     assert torch.equal(Fn.tdd_target_logits(z_wrong, torch.tensor([1])), torch.zeros(1, 2))
+
+
+# -- SeAl-KD: github.com/KaiSUN1/SeAl @ b30ead65797a3eab1b96d4827ee954637a5170b6 --------------
+# model/layer.py cal_loss, time_step_kd_loss(method='sta'), align_teacher_student_logits
+# (method='ela'), kd_loss, combined as experiment/cifar/main.py train(): alpha 0.6, beta 0.15
+# (README commands), temperature 3. z = det((3, 4, 5)), teacher det((4, 5), phase=1),
+# y = (0, 2, 4, 1): timesteps 0 and 1 are wrong on most samples (ELA active), 2 on none.
+
+def test_seal_kd_matches_released_code():
+    z = det((3, 4, 5)).requires_grad_(True)
+    d = build_method("seal-kd", FixedStudent(z), torch.nn.Linear(1, 5), method_cfg("seal-kd"))
+    d.teacher_targets = lambda x, return_features=False: det((4, 5), phase=1.0)
+    d.train()
+    _, losses = d(torch.zeros(4, 1), torch.tensor([0, 2, 4, 1]))
+    assert losses["ce"].item() == pytest.approx(2.6254796981811523, rel=1e-6)
+    assert losses["ela"].item() == pytest.approx(0.6 * 1.6810446977615356, rel=1e-6)
+    assert losses["sta"].item() == pytest.approx(0.15 * 1.9574193954467773, rel=1e-6)
+    value, g = total_and_grad(losses, z)
+    assert value == pytest.approx(3.9277195930480957, rel=1e-6)
+    assert torch.allclose(g[0, 0], torch.tensor([-0.12801696360111237, 0.003985824063420296,
+                                                 0.04134686291217804, 0.061478402465581894,
+                                                 0.02120586298406124]), atol=1e-7)
+    assert torch.allclose(g[2, 3], torch.tensor([0.053574711084365845, -0.004964400082826614,
+                                                 0.026518061757087708, -0.022935276851058006,
+                                                 -0.05219309777021408]), atol=1e-7)
+    assert g.norm().item() == pytest.approx(0.3355146646499634, rel=1e-5)
+    # one timestep: no temporal term
+    assert Fn.similarity_temporal_loss(z[:1]).item() == 0.0

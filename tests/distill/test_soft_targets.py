@@ -107,7 +107,7 @@ def test_every_method_one_step_with_mixup(method):
     assert logits.shape == (4, K) and "ce" in losses
     for name, value in losses.items():
         assert value.dim() == 0 and torch.isfinite(value), (name, value)
-    if method in ("tser-kd", "tdd"):  # CE on every timestep z_s[t] (tser-kd: / tau, times 1 - alpha)
+    if method in ("tser-kd", "tdd", "seal-kd"):  # CE on every timestep z_s[t] (tser-kd: / tau, times 1 - alpha)
         with torch.no_grad():
             z = d.student(x, timestep_logits=True)
             z = z / d.tc.tau if getattr(d.tc, "tau_on_ce", False) else z

@@ -11,6 +11,7 @@ except :func:`grad_cam` which differentiates a given graph.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -493,6 +494,71 @@ def tdd_target_logits(timestep_logits: torch.Tensor, y: torch.Tensor) -> torch.T
     mask = (z.argmax(dim=-1) == hard_labels(y).view(1, -1)).float()   # [T, B]
     total = (z * mask.unsqueeze(-1)).sum(dim=0)
     return total / (mask.sum(dim=0).unsqueeze(-1) + 1e-8)
+
+
+# SeAl-KD (arXiv:2605.14252; code github.com/KaiSUN1/SeAl, model/layer.py
+# align_teacher_student_logits (ELA) and time_step_kd_loss (STA))
+
+def error_aware_align(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      y: torch.Tensor):
+    """SeAl-KD's error-aware logit alignment (ELA) of one timestep ``[B, K]``: for every sample
+    the student gets wrong (``w = argmax z_s != y``) the student's logit of ``w`` is replaced by
+    its logit of ``y`` (so the gradient of that slot flows to ``z_s[y]``) and the teacher's
+    logits of ``y`` and ``w`` both become ``min(z_t[y], z_t[w])``; correct samples are unchanged.
+    Returns ``(s', t')``."""
+    z_s, z_t = student_logits.float(), teacher_logits.float()
+    cls = hard_labels(y).long()
+    pred = z_s.argmax(dim=1)
+    wrong = (pred != cls).float().unsqueeze(1)                         # [B, 1]
+    k = z_s.shape[1]
+    m_w = F.one_hot(pred, k).float() * wrong                           # the wrong class slot
+    m_y = F.one_hot(cls, k).float() * wrong
+    s_y = z_s.gather(1, cls.view(-1, 1))
+    s_al = z_s * (1.0 - m_w) + m_w * s_y
+    t_min = torch.minimum(z_t.gather(1, cls.view(-1, 1)), z_t.gather(1, pred.view(-1, 1)))
+    both = ((m_w + m_y) > 0).float()
+    t_al = z_t * (1.0 - both) + both * t_min
+    return s_al, t_al
+
+
+def similarity_temporal_targets(timestep_logits: torch.Tensor) -> torch.Tensor:
+    """SeAl-KD's similarity-aware temporal alignment (STA) targets ``[T, B, K]`` (detached)::
+
+        c[t]      = (ln K - H(softmax(z[t]))) / ln K          (confidence; H with p log(p + 1e-8))
+        s[i, j]   = c[j] * cos(z[i], z[j])                      (i != j)
+        w[i, :]   = softmax_j s[i, j]   over j != i
+        target[i] = sum_j w[i, j] z[j]
+    """
+    _check_timesteps(timestep_logits, "similarity_temporal_targets")
+    z = timestep_logits.detach().float()
+    t, _, k = z.shape
+    p = F.softmax(z, dim=-1)
+    conf = (math.log(k) + (p * torch.log(p + 1e-8)).sum(dim=-1)) / math.log(k)   # [T, B]
+    zn = F.normalize(z, p=2, dim=-1)
+    cos = torch.einsum("ibk,jbk->ijb", zn, zn)                                   # [T, T, B]
+    score = conf.unsqueeze(0) * cos
+    eye = torch.eye(t, dtype=torch.bool, device=z.device).unsqueeze(-1)
+    w = F.softmax(score.masked_fill(eye, float("-inf")), dim=1)
+    return torch.einsum("ijb,jbk->ibk", w, z)
+
+
+def similarity_temporal_loss(timestep_logits: torch.Tensor, *, tau: float = 3.0) -> torch.Tensor:
+    """STA: ``tau^2 * 1/(T B) sum_{t,b} KL(softmax(target[t, b] / tau) || softmax(z[t, b] / tau))``
+    with the targets of :func:`similarity_temporal_targets`; 0 for T = 1."""
+    _check_timesteps(timestep_logits, "similarity_temporal_loss")
+    if timestep_logits.shape[0] <= 1:
+        return timestep_logits.float().sum() * 0.0
+    return temporal_kl_loss_per_step(timestep_logits, similarity_temporal_targets(timestep_logits),
+                                     tau=tau)
+
+
+def temporal_kl_loss_per_step(timestep_logits: torch.Tensor, targets: torch.Tensor, *,
+                              tau: float) -> torch.Tensor:
+    """``tau^2 * mean_{t,b} KL(softmax(targets[t, b] / tau) || softmax(z[t, b] / tau))`` with a
+    (detached) target per timestep ``[T, B, K]``."""
+    log_p = F.log_softmax(targets.detach().float() / tau, dim=-1)
+    log_q = F.log_softmax(timestep_logits.float() / tau, dim=-1)
+    return (tau * tau) * (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean()
 
 
 # TSER-KD (Yu et al., "Temporal Separation with Entropy Regularization for Knowledge

@@ -1,6 +1,6 @@
 """The built-in distillation methods: small Distillers around :mod:`..functional`, one module
 per method family (``kd.py``, ``kdsnn.py``, ``bkdsnn.py``, ``enof.py``, ``ckd.py``, ``e2kd.py``,
-``catkd.py``, ``tks.py``, ``tser_kd.py``, ``hta_kl.py``, ``tdd.py``), each holding
+``catkd.py``, ``tks.py``, ``tser_kd.py``, ``hta_kl.py``, ``tdd.py``, ``seal_kd.py``), each holding
 the method, the dataclass of its ``distill.<section>`` and its ``@register_method``.
 
 Discovery: the method registry (:data:`spikedistill.plugins.METHODS`) imports every module of
@@ -28,6 +28,7 @@ e2kd           ce, kd, exp                (``distill.e2kd``; teacher Grad-CAM vs
 catkd          ce, cat [, kd]             (``distill.catkd``; CAMs of all K; kd if kd_weight > 0)
 tks            ce, tks                    (``distill.tks``; no teacher, per-timestep logits)
 tdd            ce, kd, self               (``distill.tdd``; per-timestep CE, KL to ANN and to self)
+seal-kd        ce, ela, sta               (``distill.seal_kd``; error-aware + temporal alignment)
 tser-kd        ce, kd, er                 (``distill.tser_kd``; per-timestep; not verified)
 hta-kl         ce, hta                    (``distill.hta_kl``; AKL as released; not verified)
 hta-kl-asc...   ce, hta                    (``distill.hta_kl``; ``hta-kl-ascending``, the earlier reading)
