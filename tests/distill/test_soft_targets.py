@@ -110,8 +110,8 @@ def test_every_method_one_step_with_mixup(method):
     if method in ("tser-kd", "tdd", "seal-kd"):  # CE on every timestep z_s[t] (tser-kd: / tau, times 1 - alpha)
         with torch.no_grad():
             z = d.student(x, timestep_logits=True)
-            z = z / d.tc.tau if getattr(d.tc, "tau_on_ce", False) else z
-        weight = 1 - d.tc.alpha if method == "tser-kd" else 1.0
+            z = z / d.tc.tau if method == "tser-kd" and d.tc.tau_on_ce else z
+        weight = 1 - d.tc.alpha if method == "tser-kd" else 1.0          # tdd, seal-kd: 1
         want = weight * torch.stack([soft_cross_entropy(z[t], y, 0.1)
                                                for t in range(z.shape[0])]).mean()
         torch.testing.assert_close(losses["ce"], d.ce_weight * want)
