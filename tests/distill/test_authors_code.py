@@ -48,6 +48,16 @@ def total_and_grad(losses: dict, z: torch.Tensor):
     return total.item(), g
 
 
+def assert_golden(value: float, g: torch.Tensor, want_value: float, want_rows: list,
+                  want_norm: float, *, rel: float = 1e-6, atol: float = 1e-7) -> None:
+    """``value`` equals ``want_value``, ``g[index]`` each row of ``want_rows`` (``[(index,
+    [...]), ...]``) and ``|g|`` equals ``want_norm``: the numbers of the authors' code."""
+    assert value == pytest.approx(want_value, rel=rel)
+    for index, row in want_rows:
+        assert torch.allclose(g[index], torch.tensor(row), atol=atol), (index, g[index])
+    assert g.norm().item() == pytest.approx(want_norm, rel=1e-5)
+
+
 # -- TKS: github.com/Brain-Cog-Lab/TKS @ 52401db4e1e0e60ab4b8251fb9390901a3bbda20 -------------
 # train_main.py (Custom_CrossEntropy_PSKD, current_alpha at lines 779-780, loss at 798) and
 # RCNN.py (metarightsltet.forward, lines 100-107); nn.CrossEntropyLoss as loss_fn, T = 3.
@@ -78,10 +88,10 @@ def test_tks_matches_released_code(schedule):
     d.train()
     _, losses = d(torch.zeros(4, 1), TKS_Y, StepContext.at(epoch, 0, epochs=epochs, steps_per_epoch=1))
     value, g = total_and_grad(losses, z)
-    assert value == pytest.approx(loss, rel=1e-5)
-    assert torch.allclose(g[0, 0], torch.tensor(g00), atol=1e-6)
-    assert torch.allclose(g[2, 3], torch.tensor(g23), atol=1e-6)
-    assert g.norm().item() == pytest.approx(gnorm, rel=1e-5)
+    assert_golden(value, g, loss, [
+        ((0, 0), g00),
+        ((2, 3), g23),
+    ], gnorm, rel=1e-5, atol=1e-6)
 
 
 # -- TSER-KD: github.com/matteogianferrari/tser-kd @ 86d3653c9c31f53f995ab57583e28a3efd31396a --
@@ -170,10 +180,10 @@ def test_hta_kl_matches_released_akl(mu):
     d.train()
     _, losses = d(torch.zeros(4, 1), torch.tensor([0, 2, 4, 1]))
     (g,) = torch.autograd.grad(losses["hta"], z)
-    assert losses["hta"].item() == pytest.approx(loss, rel=1e-6)
-    assert torch.allclose(g[0, 0], torch.tensor(g00), atol=1e-7)
-    assert torch.allclose(g[1, 2], torch.tensor(g12), atol=1e-7)
-    assert g.norm().item() == pytest.approx(gnorm, rel=1e-5)
+    assert_golden(losses["hta"].item(), g, loss, [
+        ((0, 0), g00),
+        ((1, 2), g12),
+    ], gnorm, rel=1e-6, atol=1e-7)
 
 
 def test_hta_kl_ascending_is_its_own_method_and_differs_from_akl():
@@ -215,27 +225,23 @@ def test_bkdsnn_blurred_feature_aligns_then_masks_as_released():
     assert mask.flatten().int().tolist() == [1, 1, 0, 0, 1, 1, 1, 1, 1, 1]
     loss = 2e-3 * Fn.blurred_feature_loss(fs, det((2, 5, 4, 4), phase=2.0), gen, mask, align=align)
     (g,) = torch.autograd.grad(loss, fs)
-    assert loss.item() == pytest.approx(15.25410270690918, rel=1e-5)
-    assert torch.allclose(g[0, :, 0, 0], torch.tensor([0.29473522305488586, 0.0028803767636418343,
-                                                       0.1942117065191269]), atol=1e-5)
-    assert torch.allclose(g[1, 2, 3], torch.tensor([0.03166100010275841, -0.005584500730037689,
-                                                    -0.061096321791410446, -0.09578816592693329]),
-                          atol=1e-5)
-    assert g.norm().item() == pytest.approx(3.7106082439422607, rel=1e-5)
+    assert_golden(loss.item(), g, 15.25410270690918, [
+        ((0, slice(None), 0, 0), [0.29473522305488586, 0.0028803767636418343, 0.1942117065191269]),
+        ((1, 2, 3), [0.03166100010275841, -0.005584500730037689, -0.061096321791410446,
+                    -0.09578816592693329]),
+    ], 3.7106082439422607, rel=1e-5, atol=1e-5)
 
 
 def test_bkdsnn_wsld_logit_term_matches_released_code():
     zs = det((4, 5)).requires_grad_(True)
     loss = Fn.wsld_loss(zs, det((4, 5), phase=1.0), torch.tensor([0, 2, 4, 1]), tau=2.0)
     (g,) = torch.autograd.grad(loss, zs)
-    assert loss.item() == pytest.approx(4.037903308868408, rel=1e-6)
-    assert torch.allclose(g[0], torch.tensor([-0.10872785747051239, -0.04777569696307182,
-                                              0.029450442641973495, 0.08945775777101517,
-                                              0.03759533911943436]), atol=1e-7)
-    assert torch.allclose(g[3], torch.tensor([0.0073609305545687675, 0.001253146561793983,
-                                              -0.02630602940917015, -0.014427886344492435,
-                                              0.03211984783411026]), atol=1e-7)
-    assert g.norm().item() == pytest.approx(0.21706728637218475, rel=1e-5)
+    assert_golden(loss.item(), g, 4.037903308868408, [
+        ((0,), [-0.10872785747051239, -0.04777569696307182, 0.029450442641973495,
+               0.08945775777101517, 0.03759533911943436]),
+        ((3,), [0.0073609305545687675, 0.001253146561793983, -0.02630602940917015,
+               -0.014427886344492435, 0.03211984783411026]),
+    ], 0.21706728637218475, rel=1e-6, atol=1e-7)
 
 
 def test_bkdsnn_method_matches_released_mixed_loss_on_the_tiny_pair():
@@ -268,10 +274,10 @@ def test_kdsnn_feature_loss_matches_bkdsnn_reimplementation():
     fs = det((2, 3, 4, 4), phase=0.5).requires_grad_(True)
     loss = 2e-3 * Fn.feature_mse_loss(align(fs), det((2, 5, 4, 4), phase=2.0), reduction="batch_sum")
     (g,) = torch.autograd.grad(loss, fs)
-    assert loss.item() == pytest.approx(1.0904829502105713, rel=1e-5)
-    assert torch.allclose(g[0, :, 0, 0], torch.tensor([-0.006184680387377739, -0.0026283280458301306,
-                                                       -0.0005149331991560757]), atol=1e-7)
-    assert g.norm().item() == pytest.approx(0.056460022926330566, rel=1e-5)
+    assert_golden(loss.item(), g, 1.0904829502105713, [
+        ((0, slice(None), 0, 0), [-0.006184680387377739, -0.0026283280458301306,
+                                 -0.0005149331991560757]),
+    ], 0.056460022926330566, rel=1e-5, atol=1e-7)
 
 
 def test_kdsnn_method_defaults_are_the_reimplementation():
@@ -304,9 +310,9 @@ def test_catkd_loss_matches_released_code(resolution, normalize, loss, g4, gnorm
     s = det((2, 5, 8, 8), phase=0.5).requires_grad_(True)
     got = Fn.cat_loss(s, det((2, 5, 4, 4), phase=2.0), resolution=resolution, normalize=normalize)
     (g,) = torch.autograd.grad(got, s)
-    assert got.item() == pytest.approx(loss, rel=1e-6)
-    assert torch.allclose(g[0, 0, 0, :4], torch.tensor(g4), atol=1e-8)
-    assert g.norm().item() == pytest.approx(gnorm, rel=1e-5)
+    assert_golden(got.item(), g, loss, [
+        ((0, 0, 0, slice(0, 4)), g4),
+    ], gnorm, rel=1e-6, atol=1e-8)
 
 
 def test_catkd_pair_sets_the_released_per_pair_values():
@@ -337,14 +343,12 @@ def test_tdd_matches_released_code():
     assert losses["self"].item() == pytest.approx(0.5 * 2.039409875869751, rel=1e-6)
     assert losses["kd"].item() == pytest.approx(0.2 * 1.6175488233566284, rel=1e-6)
     value, g = total_and_grad(losses, z)
-    assert value == pytest.approx(3.9686942100524902, rel=1e-6)
-    assert torch.allclose(g[0, 0], torch.tensor([-0.12481412291526794, 0.0018465407192707062,
-                                                 0.05385177209973335, 0.05665991082787514,
-                                                 0.012455904856324196]), atol=1e-7)
-    assert torch.allclose(g[2, 3], torch.tensor([0.028258930891752243, -0.03270105645060539,
-                                                 0.020788956433534622, -0.002276394981890917,
-                                                 -0.014070430770516396]), atol=1e-7)
-    assert g.norm().item() == pytest.approx(0.3906017243862152, rel=1e-5)
+    assert_golden(value, g, 3.9686942100524902, [
+        ((0, 0), [-0.12481412291526794, 0.0018465407192707062, 0.05385177209973335,
+                 0.05665991082787514, 0.012455904856324196]),
+        ((2, 3), [0.028258930891752243, -0.03270105645060539, 0.020788956433534622,
+                 -0.002276394981890917, -0.014070430770516396]),
+    ], 0.3906017243862152, rel=1e-6, atol=1e-7)
 
 
 def test_tdd_self_target_is_the_mean_of_correct_timesteps():
@@ -372,13 +376,11 @@ def test_seal_kd_matches_released_code():
     assert losses["ela"].item() == pytest.approx(0.6 * 1.6810446977615356, rel=1e-6)
     assert losses["sta"].item() == pytest.approx(0.15 * 1.9574193954467773, rel=1e-6)
     value, g = total_and_grad(losses, z)
-    assert value == pytest.approx(3.9277195930480957, rel=1e-6)
-    assert torch.allclose(g[0, 0], torch.tensor([-0.12801696360111237, 0.003985824063420296,
-                                                 0.04134686291217804, 0.061478402465581894,
-                                                 0.02120586298406124]), atol=1e-7)
-    assert torch.allclose(g[2, 3], torch.tensor([0.053574711084365845, -0.004964400082826614,
-                                                 0.026518061757087708, -0.022935276851058006,
-                                                 -0.05219309777021408]), atol=1e-7)
-    assert g.norm().item() == pytest.approx(0.3355146646499634, rel=1e-5)
+    assert_golden(value, g, 3.9277195930480957, [
+        ((0, 0), [-0.12801696360111237, 0.003985824063420296, 0.04134686291217804,
+                 0.061478402465581894, 0.02120586298406124]),
+        ((2, 3), [0.053574711084365845, -0.004964400082826614, 0.026518061757087708,
+                 -0.022935276851058006, -0.05219309777021408]),
+    ], 0.3355146646499634, rel=1e-6, atol=1e-7)
     # one timestep: no temporal term
     assert Fn.similarity_temporal_loss(z[:1]).item() == 0.0

@@ -29,7 +29,8 @@ from spikedistill.config import check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
 from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
-from spikedistill.distill.methods._temporal import timestep_logits
+from spikedistill.distill.methods._temporal import (timestep_and_teacher_logits,
+                                                    timestep_cross_entropy)
 
 __all__ = ["SeAlKD", "SeAlKDConfig"]
 
@@ -57,11 +58,10 @@ class SeAlKD(_TeacherStudent):
         self.sc = _section(cfg, "seal_kd")
 
     def forward_train(self, x, y, ctx=None):
-        z = timestep_logits(self.student, x)
-        t_logits = self.teacher_targets(x, return_features=False)
+        z, t_logits = timestep_and_teacher_logits(self, x)
         c = self.sc
         steps = range(z.shape[0])
-        ce = torch.stack([self.cross_entropy(z[t], y) for t in steps]).mean()
+        ce = timestep_cross_entropy(self.cross_entropy, z, y)
         ela = []
         for t in steps:
             s_al, t_al = Fn.error_aware_align(z[t], t_logits, y)

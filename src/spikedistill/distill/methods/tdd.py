@@ -21,13 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from spikedistill.config import check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
 from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
-from spikedistill.distill.methods._temporal import timestep_logits
+from spikedistill.distill.methods._temporal import (timestep_and_teacher_logits,
+                                                    timestep_cross_entropy)
 
 __all__ = ["TDD", "TDDConfig"]
 
@@ -56,10 +55,9 @@ class TDD(_TeacherStudent):
         self.tc = _section(cfg, "tdd")
 
     def forward_train(self, x, y, ctx=None):
-        z = timestep_logits(self.student, x)
-        t_logits = self.teacher_targets(x, return_features=False)
+        z, t_logits = timestep_and_teacher_logits(self, x)
         c = self.tc
-        ce = torch.stack([self.cross_entropy(z[t], y) for t in range(z.shape[0])]).mean()
+        ce = timestep_cross_entropy(self.cross_entropy, z, y)
         target = Fn.tdd_target_logits(z, y).detach()
         return z.mean(dim=0), {
             "ce": ce,

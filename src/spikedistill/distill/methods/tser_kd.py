@@ -27,13 +27,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from spikedistill.config import check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
 from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
-from spikedistill.distill.methods._temporal import timestep_logits
+from spikedistill.distill.methods._temporal import (timestep_and_teacher_logits,
+                                                    timestep_cross_entropy)
 
 __all__ = ["TSERKD", "TSERKDConfig"]
 
@@ -64,11 +63,10 @@ class TSERKD(_TeacherStudent):
         self.tc = _section(cfg, "tser_kd")
 
     def forward_train(self, x, y, ctx=None):
-        z = timestep_logits(self.student, x)
-        t_logits = self.teacher_targets(x, return_features=False)
+        z, t_logits = timestep_and_teacher_logits(self, x)
         c = self.tc
         zc = z / c.tau if c.tau_on_ce else z
-        ce = torch.stack([self.cross_entropy(zc[t], y) for t in range(z.shape[0])]).mean()
+        ce = timestep_cross_entropy(self.cross_entropy, zc, y)
         return z.mean(dim=0), {
             "ce": (1.0 - c.alpha) * ce,
             "kd": c.alpha * Fn.temporal_kl_loss(z, t_logits, tau=c.tau),
