@@ -42,6 +42,20 @@ class FixedStudent(torch.nn.Module):
         return self.z if timestep_logits else self.z.mean(0)
 
 
+Y = torch.tensor([0, 2, 4, 1])
+
+
+def fixed_losses(method: str, z: torch.Tensor, teacher_logits=None, *overrides: str, ctx=None):
+    """The losses of ``method`` (its defaults plus ``overrides``) for the per-timestep logits
+    ``z`` of a :class:`FixedStudent`, the teacher's logits ``teacher_logits`` and labels ``Y``."""
+    teacher = None if teacher_logits is None else torch.nn.Linear(1, z.shape[-1])
+    d = build_method(method, FixedStudent(z), teacher, method_cfg(method, *overrides))
+    if teacher_logits is not None:
+        d.teacher_targets = lambda x, return_features=False: teacher_logits
+    d.train()
+    return d(torch.zeros(z.shape[1], 1), Y, ctx)[1]
+
+
 def total_and_grad(losses: dict, z: torch.Tensor):
     total = sum(losses.values())
     (g,) = torch.autograd.grad(total, z)
@@ -63,7 +77,6 @@ def assert_golden(value: float, g: torch.Tensor, want_value: float, want_rows: l
 # RCNN.py (metarightsltet.forward, lines 100-107); nn.CrossEntropyLoss as loss_fn, T = 3.
 # z = det((3, 4, 5)), y = (0, 2, 4, 1), alpha 0.7.
 
-TKS_Y = torch.tensor([0, 2, 4, 1])
 TKS_GOLDEN = {
     # schedule: (ctx epoch, epochs, loss, grad[0, 0], grad[2, 3], |grad|)
     "static": (1, 4, 8.147439956665039,
@@ -83,10 +96,8 @@ TKS_GOLDEN = {
 def test_tks_matches_released_code(schedule):
     epoch, epochs, loss, g00, g23, gnorm = TKS_GOLDEN[schedule]
     z = det((3, 4, 5)).requires_grad_(True)
-    d = build_method("tks", FixedStudent(z), None,
-                     method_cfg("tks", f"distill.tks.schedule={schedule}"))
-    d.train()
-    _, losses = d(torch.zeros(4, 1), TKS_Y, StepContext.at(epoch, 0, epochs=epochs, steps_per_epoch=1))
+    losses = fixed_losses("tks", z, None, f"distill.tks.schedule={schedule}",
+                          ctx=StepContext.at(epoch, 0, epochs=epochs, steps_per_epoch=1))
     value, g = total_and_grad(losses, z)
     assert_golden(value, g, loss, [
         ((0, 0), g00),
@@ -101,10 +112,7 @@ def test_tks_matches_released_code(schedule):
 
 def test_tser_kd_matches_public_code_at_its_defaults():
     z = det((2, 4, 5)).requires_grad_(True)
-    d = build_method("tser-kd", FixedStudent(z), torch.nn.Linear(1, 5), method_cfg("tser-kd"))
-    d.teacher_targets = lambda x, return_features=False: det((4, 5), phase=1.0)
-    d.train()
-    _, losses = d(torch.zeros(4, 1), torch.tensor([0, 2, 4, 1]))
+    losses = fixed_losses("tser-kd", z, det((4, 5), phase=1.0))
     value, g = total_and_grad(losses, z)
     assert value == pytest.approx(1.8429701328277588, rel=1e-6)
     assert losses["ce"].item() == pytest.approx(0.99 * 1.8557041883468628, rel=1e-6)
@@ -174,11 +182,7 @@ AKL_GOLDEN = {
 def test_hta_kl_matches_released_akl(mu):
     loss, g00, g12, gnorm = AKL_GOLDEN[mu]
     z = det((2, 4, 5)).requires_grad_(True)
-    d = build_method("hta-kl", FixedStudent(z), torch.nn.Linear(1, 5),
-                     method_cfg("hta-kl", f"distill.hta_kl.mu={mu}"))
-    d.teacher_targets = lambda x, return_features=False: det((4, 5), phase=1.0, scale=1.0)
-    d.train()
-    _, losses = d(torch.zeros(4, 1), torch.tensor([0, 2, 4, 1]))
+    losses = fixed_losses("hta-kl", z, det((4, 5), phase=1.0, scale=1.0), f"distill.hta_kl.mu={mu}")
     (g,) = torch.autograd.grad(losses["hta"], z)
     assert_golden(losses["hta"].item(), g, loss, [
         ((0, 0), g00),
@@ -188,10 +192,7 @@ def test_hta_kl_matches_released_akl(mu):
 
 def test_hta_kl_ascending_is_its_own_method_and_differs_from_akl():
     z = det((2, 4, 5)).requires_grad_(True)
-    d = build_method("hta-kl-ascending", FixedStudent(z), torch.nn.Linear(1, 5), method_cfg("hta-kl-ascending"))
-    d.teacher_targets = lambda x, return_features=False: det((4, 5), phase=1.0, scale=1.0)
-    d.train()
-    got = d(torch.zeros(4, 1), torch.tensor([0, 2, 4, 1]))[1]["hta"].item()
+    got = fixed_losses("hta-kl-ascending", z, det((4, 5), phase=1.0, scale=1.0))["hta"].item()
     want = Fn.hta_kl_loss(z, det((4, 5), phase=1.0, scale=1.0), tau=1.0, rule="ascending",
                           detach_weights=False).item()
     assert got == pytest.approx(want, rel=1e-6)
@@ -334,10 +335,7 @@ def test_catkd_pair_sets_the_released_per_pair_values():
 
 def test_tdd_matches_released_code():
     z = det((3, 4, 5)).requires_grad_(True)
-    d = build_method("tdd", FixedStudent(z), torch.nn.Linear(1, 5), method_cfg("tdd"))
-    d.teacher_targets = lambda x, return_features=False: det((4, 5), phase=1.0)
-    d.train()
-    _, losses = d(torch.zeros(4, 1), torch.tensor([0, 2, 4, 1]))
+    losses = fixed_losses("tdd", z, det((4, 5), phase=1.0))
     assert set(losses) == {"ce", "kd", "self"}
     assert losses["ce"].item() == pytest.approx(2.6254796981811523, rel=1e-6)
     assert losses["self"].item() == pytest.approx(0.5 * 2.039409875869751, rel=1e-6)
@@ -368,10 +366,7 @@ def test_tdd_self_target_is_the_mean_of_correct_timesteps():
 
 def test_seal_kd_matches_released_code():
     z = det((3, 4, 5)).requires_grad_(True)
-    d = build_method("seal-kd", FixedStudent(z), torch.nn.Linear(1, 5), method_cfg("seal-kd"))
-    d.teacher_targets = lambda x, return_features=False: det((4, 5), phase=1.0)
-    d.train()
-    _, losses = d(torch.zeros(4, 1), torch.tensor([0, 2, 4, 1]))
+    losses = fixed_losses("seal-kd", z, det((4, 5), phase=1.0))
     assert losses["ce"].item() == pytest.approx(2.6254796981811523, rel=1e-6)
     assert losses["ela"].item() == pytest.approx(0.6 * 1.6810446977615356, rel=1e-6)
     assert losses["sta"].item() == pytest.approx(0.15 * 1.9574193954467773, rel=1e-6)
