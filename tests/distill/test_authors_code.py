@@ -56,6 +56,16 @@ def fixed_losses(method: str, z: torch.Tensor, teacher_logits=None, *overrides: 
     return d(torch.zeros(z.shape[1], 1), Y, ctx)[1]
 
 
+def on_pair(method: str, *overrides: str):
+    """``(distiller, student, teacher, x, y)``: ``method`` (train mode) on the tiny pair and batch
+    of ``method_helpers`` (``pair()``, ``batch()``)."""
+    student, teacher = pair()
+    x, y = batch()
+    d = build_method(method, student, teacher, method_cfg(method, *overrides))
+    d.train()
+    return d, student, teacher, x, y
+
+
 def total_and_grad(losses: dict, z: torch.Tensor):
     total = sum(losses.values())
     (g,) = torch.autograd.grad(total, z)
@@ -135,10 +145,7 @@ def test_tser_kd_matches_public_code_at_its_defaults():
 # student's "features" the time-averaged last spike stage [4, 64, 2, 2], input 8 x 8.
 
 def test_e2kd_matches_released_code_on_the_tiny_pair():
-    student, teacher = pair()
-    x, y = batch()
-    d = build_method("e2kd", student, teacher, method_cfg("e2kd"))
-    d.train()
+    d, student, teacher, x, y = on_pair("e2kd")
     _, losses = d(x, y)
     assert losses["exp"].item() == pytest.approx(0.1517716646194458, rel=1e-5)
     assert losses["kd"].item() == pytest.approx(0.017930857837200165, rel=1e-5)
@@ -248,10 +255,7 @@ def test_bkdsnn_wsld_logit_term_matches_released_code():
 def test_bkdsnn_method_matches_released_mixed_loss_on_the_tiny_pair():
     # same widths (64): no align; the method's generator copied into BRDLoss.generation,
     # the mask drawn after torch.manual_seed(123); loss = CE + WSLD + BRD
-    student, teacher = pair()
-    x, y = batch()
-    d = build_method("bkdsnn", student, teacher, method_cfg("bkdsnn"))
-    d.train()
+    d, student, teacher, x, y = on_pair("bkdsnn")
     assert "align" not in d.extras
     torch.manual_seed(123)
     _, losses = d(x, y)
@@ -282,10 +286,7 @@ def test_kdsnn_feature_loss_matches_bkdsnn_reimplementation():
 
 
 def test_kdsnn_method_defaults_are_the_reimplementation():
-    student, teacher = pair()
-    x, y = batch()
-    d = build_method("kdsnn", student, teacher, method_cfg("kdsnn"))
-    d.train()
+    d, student, teacher, x, y = on_pair("kdsnn")
     _, losses = d(x, y)
     with torch.no_grad():
         _, sf = student(x, return_features=True)
@@ -317,9 +318,7 @@ def test_catkd_loss_matches_released_code(resolution, normalize, loss, g4, gnorm
 
 
 def test_catkd_pair_sets_the_released_per_pair_values():
-    student, teacher = pair()
-    x, y = batch()
-    d = build_method("catkd", student, teacher, method_cfg("catkd", "distill.catkd.pair=res56_res20"))
+    d, student, teacher, x, y = on_pair("catkd", "distill.catkd.pair=res56_res20")
     assert d.settings() == (0.7, 2, False)
     d.train()
     cat_pair = d(x, y)[1]["cat"].item()
