@@ -662,3 +662,77 @@ def hta_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, t
     rkl = (q * (log_q - log_p)).sum(dim=-1)
     per_sample = (g_head / denom) * fkl + (g_tail / denom) * rkl
     return (tau * tau) * per_sample.mean()
+
+
+# Strong2Weak / Weak2Strong (Ding, Zuo, Jing, Yang, He, Xie, "Synergy Between the Strong and the
+# Weak: Spiking Neural Networks are Inherently Self-Distillers", NeurIPS 2025, arXiv:2510.07924).
+# No public code: Sec. 4 (Eqs. 3-9), Alg. 1 and Alg. 2 (Appendix A) of the paper. UNVERIFIED
+# against code; see distill/methods/strong_weak.py and docs/methods.md.
+
+SD_REDUCTIONS = ("batchmean", "mean")
+SD_SCHEMES = ("one_to_one", "cascade")
+
+
+def timestep_confidence(timestep_logits: torch.Tensor) -> torch.Tensor:
+    """Confidence of every timestep's submodel, ``[T]`` (Sec. 4.1, Eqs. 3-4, Alg. 1
+    ``identify``): ``con(t) = 1/B sum_b max_k softmax(z[t, b])_k`` (temperature 1, a batch mean,
+    no label). Computed without gradient: it only ranks the timesteps."""
+    _check_timesteps(timestep_logits, "timestep_confidence")
+    with torch.no_grad():
+        return torch.softmax(timestep_logits.float(), dim=-1).amax(dim=-1).mean(dim=-1)
+
+
+def self_distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
+                    tau: float = 2.0, reduction: str = "batchmean",
+                    detach_teacher: bool = False) -> torch.Tensor:
+    """``KL(softmax(z_t / tau) || softmax(z_s / tau))`` between two submodels' logits ``[B, K]``
+    (Eqs. 5-6 and 8-9; softening factor ``alpha = tau``, no ``tau^2`` factor: neither the text
+    nor Alg. 1 has one). ``reduction``: ``batchmean`` = ``1/B sum_b sum_k`` (the KL as defined);
+    ``mean`` = ``1/(B K) sum_{b,k}``, PyTorch's default of ``F.kl_div`` that Alg. 1's
+    ``KL_div(log(p_s), p_t)`` would use when called as written. The teacher keeps its gradient
+    unless ``detach_teacher`` (Alg. 1 detaches nothing)."""
+    t = teacher_logits.detach() if detach_teacher else teacher_logits
+    log_p = F.log_softmax(t.float() / tau, dim=-1)
+    log_q = F.log_softmax(student_logits.float() / tau, dim=-1)
+    pointwise = log_p.exp() * (log_p - log_q)
+    if reduction == "batchmean":
+        return pointwise.sum() / pointwise.shape[0]
+    if reduction == "mean":
+        return pointwise.mean()
+    raise ValueError(f"self_distill_kl: reduction must be one of {SD_REDUCTIONS}, got {reduction!r}")
+
+
+def strong_weak_loss(timestep_logits: torch.Tensor, *, direction: str, tau: float = 2.0,
+                     scheme: str = "one_to_one", reduction: str = "batchmean",
+                     detach_teacher: bool = False) -> torch.Tensor:
+    """The self-distillation term of Strong2Weak (``direction='s2w'``) or Weak2Strong
+    (``'w2s'``) on per-timestep logits ``[T, B, K]``, ``KL_tau`` = :func:`self_distill_kl`::
+
+        rank the timesteps by timestep_confidence, descending: r_1 (strongest) .. r_T (weakest)
+        one_to_one (default, Sec. 4.2-4.3, Alg. 1):
+            s2w: KL_tau(z[r_1] -> z[r_T])  (Eq. 6, the strongest teaches the weakest)
+            w2s: KL_tau(z[r_T] -> z[r_1])  (Eq. 8, the weakest teaches the strongest)
+        cascade (Appendix A, Alg. 2):
+            s2w: 1/(T-1) sum_i KL_tau(z[r_i] -> z[r_{i+1}]),  w2s: the same with roles swapped
+
+    ``KL(a -> b)`` means teacher ``a``, student ``b``. Ties keep the earlier timestep
+    (``argsort`` is stable). With ``T = 1`` there is a single submodel and the term is 0, so the
+    loss reduces to the CE of the mean logits."""
+    _check_timesteps(timestep_logits, "strong_weak_loss")
+    if direction not in ("s2w", "w2s"):
+        raise ValueError(f"strong_weak_loss: direction must be 's2w' or 'w2s', got {direction!r}")
+    if scheme not in SD_SCHEMES:
+        raise ValueError(f"strong_weak_loss: scheme must be one of {SD_SCHEMES}, got {scheme!r}")
+    z = timestep_logits
+    n = z.shape[0]
+    if n < 2:
+        return z.sum() * 0.0
+    order = torch.argsort(timestep_confidence(z), descending=True, stable=True).tolist()
+    pairs = ([(order[0], order[-1])] if scheme == "one_to_one"
+             else [(order[i], order[i + 1]) for i in range(n - 1)])    # (stronger, weaker)
+    terms = []
+    for strong, weak in pairs:
+        teacher, student = (strong, weak) if direction == "s2w" else (weak, strong)
+        terms.append(self_distill_kl(z[student], z[teacher], tau=tau, reduction=reduction,
+                                     detach_teacher=detach_teacher))
+    return torch.stack(terms).mean()

@@ -1,6 +1,6 @@
 """The built-in distillation methods: small Distillers around :mod:`..functional`, one module
 per method family (``kd.py``, ``kdsnn.py``, ``bkdsnn.py``, ``enof.py``, ``ckd.py``, ``e2kd.py``,
-``catkd.py``, ``tks.py``, ``tser_kd.py``, ``hta_kl.py``, ``tdd.py``, ``seal_kd.py``), each holding
+``catkd.py``, ``tks.py``, ``tser_kd.py``, ``hta_kl.py``, ``tdd.py``, ``seal_kd.py``, ``strong_weak.py``), each holding
 the method, the dataclass of its ``distill.<section>`` and its ``@register_method``.
 
 Discovery: the method registry (:data:`spikedistill.plugins.METHODS`) imports every module of
@@ -29,6 +29,8 @@ catkd          ce, cat [, kd]             (``distill.catkd``; CAMs of all K; kd 
 tks            ce, tks                    (``distill.tks``; no teacher, per-timestep logits)
 tdd            ce, kd, self               (``distill.tdd``; per-timestep CE, KL to ANN and to self)
 seal-kd        ce, ela, sta               (``distill.seal_kd``; error-aware + temporal alignment)
+s2w            ce, sd                     (``distill.s2w``; no teacher; paper only, unverified)
+w2s            ce, sd                     (``distill.w2s``; no teacher; paper only, unverified)
 tser-kd        ce, kd, er                 (``distill.tser_kd``; per-timestep; not verified)
 hta-kl         ce, hta                    (``distill.hta_kl``; AKL as released; not verified)
 hta-kl-asc...   ce, hta                    (``distill.hta_kl``; ``hta-kl-ascending``, the earlier reading)
