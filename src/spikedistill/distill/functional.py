@@ -736,3 +736,30 @@ def strong_weak_loss(timestep_logits: torch.Tensor, *, direction: str, tau: floa
         terms.append(self_distill_kl(z[student], z[teacher], tau=tau, reduction=reduction,
                                      detach_teacher=detach_teacher))
     return torch.stack(terms).mean()
+
+
+# DeiT distillation through a second head (Touvron et al., "Training data-efficient image
+# transformers & distillation through attention", ICML 2021), as the Spike-driven Transformer
+# V2 trains it: BICLab/Spike-Driven-Transformer-V2 @ 35f245f4f79acf1a2b3ef22698c58ab05c1ede33,
+# classification/util/kd_loss.py (DistillationLoss, itself from facebookresearch/deit).
+
+DEIT_TYPES = ("hard", "soft")
+
+
+def deit_distillation_loss(kd_logits: torch.Tensor, teacher_logits: torch.Tensor, *,
+                           kind: str = "hard", tau: float = 1.0) -> torch.Tensor:
+    """The distillation-head term of DeiT on logits ``[B, K]``::
+
+        hard: CE(z_kd, argmax_k z_t)                                  (the teacher's top-1 label)
+        soft: tau^2 * sum_{b,k} p_t (log p_t - log q_kd) / (B K),  p_t = softmax(z_t / tau),
+              q_kd = softmax(z_kd / tau)   (divided by numel, "the legacy PyTorch behaviour")
+
+    The teacher is a constant."""
+    t = teacher_logits.detach().float()
+    if kind == "hard":
+        return F.cross_entropy(kd_logits.float(), t.argmax(dim=-1))
+    if kind == "soft":
+        log_p = F.log_softmax(t / tau, dim=-1)
+        log_q = F.log_softmax(kd_logits.float() / tau, dim=-1)
+        return (tau * tau) * (log_p.exp() * (log_p - log_q)).sum() / kd_logits.numel()
+    raise ValueError(f"deit_distillation_loss: kind must be one of {DEIT_TYPES}, got {kind!r}")

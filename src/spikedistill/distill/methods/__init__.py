@@ -1,6 +1,6 @@
 """The built-in distillation methods: small Distillers around :mod:`..functional`, one module
 per method family (``kd.py``, ``kdsnn.py``, ``bkdsnn.py``, ``enof.py``, ``ckd.py``, ``e2kd.py``,
-``catkd.py``, ``tks.py``, ``tser_kd.py``, ``hta_kl.py``, ``tdd.py``, ``seal_kd.py``, ``strong_weak.py``), each holding
+``catkd.py``, ``tks.py``, ``tser_kd.py``, ``hta_kl.py``, ``tdd.py``, ``seal_kd.py``, ``strong_weak.py``, ``deit.py``), each holding
 the method, the dataclass of its ``distill.<section>`` and its ``@register_method``.
 
 Discovery: the method registry (:data:`spikedistill.plugins.METHODS`) imports every module of
@@ -31,6 +31,7 @@ tdd            ce, kd, self               (``distill.tdd``; per-timestep CE, KL 
 seal-kd        ce, ela, sta               (``distill.seal_kd``; error-aware + temporal alignment)
 s2w            ce, sd                     (``distill.s2w``; no teacher; paper only, unverified)
 w2s            ce, sd                     (``distill.w2s``; no teacher; paper only, unverified)
+deit           ce, kd                     (``distill.deit``; second head, ``model.distill_head: true``)
 tser-kd        ce, kd, er                 (``distill.tser_kd``; per-timestep; not verified)
 hta-kl         ce, hta                    (``distill.hta_kl``; AKL as released; not verified)
 hta-kl-asc...   ce, hta                    (``distill.hta_kl``; ``hta-kl-ascending``, the earlier reading)
