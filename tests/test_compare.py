@@ -333,3 +333,21 @@ def test_compare_every_timestep_end_to_end(tmp_path, capsys):
         100 * json.loads((out / "results" / "s2w-seed0.json").read_text())["best_acc"], abs=1e-3)
     assert main(argv) == 0                       # stored curves are reused, nothing re-evaluated
     assert "top-1 at T'" not in capsys.readouterr().out
+
+
+def test_deit_runs_get_the_distillation_head_and_the_others_do_not(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    seen = {}
+
+    def fake(cfg, callbacks=None):
+        seen[cfg.distill.method] = cfg.model.distill_head
+        return SimpleNamespace(**{k: None for k in C.RESULT_KEYS})
+
+    monkeypatch.setattr("spikedistill.engine.run_training", fake)
+    cfg_path = tmp_path / "r.yaml"
+    cfg_path.write_text(RECIPE)
+    base = load_config(cfg_path)
+    for method in ("ce", "deit"):
+        C.run_one(base, method, 0, "teacher.pt", tmp_path / "o", log=lambda *a: None)
+    assert seen == {"ce": False, "deit": True} and base.model.distill_head is False

@@ -179,6 +179,8 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
     key = run_key(method, seed)
     cfg = base_cfg.copy()
     cfg.distill.method = method
+    if method == "deit":        # DeiT trains a second head (model.distill_head); others do not
+        cfg.model.distill_head = True
     cfg.train.seed = seed
     if method_requires_teacher(method):
         cfg.teacher.checkpoint = teacher
