@@ -71,6 +71,8 @@ def test_config_key_builds_the_head_and_a_non_linear_classifier_is_refused():
     cfg = build_config({}, ["model.name=spiking_resnet20", "model.T=2", "model.distill_head=true"])
     model = build_model(cfg.model, num_classes=5, in_channels=3)
     assert distillation_head(model) is not None
+    model = create_model("spiking_resnet20", num_classes=5, T=2).eval()
+    assert not add_distillation_head(model).training          # the model's mode is kept
     model = create_model("spiking_resnet20", num_classes=5, T=2)
     model.head[1] = nn.Sequential(nn.Linear(256, 5))          # classifier = head[1]
     with pytest.raises(ConfigError, match="model.distill_head"):

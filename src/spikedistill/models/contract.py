@@ -140,6 +140,12 @@ class DistillationHead(nn.Linear):
             return z
         return (z + z_kd) / 2
 
+    def eval_weight_bias(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``((W + W_kd) / 2, (b + b_kd) / 2)``: the single ``Linear`` equal to the eval output
+        (both heads are linear in the same input), for exporters."""
+        bias = None if self.bias is None else (self.bias + self.kd.bias) / 2
+        return (self.weight + self.kd.weight) / 2, bias
+
     def pop_kd(self, like: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The distillation head's logits of the last training forward (then forgotten). With
         ``like`` (the model's logits ``[B, K]``) a per-timestep output ``[T, B, K]`` or
@@ -177,6 +183,7 @@ def add_distillation_head(model: nn.Module) -> DistillationHead:
     head = DistillationHead(clf.in_features, clf.out_features, bias=clf.bias is not None)
     head.to(device=clf.weight.device, dtype=clf.weight.dtype)
     head.weight, head.bias = clf.weight, clf.bias
+    head.train(clf.training)                # a model already in eval mode stays in eval mode
     parent_path, _, attr = path.rpartition(".")
     setattr(model.get_submodule(parent_path) if parent_path else model, attr, head)
     return head
