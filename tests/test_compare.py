@@ -283,3 +283,71 @@ def test_compare_digits_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
         assert rec["last_acc"] == results[f"ce-seed{s}"]["last_acc"]
         assert rec["loss_means"] == results[f"ce-seed{s}"]["loss_means"]
         assert "epoch 1/1" in (out2 / "logs" / f"ce-seed{s}.log").read_text()
+
+
+def test_timestep_columns_in_the_summary(tmp_path):
+    records = [
+        {"method": "ce", "seed": 0, "best_acc": 0.8, "last_acc": 0.8, "teacher_acc": None,
+         "loss_means": {}, "top1_by_timestep": [50.0, 70.0, 80.0]},
+        {"method": "ce", "seed": 1, "best_acc": 0.9, "last_acc": 0.9, "teacher_acc": None,
+         "loss_means": {}, "top1_by_timestep": [60.0, 80.0, 90.0]},
+        {"method": "s2w", "seed": 0, "best_acc": 0.85, "last_acc": 0.85, "teacher_acc": None,
+         "loss_means": {}, "top1_by_timestep": [75.0, 80.0, 85.0]},
+    ]
+    rows = C.summarize(records, ["ce", "s2w"])
+    assert rows[0]["by_timestep"] == [55.0, 75.0, 85.0]
+    table = C.markdown_table(rows)
+    assert "| method | n | best acc % | last acc % | T'=1 % | T'=2 % | T'=3 % |" in table
+    assert "| ce | 2 | 85.00 ± 7.07 | 85.00 ± 7.07 | 55.00 | 75.00 | 85.00 |" in table
+    paths = C.write_summary(rows, records, tmp_path, "t")
+    with open(paths["csv"]) as fh:
+        got = {r["method"]: r for r in csv.DictReader(fh)}
+    assert got["s2w"]["top1_T1_mean"] == "75.0000" and got["ce"]["top1_T3_mean"] == "85.0000"
+    # without the curves (a plain compare) there are no such columns
+    plain = [{k: v for k, v in r.items() if k != "top1_by_timestep"} for r in records]
+    assert "T'=1" not in C.markdown_table(C.summarize(plain, ["ce", "s2w"]))
+
+
+def test_compare_every_timestep_end_to_end(tmp_path, capsys):
+    cfg_path = tmp_path / "recipe.yaml"
+    cfg_path.write_text(RECIPE.replace("T: 1", "T: 2"))
+    out = tmp_path / "cmp"
+    argv = ["compare", "--config", str(cfg_path), "--methods", "ce,s2w", "--seeds", "0",
+            "--out", str(out), "--every-timestep"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "T'=1 %" in printed and "T'=2 %" in printed
+    for key in ("ce-seed0", "s2w-seed0"):
+        rec = json.loads((out / "results" / f"{key}.json").read_text())
+        curve = rec["top1_by_timestep"]
+        assert len(curve) == 2
+        # T' = T is the run's own evaluation of best.pt on the same test images, T' = 1 the
+        # checkpoint rebuilt with model.T = 1 (eval --set model.T=1)
+        assert curve[-1] == pytest.approx(100 * rec["best_acc"], abs=1e-6)
+        assert main(["eval", "--checkpoint", rec["run_dir"], "--json", "--set", "model.T=1"]) == 0
+        one = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert curve[0] == pytest.approx(100 * one["top1"], abs=1e-6)
+    with open(out / "compare.csv") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    assert float(rows["s2w"]["top1_T2_mean"]) == pytest.approx(
+        100 * json.loads((out / "results" / "s2w-seed0.json").read_text())["best_acc"], abs=1e-3)
+    assert main(argv) == 0                       # stored curves are reused, nothing re-evaluated
+    assert "top-1 at T'" not in capsys.readouterr().out
+
+
+def test_deit_runs_get_the_distillation_head_and_the_others_do_not(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    seen = {}
+
+    def fake(cfg, callbacks=None):
+        seen[cfg.distill.method] = cfg.model.distill_head
+        return SimpleNamespace(**{k: None for k in C.RESULT_KEYS})
+
+    monkeypatch.setattr("spikedistill.engine.run_training", fake)
+    cfg_path = tmp_path / "r.yaml"
+    cfg_path.write_text(RECIPE)
+    base = load_config(cfg_path)
+    for method in ("ce", "deit"):
+        C.run_one(base, method, 0, "teacher.pt", tmp_path / "o", log=lambda *a: None)
+    assert seen == {"ce": False, "deit": True} and base.model.distill_head is False

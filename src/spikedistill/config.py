@@ -144,6 +144,7 @@ class ModelConfig:
     width_mult: Optional[int] = None  # None: the architecture's default (resnet19: 8, resnet20: 1)
     last_activation: str = "relu"    # relu (released code, EnOF's RepAct) | lif
     connect: Optional[str] = None    # SEW-ResNet residual g(A, S): ADD | IAND | AND (None: ADD)
+    distill_head: bool = False       # DeiT's second (distillation) head; eval averages both (deit)
     neuron: NeuronConfig = field(default_factory=NeuronConfig)
 
     def validate(self, prefix: str = "") -> None:

@@ -231,3 +231,23 @@ def test_spikingjelly_style_neuron_options_refused(option):
     with pytest.raises(NIRExportError, match=option):
         lif_node(LIF(decay=0.5, threshold=1.0, **{option: True}), (4,), "lif")
     assert lif_node(LIF(decay=0.5, threshold=1.0), (4,), "lif") is not None
+
+
+def test_distillation_head_exports_as_the_average_of_both_heads(tmp_path):
+    """``model.distill_head`` (deit): the eval output averages the class and distillation
+    heads; both are linear in the same input, so the graph has one Linear with the averaged
+    weights and runs like the model."""
+    from spikedistill.models.contract import add_distillation_head
+
+    m = _student()
+    head = add_distillation_head(m)
+    with torch.no_grad():
+        head.kd.weight.normal_(0, 0.5)
+        head.kd.bias.normal_(0, 0.5)
+    m = m.double()
+    g = nir.read(str(export_nir(m, tmp_path / "d.nir", (1, 8, 8))))
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    ref, _ = _lif_counts(m, x)
+    plain_w = m.head[1].weight.detach().numpy()
+    assert not np.allclose(g.nodes["head.1"].weight[:, :, 0, 0], plain_w)
+    assert torch.allclose(simulate_nir(g, x).logits, ref, atol=1e-10)

@@ -43,7 +43,7 @@ def test_explanation_loss_is_scale_invariant_and_grads_only_reach_the_student():
 
 def test_e2kd_terms_equal_gradcam_and_cam_computed_here():
     student, teacher = _pair()
-    d = build_method("e2kd", student, teacher, _cfg("e2kd", "distill.e2kd.weight=2.0",
+    d = build_method("e2kd", student, teacher, _cfg("e2kd", "distill.e2kd.weight=2.0", "distill.e2kd.map_size=feature", "distill.e2kd.tau=4",
                                                     "distill.e2kd.kd_weight=0.5"))
     d.train()
     x, y = _batch()

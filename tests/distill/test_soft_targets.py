@@ -17,6 +17,7 @@ from spikedistill.data.mix import BatchMixer, mix_targets
 from spikedistill.distill import build_method, list_methods, method_requires_teacher
 from spikedistill.distill.base import CrossEntropy, hard_labels, soft_cross_entropy
 from spikedistill.models import create_model
+from spikedistill.models.contract import distillation_head
 
 K = 5
 
@@ -27,7 +28,8 @@ def _cfg(method, *overrides):
 
 def _distiller(method="ce", smoothing=0.0, *overrides):
     torch.manual_seed(0)
-    student = create_model("spiking_resnet20", num_classes=K, T=2, width_mult=1)
+    student = create_model("spiking_resnet20", num_classes=K, T=2, width_mult=1,
+                           distill_head=method == "deit")
     teacher = create_model("resnet20", num_classes=K, width_mult=1)
     d = build_method(method, student, teacher if method_requires_teacher(method) else None,
                      _cfg(method, *overrides))
@@ -107,11 +109,19 @@ def test_every_method_one_step_with_mixup(method):
     assert logits.shape == (4, K) and "ce" in losses
     for name, value in losses.items():
         assert value.dim() == 0 and torch.isfinite(value), (name, value)
-    if method == "tser-kd":      # CE on every timestep z_s[t], weighted by 1 - alpha
+    if method in ("tser-kd", "tdd", "seal-kd"):  # CE on every timestep z_s[t] (tser-kd: / tau, times 1 - alpha)
         with torch.no_grad():
             z = d.student(x, timestep_logits=True)
-        want = (1 - d.tc.alpha) * torch.stack([soft_cross_entropy(z[t], y, 0.1)
+            z = z / d.tc.tau if method == "tser-kd" and d.tc.tau_on_ce else z
+        weight = 1 - d.tc.alpha if method == "tser-kd" else 1.0          # tdd, seal-kd: 1
+        want = weight * torch.stack([soft_cross_entropy(z[t], y, 0.1)
                                                for t in range(z.shape[0])]).mean()
+        torch.testing.assert_close(losses["ce"], d.ce_weight * want)
+    elif method == "deit":        # (1 - alpha) CE of the class head; logits average both heads
+        with torch.no_grad():
+            z = d.student(x)
+            distillation_head(d.student).pop_kd()
+        want = (1 - d.tc.alpha) * soft_cross_entropy(z, y, 0.1)
         torch.testing.assert_close(losses["ce"], d.ce_weight * want)
     else:
         torch.testing.assert_close(losses["ce"], d.ce_weight * soft_cross_entropy(logits, y, 0.1))

@@ -86,7 +86,7 @@ def test_tks_method_schedule_no_teacher_and_target_gradient():
     assert l1["ce"].item() == pytest.approx(0.65 * ce.item(), rel=1e-5)
     assert l1["tks"].item() == pytest.approx(0.35 * sh.item(), rel=1e-5)
     d_static = build_method("tks", student, None, _cfg("tks", "distill.tks.schedule=static"))
-    assert d_static.alpha_e(ctx) == pytest.approx(0.3)
+    assert d_static.alpha_e(ctx) == pytest.approx(0.7)     # --staticalpha: current_alpha = alpha
     # the released code does not detach the target; detach_target does
     z = torch.randn(2, 3, 4, requires_grad=True)
     y3 = z.detach()[0].argmax(1)
@@ -125,7 +125,8 @@ def test_temporal_entropy_golden():
 def test_tser_kd_method_terms():
     student, teacher = _pair()
     d = build_method("tser-kd", student, teacher,
-                     _cfg("tser-kd", "distill.tser_kd.alpha=0.25", "distill.tser_kd.gamma=0.5"))
+                     _cfg("tser-kd", "distill.tser_kd.alpha=0.25", "distill.tser_kd.gamma=0.5",
+                          "distill.tser_kd.tau=4", "distill.tser_kd.tau_on_ce=false"))
     d.train()
     x, y = _batch()
     logits, losses = d(x, y)
@@ -144,14 +145,25 @@ def test_tser_kd_method_terms():
 
 
 # -- HTA-KL ----------------------------------------------------------------------------------
+# These tests pin spikedistill's earlier reading (rule "ascending", weights with gradient, the
+# method "hta-kl-ascending"); the AKL default is checked against the released AKL code in
+# test_authors_code.py.
+
+def _asc_mask(p, mu=0.5):
+    return Fn.head_mask(p, mu, rule="ascending")
+
+
+def _asc_hta(z, t, **kw):
+    kw.setdefault("tau", 2.0)
+    return Fn.hta_kl_loss(z, t, rule="ascending", detach_weights=False, **kw)
 
 def test_head_mask_golden():
     p = torch.tensor([[0.1, 0.6, 0.3], [0.05, 0.15, 0.8]])
     # row 0 ascending 0.1, 0.3, 0.6 -> cumulative 0.1, 0.4, 1.0: head = {class 1}
     # row 1 ascending 0.05, 0.15, 0.8 -> 0.05, 0.2, 1.0: head = {class 2}
-    assert Fn.head_mask(p, 0.5).tolist() == [[False, True, False], [False, False, True]]
+    assert _asc_mask(p, 0.5).tolist() == [[False, True, False], [False, False, True]]
     # mu = 0.3: row 0 cumulative 0.4 >= 0.3 -> head = {1, 2}
-    assert Fn.head_mask(p, 0.3).tolist() == [[False, True, True], [False, False, True]]
+    assert _asc_mask(p, 0.3).tolist() == [[False, True, True], [False, False, True]]
 
 
 def test_hta_kl_golden_two_classes():
@@ -163,20 +175,20 @@ def test_hta_kl_golden_two_classes():
     fkl = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
     rkl = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
     want = 0.5 * fkl + 0.5 * rkl
-    assert Fn.hta_kl_loss(zs, zt, tau=1.0).item() == pytest.approx(want, rel=1e-6)
+    assert _asc_hta(zs, zt, tau=1.0).item() == pytest.approx(want, rel=1e-6)
     # student q = (0.9, 0.1) (logits (ln 9, 0)): gaps (0.15, 0.15) again equal weights
     zs2 = torch.tensor([[math.log(9.0), 0.0]])
     fkl2 = 0.75 * math.log(0.75 / 0.9) + 0.25 * math.log(0.25 / 0.1)
     rkl2 = 0.9 * math.log(0.9 / 0.75) + 0.1 * math.log(0.1 / 0.25)
-    assert Fn.hta_kl_loss(zs2, zt, tau=1.0).item() == pytest.approx(0.5 * (fkl2 + rkl2), rel=1e-5)
+    assert _asc_hta(zs2, zt, tau=1.0).item() == pytest.approx(0.5 * (fkl2 + rkl2), rel=1e-5)
 
 
 def test_hta_kl_invariants():
     t = torch.randn(4, 7)
-    assert Fn.hta_kl_loss(t.clone(), t, tau=2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert _asc_hta(t.clone(), t, tau=2.0).item() == pytest.approx(0.0, abs=1e-6)
     z = torch.randn(4, 7)
-    static = Fn.hta_kl_loss(z, t, tau=2.0)
-    assert torch.allclose(Fn.hta_kl_loss(z.expand(3, 4, 7), t, tau=2.0), static, rtol=1e-5)
+    static = _asc_hta(z, t, tau=2.0)
+    assert torch.allclose(_asc_hta(z.expand(3, 4, 7), t, tau=2.0), static, rtol=1e-5)
     assert static.item() > 0
     # weights sum to 1, so HTA lies between the forward and the reverse KL of each sample
     p, q = torch.softmax(t / 2, 1), torch.softmax(z / 2, 1)
@@ -195,12 +207,14 @@ def test_hta_kl_method_per_timestep_switch():
         t_logits = teacher(x)
     for per_t, s in ((True, z), (False, z.mean(0))):
         d = build_method("hta-kl", student, teacher,
-                         _cfg("hta-kl", f"distill.hta_kl.per_timestep={str(per_t).lower()}"))
+                         _cfg("hta-kl", f"distill.hta_kl.per_timestep={str(per_t).lower()}",
+                              "distill.hta_kl.tau=2", "distill.hta_kl.rule=ascending",
+                              "distill.hta_kl.detach_weights=false"))
         d.train()
         _, losses = d(x, y)
         assert set(losses) == {"ce", "hta"}
         assert losses["hta"].item() == pytest.approx(
-            Fn.hta_kl_loss(s, t_logits, tau=2.0).item(), rel=1e-4)
+            _asc_hta(s, t_logits, tau=2.0).item(), rel=1e-4)
     with pytest.raises(ConfigError, match="distill.hta_kl.mu"):
         _cfg("hta-kl", "distill.hta_kl.mu=0")
 
@@ -215,10 +229,10 @@ def test_hta_kl_golden_unequal_weights():
     fkl = sum(a * math.log(a / b) for a, b in zip(p, q))
     rkl = sum(b * math.log(b / a) for a, b in zip(p, q))
     want = 0.25 * fkl + 0.75 * rkl
-    assert Fn.hta_kl_loss(zs, zt, tau=1.0).item() == pytest.approx(want, rel=1e-5)
+    assert _asc_hta(zs, zt, tau=1.0).item() == pytest.approx(want, rel=1e-5)
     # the same classes in another order give the same value (the mask follows the classes)
     perm = [2, 0, 1]
-    assert Fn.hta_kl_loss(zs[:, perm], zt[:, perm], tau=1.0).item() == pytest.approx(want, rel=1e-5)
+    assert _asc_hta(zs[:, perm], zt[:, perm], tau=1.0).item() == pytest.approx(want, rel=1e-5)
 
 
 # -- HTA-KL: K = 4 golden values, the mask's extremes, tau^2 ---------------------------------
@@ -238,16 +252,16 @@ def _fkl_rkl(p, q):
 def test_head_mask_extremes():
     p = torch.tensor([P4])
     # mu at most the smallest probability: every class is head
-    assert Fn.head_mask(p, 0.05).tolist() == [[True] * 4]
-    assert Fn.head_mask(p, 1e-9).tolist() == [[True] * 4]
+    assert _asc_mask(p, 0.05).tolist() == [[True] * 4]
+    assert _asc_mask(p, 1e-9).tolist() == [[True] * 4]
     # mu = 1: the head is the top-1 class alone
-    assert Fn.head_mask(p, 1.0).tolist() == [[True, False, False, False]]
+    assert _asc_mask(p, 1.0).tolist() == [[True, False, False, False]]
     # also where the float32 sum of the sorted probabilities rounds below 1 (0.99999988 for
     # this row): the cumulative mass is normalised, so the top-1 class stays in the head
     z = torch.randn(1, 7, generator=torch.Generator().manual_seed(10)) * 3
     probs = torch.softmax(z, -1)
     assert torch.sort(probs, -1).values.cumsum(-1)[0, -1].item() < 1.0
-    m = Fn.head_mask(probs, 1.0)
+    m = _asc_mask(probs, 1.0)
     assert m.sum().item() == 1 and m[0, probs.argmax()].item()
 
 
@@ -257,13 +271,13 @@ def test_hta_kl_golden_four_classes():
     q = [0.4, 0.3, 0.2, 0.1]
     fkl, rkl = _fkl_rkl(P4, q)
     want = 0.75 * fkl + 0.25 * rkl
-    got = Fn.hta_kl_loss(_logits(q), _logits(P4), tau=1.0, mu=0.3).item()
+    got = _asc_hta(_logits(q), _logits(P4), tau=1.0, mu=0.3).item()
     assert got == pytest.approx(want, rel=1e-5)
     # mu = 0.5: head = {class 0}: g_head 0.2, g_tail 0.2 -> equal weights
-    got = Fn.hta_kl_loss(_logits(q), _logits(P4), tau=1.0, mu=0.5).item()
+    got = _asc_hta(_logits(q), _logits(P4), tau=1.0, mu=0.5).item()
     assert got == pytest.approx(0.5 * fkl + 0.5 * rkl, rel=1e-5)
     # tau = 2 on logits 2 ln p, 2 ln q: the same distributions, times tau^2 = 4
-    got = Fn.hta_kl_loss(_logits(q, 2.0), _logits(P4, 2.0), tau=2.0, mu=0.3).item()
+    got = _asc_hta(_logits(q, 2.0), _logits(P4, 2.0), tau=2.0, mu=0.3).item()
     assert got == pytest.approx(4.0 * want, rel=1e-5)
 
 
@@ -273,7 +287,7 @@ def test_hta_kl_pure_rkl_when_the_head_matches():
     q = [0.6, 0.2, 0.02, 0.18]
     fkl, rkl = _fkl_rkl(P4, q)
     assert abs(fkl - rkl) > 0.04          # 0.238 vs 0.190: the two are told apart
-    got = Fn.hta_kl_loss(_logits(q), _logits(P4), tau=1.0, mu=0.5).item()
+    got = _asc_hta(_logits(q), _logits(P4), tau=1.0, mu=0.5).item()
     assert got == pytest.approx(rkl, rel=1e-5)
 
 
@@ -282,7 +296,7 @@ def test_hta_kl_all_head_is_hinton_kd():
     g = torch.Generator().manual_seed(3)
     z, t = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
     p_min = torch.softmax(t / 2.0, -1).min().item()
-    got = Fn.hta_kl_loss(z, t, tau=2.0, mu=0.5 * p_min)
+    got = _asc_hta(z, t, tau=2.0, mu=0.5 * p_min)
     assert torch.allclose(got, Fn.kd_loss(z, t, tau=2.0), rtol=1e-5)
 
 
@@ -308,4 +322,4 @@ def test_tser_kd_tau_on_ce():
     _, losses = d(torch.zeros(1, 1), y)
     want = 0.5 * 0.5 * (-math.log(0.75) + math.log(2.0))
     assert losses["ce"].item() == pytest.approx(want, rel=1e-6)
-    assert tser_kd.TSERKDConfig().tau_on_ce is False      # default: CE unsoftened
+    assert tser_kd.TSERKDConfig().tau_on_ce is True       # default: CE softened, as TSCELoss(tau)

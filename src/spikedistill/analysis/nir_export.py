@@ -309,8 +309,11 @@ def map_head(g: _Graph, linears: Sequence[nn.Linear], srcs: Sources, hw) -> Sour
     for i, lin in enumerate(linears):
         if not isinstance(lin, nn.Linear):
             raise NIRExportError(f"head.{i}: unsupported layer {type(lin).__name__}")
-        wgt = lin.weight.double() / (h * w) if i == 0 else lin.weight
-        bias = _np(lin.bias, g.dtype) if lin.bias is not None else \
+        # a DeiT distillation head exports as its eval output: one Linear, both heads averaged
+        lin_w, lin_b = lin.eval_weight_bias() if hasattr(lin, "eval_weight_bias") else \
+            (lin.weight, lin.bias)
+        wgt = lin_w.double() / (h * w) if i == 0 else lin_w
+        bias = _np(lin_b, g.dtype) if lin_b is not None else \
             np.zeros(lin.out_features, g.dtype)
         node, _ = _conv_node(
             _np(wgt, g.dtype)[:, :, None, None], bias, None, (1, 1),

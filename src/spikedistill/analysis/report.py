@@ -19,6 +19,8 @@ import torch.nn as nn
 
 from spikedistill.analysis.counting import E_AC_PJ, E_MAC_PJ, OpCounter
 from spikedistill.analysis.figures import pyplot, save_figure
+from spikedistill.analysis.timesteps import (accuracy_by_timestep, plot_accuracy_by_timestep,
+                                             timestep_table)
 from spikedistill.atomic import atomic_write_text
 from spikedistill.errors import ConfigError
 
@@ -119,6 +121,9 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
     student energy) and ``timesteps``: one row per T in ``timesteps`` (``T``, ``top1``,
     ``firing_rate``, ``macs``, ``sops``, ``energy_mj``), evaluated by setting ``model.T``
     (restored afterwards); only for spiking models (``is_spiking``) on images: frames fix T.
+    ``by_timestep``: for a spiking model, the top-1 at every ``T' <= T`` from one run's
+    per-timestep logits (:func:`~spikedistill.analysis.timesteps.accuracy_by_timestep`; rows
+    ``T``, ``top1``), else ``[]``.
     ``input_affine``: the frames are normalised event counts (:func:`~spikedistill.analysis.
     counting.loader_affine`), so the first layer counts SOPs of the counts.
     """
@@ -131,7 +136,7 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
     if timesteps and not has_T:
         raise ConfigError(f"analysis: --timesteps needs a spiking model with a T attribute; "
                           f"{getattr(model, 'model_name', type(model).__name__)} has none")
-    data = _reiterable(loader, batches, 1 + len(timesteps) + (teacher is not None))
+    data = _reiterable(loader, batches, 1 + len(timesteps) + (teacher is not None) + has_T)
 
     result = evaluate_counted(model, _batches(data, batches), e_mac=e_mac, e_ac=e_ac,
                               input_affine=input_affine)
@@ -150,6 +155,7 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
         "teacher": None,
         "energy_ratio": None,
         "timesteps": [],
+        "by_timestep": (accuracy_by_timestep(model, _batches(data, batches)) if has_T else []),
     }
     if teacher is not None:
         tdata = _batches(data, batches)
@@ -233,6 +239,9 @@ def to_markdown(result: Dict[str, Any]) -> str:
         for r in result["timesteps"]:
             lines.append(f"| {r['T']} | {r['top1']:.2f} | {r['firing_rate']:.4f} | "
                          f"{_g(r['macs'])} | {_g(r['sops'])} | {r['energy_mj']:.4g} |")
+    if result.get("by_timestep"):
+        lines += ["", "## Accuracy at every T' <= T (one run, mean of the first T' timesteps)", "",
+                  timestep_table(result["by_timestep"])]
     lines += ["", "Conventions: see `spikedistill.analysis.counting` (SOPs = r x calls x FLOPs "
               "with r = mean(input != 0); the image-fed layer and real-valued inputs count as MACs).",
               ""]
@@ -261,7 +270,8 @@ def plot_firing_rates(result: Dict[str, Any], path: PathLike) -> Path:
 
 
 def write_report(result: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
-    """Write ``report.md``, ``report.json`` and (for SNNs) ``firing_rates.png`` to ``out_dir``."""
+    """Write ``report.md``, ``report.json`` and (for SNNs) ``firing_rates.png`` and
+    ``accuracy_by_timestep.png`` to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out / "report.md", "json": out / "report.json"}
@@ -269,6 +279,9 @@ def write_report(result: Dict[str, Any], out_dir: PathLike) -> Dict[str, Path]:
     atomic_write_text(paths["json"], json.dumps(result, indent=2, default=float) + "\n")
     if result["neurons"]:
         paths["firing_rates"] = plot_firing_rates(result, out / "firing_rates.png")
+    if result.get("by_timestep"):
+        paths["by_timestep"] = plot_accuracy_by_timestep(
+            result["by_timestep"], out / "accuracy_by_timestep.png", title=str(result.get("model")))
     return paths
 
 

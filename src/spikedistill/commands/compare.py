@@ -62,6 +62,9 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=1,
                    help="runs trained at once in worker processes (default 1)")
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
+    p.add_argument("--every-timestep", action="store_true",
+                   help="add a column per T' <= T: test top-1 of each run's best.pt from the "
+                        "mean of its first T' per-timestep logits (one pass per run)")
     p.set_defaults(func=run)
 
 
@@ -180,6 +183,8 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
     key = run_key(method, seed)
     cfg = base_cfg.copy()
     cfg.distill.method = method
+    if method == "deit":        # DeiT trains a second head (model.distill_head); others do not
+        cfg.model.distill_head = True
     cfg.train.seed = seed
     if method_requires_teacher(method):
         cfg.teacher.checkpoint = teacher
@@ -291,6 +296,7 @@ def summarize(records: Sequence[Dict[str, Any]], methods: Sequence[str],
             "teacher_acc": 100 * statistics.fmean(teacher) if teacher else None,
             "baseline": baseline, "is_baseline": method == baseline,
             "paired": paired, "paired_seeds": paired_seeds,
+            "by_timestep": timestep_means(records, method),
         })
     return rows
 
@@ -332,15 +338,24 @@ def _excludes_text(paired: Dict[str, Optional[PairedDifference]]) -> str:
     return "no interval (n<2)"
 
 
+def _timestep_columns(rows: Sequence[Dict[str, Any]]) -> int:
+    """How many ``T'`` columns (``compare --every-timestep``): the longest curve, 0 without."""
+    return max((len(r.get("by_timestep") or []) for r in rows), default=0)
+
+
 def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
     """Accuracy mean ± std per method and the mean loss terms."""
     names = _loss_names(rows)
-    head = ["method", "n", "best acc %", "last acc %"] + [f"{n} (mean)" for n in names]
+    n_t = _timestep_columns(rows)
+    head = (["method", "n", "best acc %", "last acc %"] + [f"T'={t} %" for t in range(1, n_t + 1)]
+            + [f"{n} (mean)" for n in names])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         cells = [r["method"], str(r["n"]),
                  f"{_fmt(r['best_mean'])} ± {_fmt(r['best_std'])}",
                  f"{_fmt(r['last_mean'])} ± {_fmt(r['last_std'])}"]
+        by_t = r.get("by_timestep") or []
+        cells += [_fmt(by_t[i]) if i < len(by_t) else "-" for i in range(n_t)]
         cells += [_fmt(r["losses"].get(n), 4) for n in names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -422,9 +437,11 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
     w = csv.writer(fh)
     diff_cols = [f"{prefix}_diff_{c}" for _, prefix, _ in METRICS
                  for c in ("mean", "ci_low", "ci_high", "p", "excludes_0")]
+    n_t = _timestep_columns(rows)
     w.writerow(["method", "n", "seeds", "best_acc_mean", "best_acc_std", "last_acc_mean",
                 "last_acc_std", "teacher_acc"] + [f"loss_{n}" for n in names]
-               + ["baseline", "paired_n"] + diff_cols)
+               + ["baseline", "paired_n"] + diff_cols
+               + [f"top1_T{t}_mean" for t in range(1, n_t + 1)])
     for r in rows:
         diffs: List[str] = []
         for _, prefix, _ in METRICS:
@@ -438,7 +455,9 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
                    + [_fmt(r["losses"].get(n), 6) for n in names]
                    + [r["baseline"] or "-",
                       "-" if r["is_baseline"] or r["baseline"] is None
-                      else len(r["paired_seeds"])] + diffs)
+                      else len(r["paired_seeds"])] + diffs
+                   + [_fmt((r.get("by_timestep") or [])[i], 4)
+                      if i < len(r.get("by_timestep") or []) else "-" for i in range(n_t)])
     atomic_write_text(paths["csv"], fh.getvalue())
 
     fh = io.StringIO(newline="")
@@ -601,8 +620,8 @@ def _run_all(base_cfg, jobs_list, teacher, out: Path, jobs: int, log) -> List[Di
 
 
 def compare(base_cfg, methods: Sequence[str], seeds: Sequence[int], out, teacher=None,
-            log=print, baseline: Optional[str] = "ce",
-            jobs: int = 1) -> Tuple[List[Dict[str, Any]], Dict[str, Path]]:
+            log=print, baseline: Optional[str] = "ce", jobs: int = 1,
+            every_timestep: bool = False) -> Tuple[List[Dict[str, Any]], Dict[str, Path]]:
     """Run every (method, seed) (seeds outermost; ``jobs`` at once in worker processes) and
     write the summary with the paired comparison against ``baseline`` (one of ``methods``, or
     None); returns the per-method rows and the paths written."""
@@ -614,10 +633,51 @@ def compare(base_cfg, methods: Sequence[str], seeds: Sequence[int], out, teacher
     check_teacher_for(methods, teacher, base_cfg)
     records = _run_all(base_cfg, [(m, s) for s in seeds for m in methods], teacher, out, jobs,
                        log)
+    if every_timestep:
+        add_timestep_accuracies(base_cfg, records, out, log)
     rows = summarize(records, methods, baseline)
     title = f"{base_cfg.model.name} T={base_cfg.model.T} on {base_cfg.data.name}"
     paths = write_summary(rows, records, out, title)
     return rows, paths
+
+
+def add_timestep_accuracies(base_cfg, records: Sequence[Dict[str, Any]], out: Path,
+                            log=print) -> None:
+    """Give every record ``top1_by_timestep``: the test top-1 (%) of its run's ``best.pt`` at
+    each ``T' = 1..T`` (:func:`spikedistill.analysis.timesteps.accuracy_by_timestep`, one pass
+    per run), stored into its result JSON so a later compare reuses it."""
+    import torch
+
+    from spikedistill.analysis.timesteps import accuracy_by_timestep
+    from spikedistill.engine.build import build_augmentations, eval_loader_for, load_data
+    from spikedistill.engine.checkpoint import load_model_from_checkpoint
+    from spikedistill.engine.distributed import resolve_device
+
+    todo = [r for r in records if not r.get("top1_by_timestep")]
+    if not todo:
+        return
+    device = resolve_device(base_cfg.train.device)
+    splits = load_data(base_cfg)
+    _, test_aug = build_augmentations(base_cfg, splits)
+    loader = eval_loader_for(splits, base_cfg.train.eval_batch_size, device, augment=test_aug)
+    for rec in todo:
+        key = run_key(rec["method"], rec["seed"])
+        model, _ = load_model_from_checkpoint(Path(rec["run_dir"]) / "best.pt", device)
+        with torch.no_grad():
+            rows = accuracy_by_timestep(model, loader, device)
+        rec["top1_by_timestep"] = [r["top1"] for r in rows]
+        _write_json(out / "results" / f"{key}.json", rec)
+        log(f"compare: {key}: top-1 at T' = 1..{len(rows)}: "
+            + ", ".join(f"{v:.2f}" for v in rec["top1_by_timestep"]) + " %")
+
+
+def timestep_means(records: Sequence[Dict[str, Any]], method: str) -> List[float]:
+    """Mean over one method's runs of ``top1_by_timestep`` (%), per ``T'``; [] without it."""
+    curves = [r.get("top1_by_timestep") for r in records if r["method"] == method]
+    if not curves or not all(curves):
+        return []
+    n = min(len(c) for c in curves)
+    return [statistics.fmean(c[i] for c in curves) for i in range(n)]
 
 
 def check_teacher_for(methods: Sequence[str], teacher: Optional[str], base_cfg) -> None:
@@ -638,7 +698,8 @@ def run(args) -> int:
     baseline = parse_baseline(args.baseline, methods)
     jobs = parse_jobs(args.jobs)
     rows, paths = compare(cfg, methods, seeds, args.out, teacher=args.teacher,
-                          baseline=baseline, jobs=jobs)
+                          baseline=baseline, jobs=jobs,
+                          every_timestep=getattr(args, "every_timestep", False))
     print()
     print(markdown_table(rows))
     paired = paired_table(rows)

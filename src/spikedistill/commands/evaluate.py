@@ -1,6 +1,7 @@
 """``spikedistill eval``: top-1 accuracy of a checkpoint on its dataset's test split.
 
     spikedistill eval --checkpoint RUN_DIR/best.pt [--data.root PATH] [--set model.T=4]
+                      [--every-timestep [--plot acc_by_T.png]]
 
 The dataset and model settings come from the config stored in the checkpoint; ``--config``,
 ``--set`` and dotted flags override them (``model.T``, neuron settings and ``last_activation``
@@ -29,6 +30,11 @@ def register(sub) -> None:
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
                    metavar="KEY=VALUE", help="dotted overrides, e.g. --set model.T=4")
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    p.add_argument("--every-timestep", action="store_true",
+                   help="also the top-1 at every T' <= T of a spiking model, from the same run's "
+                        "per-timestep outputs (a table; 'top1_by_timestep' in --json)")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="write the accuracy-versus-T' plot here (implies --every-timestep)")
     p.set_defaults(func=run)
 
 
@@ -101,10 +107,19 @@ def run(args) -> int:
     info = {"checkpoint": str(path), "model": meta["model_name"], "T": T,
             "dataset": cfg.data.name, "test_images": len(splits.test), "top1": acc,
             "epoch": meta.get("epoch")}
+    if args.every_timestep or args.plot:
+        from spikedistill.analysis.timesteps import (accuracy_by_timestep,
+                                                     plot_accuracy_by_timestep)
+        info["top1_by_timestep"] = accuracy_by_timestep(model, loader, device)
+        if args.plot:
+            plot_accuracy_by_timestep(info["top1_by_timestep"], args.plot, title=meta["model_name"])
     if args.json:
         print(json.dumps(info))
     else:
         t_txt = f", T={T}" if T is not None else ""
         print(f"{Path(path)}: {meta['model_name']}{t_txt} (epoch {meta.get('epoch')}) on "
               f"{cfg.data.name} test ({len(splits.test)} images): top-1 {100.0 * acc:.2f} %")
+        if "top1_by_timestep" in info:
+            from spikedistill.analysis.timesteps import timestep_table
+            print(timestep_table(info["top1_by_timestep"]))
     return 0

@@ -41,8 +41,9 @@ def model_kwargs(model_cfg, num_classes: int, in_channels: int,
     spiking source, ``T`` (:func:`spikedistill.models.external.external_kwargs`)."""
     if model_cfg.source != "spikedistill":
         from spikedistill.models.external import external_kwargs
-        return external_kwargs(model_cfg, num_classes, in_channels, input_shape,
-                               spiking=model_cfg.source in ("spikingjelly", "python"))
+        out = external_kwargs(model_cfg, num_classes, in_channels, input_shape,
+                              spiking=model_cfg.source in ("spikingjelly", "python"))
+        return dict(out, distill_head=True) if getattr(model_cfg, "distill_head", False) else out
     kwargs: Dict[str, Any] = {"num_classes": num_classes, "in_channels": in_channels}
     if model_cfg.width_mult is not None:
         kwargs["width_mult"] = model_cfg.width_mult
@@ -55,6 +56,8 @@ def model_kwargs(model_cfg, num_classes: int, in_channels: int,
             raise ConfigError(f"config key 'model.kwargs.{key}': set it as model.{key}, not "
                               "through model.kwargs")
         kwargs[key] = value
+    if getattr(model_cfg, "distill_head", False):
+        kwargs["distill_head"] = True           # DeiT distillation head (method deit)
     return kwargs
 
 

@@ -28,7 +28,7 @@ is a :class:`DistillModel`. In the spec's symbols (``method.md``):
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -111,6 +111,88 @@ def linear_chain_weight(module: nn.Module) -> torch.Tensor:
                     "a CAM needs the [K, C] matrix from the pooled feature to the logits")
 
 
+
+class DistillationHead(nn.Linear):
+    """A classifier ``Linear(C, K)`` with DeiT's second (distillation) head ``kd``
+    (Touvron et al., ICML 2021; Spike-driven Transformer V2's ``head_kd``), both fed the same
+    pre-classifier feature ``h`` (per timestep or pooled, as the model calls its classifier)::
+
+        training: returns z = W h + b and keeps z_kd = W_kd h + b_kd for the method to read
+                  (:meth:`pop_kd`)
+        eval:     returns (z + z_kd) / 2, the average of both heads (DeiT's inference)
+
+    It *is* the class head (its ``weight`` / ``bias``, so state-dict keys and
+    ``classifier_weight()`` are unchanged), with the distillation head as submodule ``kd``."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__(in_features, out_features, bias=bias)
+        self.kd = nn.Linear(in_features, out_features, bias=bias)
+        nn.init.trunc_normal_(self.kd.weight, std=0.02)   # DeiT / SDT-V2 init of the head
+        if self.kd.bias is not None:
+            nn.init.zeros_(self.kd.bias)
+        self._kd_out: Optional[torch.Tensor] = None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        z = nn.functional.linear(h, self.weight, self.bias)
+        z_kd = self.kd(h)
+        if self.training:
+            self._kd_out = z_kd
+            return z
+        return (z + z_kd) / 2
+
+    def eval_weight_bias(self) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``((W + W_kd) / 2, (b + b_kd) / 2)``: the single ``Linear`` equal to the eval output
+        (both heads are linear in the same input), for exporters."""
+        bias = None if self.bias is None else (self.bias + self.kd.bias) / 2
+        return (self.weight + self.kd.weight) / 2, bias
+
+    def pop_kd(self, like: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The distillation head's logits of the last training forward (then forgotten). With
+        ``like`` (the model's logits ``[B, K]``) a per-timestep output ``[T, B, K]`` or
+        ``[T B, K]`` is averaged over T, as the model averages its class head."""
+        out, self._kd_out = self._kd_out, None
+        if out is None:
+            raise RuntimeError("no distillation-head output: run the model in train mode first")
+        if like is None or out.shape == like.shape:
+            return out
+        if out.dim() == like.dim() + 1 and out.shape[1:] == like.shape:
+            return out.mean(dim=0)
+        if (out.dim() == like.dim() and out.shape[1:] == like.shape[1:]
+                and out.shape[0] % like.shape[0] == 0):
+            return out.reshape(-1, *like.shape).mean(dim=0)
+        raise RuntimeError(f"distillation head output {tuple(out.shape)} does not match the "
+                           f"model's logits {tuple(like.shape)}")
+
+
+def add_distillation_head(model: nn.Module) -> DistillationHead:
+    """Replace ``model.classifier`` (a ``Linear``, wherever it sits in the module tree) by a
+    :class:`DistillationHead` that keeps its weights and adds the distillation head; returns
+    it. ConfigError naming ``model.distill_head`` when the classifier is not a ``Linear``."""
+    from spikedistill.errors import ConfigError
+
+    clf = getattr(model, "classifier", None)
+    if isinstance(clf, DistillationHead):
+        return clf
+    if type(clf) is not nn.Linear:
+        raise ConfigError("config key 'model.distill_head': the model's classifier must be a "
+                          f"Linear to add a distillation head, got {type(clf).__name__}")
+    path = next((n for n, m in model.named_modules() if m is clf and n), None)
+    if path is None:
+        raise ConfigError("config key 'model.distill_head': the classifier is not a submodule "
+                          "of the model")
+    head = DistillationHead(clf.in_features, clf.out_features, bias=clf.bias is not None)
+    head.to(device=clf.weight.device, dtype=clf.weight.dtype)
+    head.weight, head.bias = clf.weight, clf.bias
+    head.train(clf.training)                # a model already in eval mode stays in eval mode
+    parent_path, _, attr = path.rpartition(".")
+    setattr(model.get_submodule(parent_path) if parent_path else model, attr, head)
+    return head
+
+
+def distillation_head(model: nn.Module) -> Optional[DistillationHead]:
+    """The model's :class:`DistillationHead`, or None when it has none."""
+    return next((m for m in model.modules() if isinstance(m, DistillationHead)), None)
+
 def is_frames(x: torch.Tensor) -> bool:
     """True for a frame sequence ``[T, B, C, H, W]`` (False for images ``[B, C, H, W]``)."""
     return x.dim() == 5
@@ -176,6 +258,7 @@ def contract_problems(model: nn.Module, x: torch.Tensor) -> List[str]:
     return problems
 
 
-__all__ = ["DistillModel", "contract_problems", "feature_channel_count", "global_pool",
+__all__ = ["DistillModel", "DistillationHead", "add_distillation_head", "contract_problems",
+           "distillation_head", "feature_channel_count", "global_pool",
            "is_frames", "linear_chain_weight", "time_major_input"]
 

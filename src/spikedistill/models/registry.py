@@ -103,6 +103,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     entry = _entry(name)
     factory = entry["factory"]
     params = inspect.signature(factory).parameters
+    distill_head = bool(kwargs.pop("distill_head", False)) and "distill_head" not in params
     unknown = [k for k in kwargs if k not in params]
     if unknown:
         raise ConfigError(f"model {name!r} does not take {', '.join(unknown)}; it accepts: "
@@ -110,6 +111,10 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     plain = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v)
              for k, v in kwargs.items()}
     model = factory(**plain)
+    if distill_head:        # DeiT's second head on any contract model (model.distill_head)
+        from spikedistill.models.contract import add_distillation_head
+        add_distillation_head(model)
+        plain["distill_head"] = True
     model.model_name = name
     model.model_kwargs = plain
     model.model_role = entry["role"] or ("student" if getattr(model, "is_spiking", False)

@@ -1,6 +1,6 @@
 """The built-in distillation methods: small Distillers around :mod:`..functional`, one module
 per method family (``kd.py``, ``kdsnn.py``, ``bkdsnn.py``, ``enof.py``, ``ckd.py``, ``e2kd.py``,
-``catkd.py``, ``tks.py``, ``tser_kd.py``, ``hta_kl.py``), each holding
+``catkd.py``, ``tks.py``, ``tser_kd.py``, ``hta_kl.py``, ``tdd.py``, ``seal_kd.py``, ``strong_weak.py``, ``deit.py``), each holding
 the method, the dataclass of its ``distill.<section>`` and its ``@register_method``.
 
 Discovery: the method registry (:data:`spikedistill.plugins.METHODS`) imports every module of
@@ -17,7 +17,7 @@ method         losses
 =============  ====================================================================
 kd             ce, kd                     (``distill.kd``)
 kdsnn          ce, kd, feat               (``distill.kdsnn``; 1x1 adapter in ``extras``)
-bkdsnn         ce, kd, bkd                (``distill.bkdsnn``; generator in ``extras``)
+bkdsnn         ce, kd, bkd                (``distill.bkdsnn``; WSLD logits; align + generator in ``extras``)
 enof           ce, laf                    (``distill.enof``; Linear adapter if C_s != C_t)
 samd           ce, samd                   (``distill.ckd``, NLD off)
 nld            ce, nld                    (``distill.ckd``, SAMD off)
@@ -27,12 +27,19 @@ ckd-paper      ce, samd, nld              (``distill.ckd``, paper preset)
 e2kd           ce, kd, exp                (``distill.e2kd``; teacher Grad-CAM vs student CAM)
 catkd          ce, cat [, kd]             (``distill.catkd``; CAMs of all K; kd if kd_weight > 0)
 tks            ce, tks                    (``distill.tks``; no teacher, per-timestep logits)
+tdd            ce, kd, self               (``distill.tdd``; per-timestep CE, KL to ANN and to self)
+seal-kd        ce, ela, sta               (``distill.seal_kd``; error-aware + temporal alignment)
+s2w            ce, sd                     (``distill.s2w``; no teacher; paper only, unverified)
+w2s            ce, sd                     (``distill.w2s``; no teacher; paper only, unverified)
+deit           ce, kd                     (``distill.deit``; second head, ``model.distill_head: true``)
 tser-kd        ce, kd, er                 (``distill.tser_kd``; per-timestep; not verified)
-hta-kl         ce, hta                    (``distill.hta_kl``; adaptive KL; not verified)
+hta-kl         ce, hta                    (``distill.hta_kl``; AKL as released; not verified)
+hta-kl-asc...   ce, hta                    (``distill.hta_kl``; ``hta-kl-ascending``, the earlier reading)
 =============  ====================================================================
 
 ``tser-kd`` and ``hta-kl`` are not verified against their papers' equations (only the
-abstracts were reachable); ``docs/methods.md`` says what each follows instead.
+abstracts were reachable); ``docs/methods.md`` says what each follows instead (a public
+implementation and the AKL code, checked in ``tests/distill/test_authors_code.py``).
 
 Teacher outputs are always targets (detached), also with ``teacher.mode=released``.
 

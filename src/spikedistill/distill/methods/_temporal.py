@@ -16,3 +16,15 @@ def timestep_logits(student, x: torch.Tensor) -> torch.Tensor:
     else:
         z = student(x)
     return z if z.dim() == 3 else z.unsqueeze(0)
+
+
+def timestep_and_teacher_logits(distiller, x: torch.Tensor):
+    """``(z_s[t] [T, B, K], z_t [B, K])``: the student's per-timestep logits and the teacher's
+    logits as constants, the inputs of the per-timestep teacher-student methods."""
+    return timestep_logits(distiller.student, x), distiller.teacher_targets(x, return_features=False)
+
+
+def timestep_cross_entropy(cross_entropy, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``1/T sum_t CE(z[t], y)`` with the distiller's ``cross_entropy`` (label smoothing, soft
+    targets and ``ce_weight`` included)."""
+    return torch.stack([cross_entropy(z[t], y) for t in range(z.shape[0])]).mean()

@@ -10,7 +10,8 @@ the student's own correct timesteps. With per-timestep logits ``z[t]`` ``[T, B, 
     L_TKS  = 1/T sum_t tau^2 * CE_soft(softmax(S / tau), z[t])
     L      = alpha_e * CE(mean_t z[t], y) + (1 - alpha_e) * L_TKS
     alpha_e = 1 - alpha * epoch / epochs   (schedule "linear", the code's default, per epoch)
-              or 1 - alpha                 (schedule "static", the code's --staticalpha)
+              or alpha                     (schedule "static", the code's --staticalpha:
+                                            ``current_alpha = args.alpha``, train_main.py)
 
 We follow the released code where it is more specific than the paper: the target ``S`` is a
 *sum* of logits, it is not detached (``detach_target: false``; set true for a constant
@@ -40,7 +41,7 @@ class TKSConfig:
 
     alpha: float = 0.7
     tau: float = 3.0
-    schedule: str = "linear"         # linear: alpha_e = 1 - alpha * epoch / epochs | static: 1 - alpha
+    schedule: str = "linear"         # linear: alpha_e = 1 - alpha * epoch / epochs | static: alpha
     detach_target: bool = False
 
     def validate(self, prefix: str = "") -> None:
@@ -61,10 +62,11 @@ class TKS(Distiller):
         self.tc = _section(cfg, "tks")
 
     def alpha_e(self, ctx=None) -> float:
-        """The CE weight of this step: ``1 - alpha * epoch / epochs`` or ``1 - alpha``."""
+        """The CE weight of this step: ``1 - alpha * min(epoch / epochs, 1)`` (linear) or
+        ``alpha`` (static; the released ``--staticalpha`` sets ``current_alpha = args.alpha``)."""
         c = self.tc
         if c.schedule == "static":
-            return 1.0 - c.alpha
+            return c.alpha
         epochs = int(getattr(ctx, "epochs", 0) or 0) if ctx is not None else 0
         if epochs <= 0:
             return 1.0
