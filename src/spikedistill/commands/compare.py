@@ -14,8 +14,10 @@ continues interrupted ones from their ``last.pt``, and rewrites the summary:
   number of seeds, the mean of each loss term over the last epoch (already weighted); then, for
   every method against the baseline (``--baseline``, default ``ce``), the paired mean
   difference over the seeds both ran (percentage points), its 95 % paired-t interval (n - 1
-  degrees of freedom; none for a single pair), the two-sided p-value and whether the interval
-  excludes 0 (:mod:`spikedistill.analysis.stats`),
+  degrees of freedom; none for a single pair or equal differences), the two-sided p-value and
+  whether the interval excludes 0; an order is claimed only from at least 3 pairs with spread
+  (:mod:`spikedistill.analysis.stats`), otherwise the verdict says why not. Every table is
+  preceded by a line saying which accuracy it compares (:func:`accuracy_caption`),
 - ``DIR/compare.csv``: the same numbers, one row per method, and ``DIR/runs.csv``: one row per run,
 - ``DIR/compare.png``: a bar chart of best and last accuracy with std error bars, beside the
   paired differences against the baseline with their 95 % intervals.
@@ -229,6 +231,22 @@ METRICS = (("best_acc", "best", "best acc"), ("last_acc", "last", "last acc"))
 CONFIDENCE = 0.95
 
 
+def selected_on_validation(records: Sequence[Dict[str, Any]]) -> bool:
+    """True when every run held out a validation split (``data.val_fraction > 0`` in its
+    recorded config), so that its best checkpoint was chosen on validation, not on test."""
+    fractions = [((r.get("config") or {}).get("data") or {}).get("val_fraction") for r in records]
+    return bool(fractions) and all(isinstance(f, (int, float)) and f > 0 for f in fractions)
+
+
+def accuracy_caption(on_validation: bool) -> str:
+    """The line naming the two accuracies every table compares."""
+    best = ("best = test accuracy of the epoch with the best validation accuracy"
+            if on_validation else
+            "best = highest test accuracy over the epochs (chosen on the test set itself, so "
+            "optimistic; no validation split was held out)")
+    return f"Accuracy compared: {best}; last = test accuracy after the last epoch."
+
+
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
@@ -289,6 +307,7 @@ def summarize(records: Sequence[Dict[str, Any]], methods: Sequence[str],
             "teacher_acc": 100 * statistics.fmean(teacher) if teacher else None,
             "baseline": baseline, "is_baseline": method == baseline,
             "paired": paired, "paired_seeds": paired_seeds,
+            "on_validation": selected_on_validation(records),
         })
     return rows
 
@@ -311,11 +330,13 @@ def _signed(v: Optional[float], nd: int = 2) -> str:
 
 
 def format_difference(d: Optional[PairedDifference]) -> str:
-    """``+1.23 [-0.50, +2.96]`` (mean and 95 % interval), ``+1.23 (n=1: no interval)``, ``-``."""
+    """``+1.23 [-0.50, +2.96]`` (mean and 95 % interval), ``+1.23 (n=1: no interval)``,
+    ``+1.23 (sd 0: no interval)`` (every difference equal), ``-``."""
     if d is None:
         return "-"
     if not d.has_interval:
-        return f"{_signed(d.mean)} (n=1: no interval)"
+        why = "n=1" if d.n < 2 else "sd 0"
+        return f"{_signed(d.mean)} ({why}: no interval)"
     return f"{_signed(d.mean)} [{_signed(d.low)}, {_signed(d.high)}]"
 
 
@@ -327,47 +348,76 @@ def _excludes_text(paired: Dict[str, Optional[PairedDifference]]) -> str:
     got = [p for p, d in paired.items() if d is not None and d.excludes_zero]
     if any(d is not None and d.has_interval for d in paired.values()):
         return ", ".join(got) if got else "neither"
+    if any(d is not None and d.n >= 2 for d in paired.values()):
+        return "no interval (sd 0)"
     return "no interval (n<2)"
 
 
+def _claim_text(paired: Dict[str, Optional[PairedDifference]]) -> str:
+    """The ``claimed`` cell: the metrics whose difference the seeds support, or why none."""
+    got = [p for p, d in paired.items() if d is not None and d.claim()]
+    if got:
+        return ", ".join(got)
+    reasons = [d.no_claim_reason() for d in paired.values() if d is not None]
+    short = [r.split(" (")[0].split(":")[0] for r in reasons if r]
+    return "none" + (f" ({short[0]})" if short else "")
+
+
 def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
-    """Accuracy mean ± std per method and the mean loss terms."""
+    """Accuracy mean ± std per method and the mean loss terms, after the line naming the
+    accuracies compared."""
     names = _loss_names(rows)
     head = ["method", "n", "best acc %", "last acc %"] + [f"{n} (mean)" for n in names]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines = [_caption(rows), "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         cells = [r["method"], str(r["n"]),
                  f"{_fmt(r['best_mean'])} ± {_fmt(r['best_std'])}",
                  f"{_fmt(r['last_mean'])} ± {_fmt(r['last_std'])}"]
-        cells += [_fmt(r["losses"].get(n), 4) for n in names]
+        cells += [format_loss(r["losses"].get(n)) for n in names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _caption(rows: Sequence[Dict[str, Any]]) -> str:
+    return accuracy_caption(bool(rows) and all(r.get("on_validation") for r in rows))
+
+
+def format_loss(v: Optional[float]) -> str:
+    """A loss term with 4 significant digits (``0.002731``, ``1.500``, ``1.200e-05``), so a
+    small term does not print as 0.0000."""
+    return "-" if v is None or not math.isfinite(v) else f"{v:#.4g}"
+
+
 def paired_table(rows: Sequence[Dict[str, Any]]) -> str:
     """Every method against the baseline: paired seeds, the mean difference of best and last
-    accuracy (percentage points) with its 95 % interval and p-value, and which intervals
-    exclude 0; empty without a baseline."""
+    accuracy (percentage points) with its 95 % interval and p-value, which intervals exclude 0
+    and which differences the seeds support (:meth:`PairedDifference.claim`), after the line
+    naming the accuracies compared; empty without a baseline."""
     base = next((r for r in rows if r["is_baseline"]), None)
     if base is None:
         return ""
     b = base["method"]
     head = ["method", "paired seeds", f"Δ best vs {b} [95 % CI]", "p (best)",
-            f"Δ last vs {b} [95 % CI]", "p (last)", "CI excludes 0"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+            f"Δ last vs {b} [95 % CI]", "p (last)", "CI excludes 0", "claimed"]
+    lines = [_caption(rows), "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         if r["is_baseline"]:
             continue
         pb, pl = r["paired"].get("best"), r["paired"].get("last")
         lines.append("| " + " | ".join([
             r["method"], str(len(r["paired_seeds"])), format_difference(pb), _p_text(pb),
-            format_difference(pl), _p_text(pl), _excludes_text(r["paired"])]) + " |")
+            format_difference(pl), _p_text(pl), _excludes_text(r["paired"]),
+            _claim_text(r["paired"])]) + " |")
     return "\n".join(lines)
 
 
 def verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
-    """One sentence per (method, metric) against the baseline saying whether the 95 % interval
-    of the paired difference excludes 0, i.e. whether the seeds support an order."""
+    """One sentence per (method, metric) against the baseline saying whether the seeds support
+    an order: the 95 % interval of the paired difference excludes 0 and it rests on at least
+    :data:`~spikedistill.analysis.stats.MIN_PAIRS_FOR_CLAIM` pairs with spread; otherwise why
+    no order is claimed."""
     out = []
     for r in rows:
         if r["is_baseline"]:
@@ -378,8 +428,11 @@ def verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
             if d is None:
                 out.append(f"{what}: no common seed, no comparison")
             elif not d.has_interval:
-                out.append(f"{what}: {_signed(d.mean)} points from a single seed pair: no "
-                           "interval, no order can be claimed")
+                out.append(f"{what}: {_signed(d.mean)} points; {d.no_claim_reason()}: no order "
+                           "can be claimed")
+            elif d.no_claim_reason() is not None:
+                out.append(f"{what}: {format_difference(d)} points; {d.no_claim_reason()}: no "
+                           "order can be claimed")
             elif d.excludes_zero:
                 word = "higher" if d.mean > 0 else "lower"
                 out.append(f"{what}: {format_difference(d)} points over {d.n} seeds: the "
@@ -398,7 +451,7 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
     teacher = [r["teacher_acc"] for r in rows if r["teacher_acc"] is not None]
     md = [f"# {title}" if title else "# spikedistill compare", "",
           "Test accuracy over seeds (mean ± sample std), loss terms: means over each run's last "
-          "epoch, already weighted.", ""]
+          "epoch, already weighted (4 significant digits).", ""]
     if teacher:
         md += [f"Teacher test accuracy: {statistics.fmean(teacher):.2f} %", ""]
     md += [markdown_table(rows), ""]
@@ -409,7 +462,9 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
                f"Runs with the same seed share the initialisation and the data order, so each "
                f"method pairs with {base} by seed: Δ is the mean over the common seeds of "
                f"(method - {base}) in percentage points, with its 95 % paired-t interval "
-               "(n - 1 degrees of freedom; none for a single seed) and the two-sided p-value.",
+               "(n - 1 degrees of freedom; none for a single seed or when every difference is "
+               "equal) and the two-sided p-value. An order is claimed only where the interval "
+               "excludes 0 over at least 3 seed pairs.",
                "", paired, ""]
         md += [f"- {line}" for line in verdict_lines(rows)] + [""]
     paths = {"md": out / "compare.md", "csv": out / "compare.csv", "runs_csv": out / "runs.csv",
@@ -463,14 +518,19 @@ def _pct(v: Optional[float]) -> Optional[float]:
 
 
 def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
-    """The compare chart: bars of best and last accuracy (mean, std error bars) per method and,
-    with a baseline, a second panel of the paired differences against it: the mean as a point
-    and the 95 % interval as an error bar (a lone point where n = 1), a line at 0."""
+    """The compare chart: bars of best and last accuracy (mean, std error bars) per method on an
+    axis from 0 %, and, with a baseline, a second panel of the paired differences against it:
+    the mean as a point and the 95 % interval as an error bar; a difference whose interval
+    cannot be computed (one pair, or every difference equal) is a hollow marker labelled
+    "no interval", never a zero-width bar; a line at 0."""
     from spikedistill.analysis.figures import pyplot
     plt = pyplot()
 
     def clean(v):
         return v if v is not None and math.isfinite(v) else 0.0
+
+    def spread(r, key):  # no error bar (not a zero-width one) from a single seed
+        return clean(r[key]) if r["n"] > 1 else float("nan")
 
     others = [r for r in rows if r["baseline"] is not None and not r["is_baseline"]]
     ncols = 2 if others else 1
@@ -480,18 +540,21 @@ def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
     x = list(range(len(rows)))
     width = 0.38
     ax.bar([i - width / 2 for i in x], [clean(r["best_mean"]) for r in rows], width,
-           yerr=[clean(r["best_std"]) for r in rows], capsize=3, label="best")
+           yerr=[spread(r, "best_std") for r in rows], capsize=3, label="best")
     ax.bar([i + width / 2 for i in x], [clean(r["last_mean"]) for r in rows], width,
-           yerr=[clean(r["last_std"]) for r in rows], capsize=3, label="last")
+           yerr=[spread(r, "last_std") for r in rows], capsize=3, label="last")
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r['method']}\n(n={r['n']})" for r in rows])
     ax.set_ylabel("test accuracy (%, mean ± std)")
-    vals = [clean(r[k]) for r in rows for k in ("best_mean", "last_mean")]
-    lo = min(vals) if vals else 0.0
-    hi = max(vals or [1.0]) + max([clean(r["best_std"]) for r in rows] + [0.0])
-    ax.set_ylim(max(0.0, lo - 10.0), hi + 0.15 * (hi - max(0.0, lo - 10.0)) + 1.0)
-    ax.set_title(title or "spikedistill compare")
-    ax.legend(loc="upper right", ncol=2)
+    for i, r in enumerate(rows):
+        for dx, key in ((-width / 2, "best_mean"), (width / 2, "last_mean")):
+            if r[key] is not None and math.isfinite(r[key]):
+                ax.text(i + dx, r[key] / 2, f"{r[key]:.1f}", ha="center", va="center",
+                        rotation=90, fontsize="small", color="white")
+    ax.set_ylim(0.0, 112.0)  # from 0 %, room above 100 % for the legend
+    ax.set_yticks([0, 20, 40, 60, 80, 100])
+    ax.set_title(title or "spikedistill compare", fontsize="medium")
+    ax.legend(loc="upper center", ncol=2, fontsize="small")
     ax.grid(axis="y", alpha=0.3)
 
     if others:
@@ -499,6 +562,7 @@ def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
         base = others[0]["baseline"]
         for j, (_, prefix, label) in enumerate(METRICS):
             xs, ys, errs, lone_x, lone_y = [], [], [], [], []
+            color = f"C{j}"
             for i, r in enumerate(others):
                 d = r["paired"].get(prefix)
                 if d is None:
@@ -508,18 +572,22 @@ def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
                     xs.append(xpos), ys.append(d.mean), errs.append(d.half_width)
                 else:
                     lone_x.append(xpos), lone_y.append(d.mean)
-            color = f"C{j}"
+                    ax.annotate("no\ninterval\n" + ("(n=1)" if d.n < 2 else "(sd 0)"),
+                                (xpos, d.mean), textcoords="offset points", xytext=(0, -8),
+                                ha="center", va="top", fontsize="x-small", color=color)
             if xs:
                 ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=4, color=color,
                             label=f"{label} (95 % CI)")
             if lone_x:
-                ax.plot(lone_x, lone_y, "x", color=color, label=f"{label} (n=1, no interval)")
+                ax.plot(lone_x, lone_y, "o", mfc="none", color=color,
+                        label=f"{label} (no interval)")
         ax.axhline(0.0, color="k", linewidth=0.8)
         ax.set_xticks(list(range(len(others))))
         ax.set_xticklabels([f"{r['method']}\n(pairs={len(r['paired_seeds'])})" for r in others])
         ax.set_xlim(-0.6, len(others) - 0.4)
         ax.set_ylabel(f"paired Δ vs {base} (points)")
-        ax.set_title(f"paired difference against {base}")
+        ax.set_title(f"paired difference against {base}", fontsize="medium")
+        ax.margins(y=0.25)
         ax.legend(loc="best", fontsize="small")
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
