@@ -71,7 +71,8 @@ def test_every_key_is_listed_with_a_description(capsys):
     from spikedistill.distill import list_methods
     from spikedistill.models.registry import list_models
     text = "\n".join(lines)
-    for title, names in (("datasets (data.name):", list_datasets()),
+    for title, names in (("datasets (data.name; a dataset's own data.augment defaults replace "
+                          "the ones above for the keys a config does not set):", list_datasets()),
                          ("models (model.name; role):", list_models()),
                          ("methods (distill.method):", list_methods())):
         block = text.split(title)[1].split("\n\n")[0]

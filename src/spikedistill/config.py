@@ -452,7 +452,7 @@ class TrainConfig:
     eval_every: int = 1
     eval_batch_size: int = 512
     max_steps_per_epoch: int = 0     # 0: the whole epoch (a cap is for smoke runs and benchmarks)
-    threads: int = 0                 # torch CPU threads (0: leave torch's default)
+    threads: int = 1                 # torch CPU threads per run (0: torch's default, all cores; 1 is fast on a shared machine)
     find_unused_parameters: bool = False  # DDP: only for methods that skip parameters in a step
     deterministic: bool = False      # deterministic CUDA kernels (bitwise-reproducible resume on GPU, slower)
     checkpoint_stages: Union[str, List[int]] = field(default_factory=list)  # recompute these stages (1-based, or all) in backward
@@ -843,7 +843,26 @@ def build_config(data: Optional[Dict[str, Any]] = None,
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
         set_dotted(merged, key, value)
+    apply_dataset_augment(merged)
     return from_dict(Config, merged)
+
+
+def apply_dataset_augment(merged: Dict[str, Any]) -> None:
+    """Fill the ``data.augment`` keys ``merged`` does not set with the chosen dataset's own
+    defaults (its registration's ``augment``: digits none of CIFAR's, CIFAR10-DVS TET's); the
+    keys set keep their values, and the rest keep the dataclass defaults (the CIFAR recipe).
+    An unknown or malformed ``data`` is left for the validation to report."""
+    section = merged.get("data", {})
+    if not isinstance(section, dict):
+        return
+    name = section.get("name", DataConfig.name)
+    if not isinstance(name, str) or name not in DATASETS:
+        return
+    defaults = getattr(DATASETS.get(name), "augment", None) or {}
+    augment = section.get("augment", {})
+    if not defaults or not isinstance(augment, dict):
+        return
+    merged["data"] = {**section, "augment": {**defaults, **augment}}
 
 
 def load_config(path: Optional[Union[str, os.PathLike]] = None,

@@ -239,7 +239,9 @@ def build_catalog() -> Dict[str, Any]:
     for name in list_datasets():
         spec = get_dataset(name)
         root = f"data.root: {spec.root_hint}" if spec.needs_root else "embedded, no data.root"
-        datasets[name] = f"{spec.description or name} ({root})"
+        own = ", ".join(f"{k}={v}" for k, v in getattr(spec, "augment", {}).items())
+        datasets[name] = (f"{spec.description or name} ({root}"
+                          + (f"; its data.augment defaults: {own}" if own else "") + ")")
     from spikedistill.models.registry import _entry
 
     models = {name: f"{model_role(name)}: {first_line(_entry(name)['factory'])}".rstrip(": ")
@@ -286,7 +288,8 @@ def describe(live: bool = False) -> List[str]:
     out = [format_row(r) for r in rows]
     at = next(i for i, r in enumerate(rows) if r["key"] == "distill.ce_weight") + 1
     out[at:at] = [format_row(r) for r in catalog["keys"]]
-    for title, what in (("datasets (data.name)", "datasets"),
+    for title, what in (("datasets (data.name; a dataset's own data.augment defaults replace "
+                         "the ones above for the keys a config does not set)", "datasets"),
                         ("models (model.name; role)", "models"),
                         ("methods (distill.method)", "methods")):
         out += ["", f"{title}:"] + [f"  {n}: {d}" for n, d in catalog[what].items()]
