@@ -162,6 +162,21 @@ def test_caption_names_validation_selection():
     assert "chosen on the test set" in C.markdown_table(C.summarize(recs, ["ce"], "ce"))
 
 
+def test_worker_output_goes_to_the_log_as_it_comes_and_lines_to_the_parent(tmp_path):
+    import queue
+
+    q = queue.Queue()
+    with open(tmp_path / "k.log", "w") as fh:
+        tee = C._LineTee(fh, q, "kd-seed0")
+        tee.write("epoch 1/3  lr 0.1")
+        assert (tmp_path / "k.log").read_text() == "epoch 1/3  lr 0.1"   # on disk at once
+        assert q.empty()                                                  # no complete line yet
+        tee.write("  ce 0.5\n\nepoch 2/3\n")
+    got = []
+    C._drain(q, got.append)
+    assert got == ["kd-seed0: epoch 1/3  lr 0.1  ce 0.5", "kd-seed0: epoch 2/3"]
+
+
 def test_chart_draws_the_paired_intervals():
     from matplotlib.container import ErrorbarContainer
 
@@ -184,7 +199,7 @@ def test_chart_draws_the_paired_intervals():
         assert len(lone) == 2 and all(ln.get_ydata()[0] == pytest.approx(
             by["enof"]["paired"][p].mean) for ln, p in zip(lone, ("best", "last")))
         assert any(list(ln.get_ydata()) == [0.0, 0.0] for ln in ax.lines)
-        assert [t.get_text() for t in ax.texts] == ["no interval (n=1)"] * 2
+        assert [t.get_text() for t in ax.texts] == ["no\ninterval\n(n=1)"] * 2
         assert fig.axes[0].get_ylim()[0] == 0.0  # accuracy from 0 %
     finally:
         import matplotlib.pyplot as plt
@@ -317,6 +332,9 @@ def test_compare_digits_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert main(argv2 + ["--jobs", "2"]) == 0
     printed = capsys.readouterr().out
     assert "2 runs in 2 worker processes" in printed
+    # every run's epoch lines are streamed to the console, prefixed with the run
+    assert "ce-seed0: epoch 1/1" in printed and "ce-seed1: epoch 1/1" in printed
+    assert printed.index("ce-seed0: epoch 1/1") < printed.index("compare: ce-seed0: best")
     for s in (0, 1):
         rec = json.loads((out2 / "results" / f"ce-seed{s}.json").read_text())
         assert rec["best_acc"] == results[f"ce-seed{s}"]["best_acc"]

@@ -22,9 +22,10 @@ continues interrupted ones from their ``last.pt``, and rewrites the summary:
 - ``DIR/compare.png``: a bar chart of best and last accuracy with std error bars, beside the
   paired differences against the baseline with their 95 % intervals.
 
-With ``--jobs N`` the runs go to N worker processes (each run's output is kept in
-``DIR/logs/METHOD-seedN.log``); a run's numbers do not depend on N (same seed, same
-``train.threads``), so let N x ``train.threads`` not exceed the cores.
+With ``--jobs N`` the runs go to N worker processes: each run's output is written to
+``DIR/logs/METHOD-seedN.log`` as it comes, and its lines (one per epoch) are printed to the
+console as they come, prefixed with ``METHOD-seedN:``. A run's numbers do not depend on N (same
+seed, same ``train.threads``), so let N x ``train.threads`` not exceed the cores.
 """
 
 from __future__ import annotations
@@ -598,24 +599,48 @@ def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
 # the command
 # --------------------------------------------------------------------------------------------
 
-def _run_captured(job) -> Tuple[Dict[str, Any], str]:
-    """Worker side of ``--jobs``: :func:`run_one` with its printed output captured; returns
-    the record and the output."""
-    base_cfg, method, seed, teacher, out = job
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+class _LineTee(io.TextIOBase):
+    """A text stream that appends everything to ``fh`` (flushed at once) and hands every
+    complete non-empty line, prefixed ``KEY: ``, to ``queue`` (the parent prints them)."""
+
+    def __init__(self, fh, queue, key: str) -> None:
+        super().__init__()
+        self.fh, self.queue, self.key, self.pending = fh, queue, key, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.fh.write(text)
+        self.fh.flush()
+        self.pending += text.replace("\r", "\n")
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.strip() and self.queue is not None:
+                self.queue.put(f"{self.key}: {line.rstrip()}")
+        return len(text)
+
+
+def _run_streamed(job) -> Dict[str, Any]:
+    """Worker side of ``--jobs``: :func:`run_one` with its output written to
+    ``logs/KEY.log`` as it comes and each line sent to the parent's ``queue``."""
+    base_cfg, method, seed, teacher, out, queue = job
+    key = run_key(method, seed)
+    (Path(out) / "logs").mkdir(parents=True, exist_ok=True)
+    with open(Path(out) / "logs" / f"{key}.log", "w", encoding="utf-8") as fh:
+        tee = _LineTee(fh, queue, key)
+        with contextlib.redirect_stdout(tee), contextlib.redirect_stderr(tee):
+            return run_one(base_cfg, method, seed, teacher, Path(out))
+
+
+def _drain(queue, log) -> None:
+    import queue as queue_mod
+
+    while True:
         try:
-            record = run_one(base_cfg, method, seed, teacher, Path(out))
-        except BaseException:
-            _write_log(Path(out), run_key(method, seed), buf.getvalue())
-            raise
-    _write_log(Path(out), run_key(method, seed), buf.getvalue())
-    return record, buf.getvalue()
-
-
-def _write_log(out: Path, key: str, text: str) -> None:
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "logs" / f"{key}.log", text)
+            log(queue.get_nowait())
+        except queue_mod.Empty:
+            return
 
 
 def _run_all(base_cfg, jobs_list, teacher, out: Path, jobs: int, log) -> List[Dict[str, Any]]:
@@ -627,25 +652,34 @@ def _run_all(base_cfg, jobs_list, teacher, out: Path, jobs: int, log) -> List[Di
     import multiprocessing as mp
 
     records: List[Optional[Dict[str, Any]]] = [None] * len(jobs_list)
-    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)),
-                                  mp_context=mp.get_context("spawn"))
+    ctx = mp.get_context("spawn")
+    manager = ctx.Manager()
+    lines = manager.Queue()
+    pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)), mp_context=ctx)
     try:
         futures = {}
         for i, (m, s) in enumerate(jobs_list):
-            futures[pool.submit(_run_captured, (base_cfg, m, s, teacher, str(out)))] = i
+            futures[pool.submit(_run_streamed, (base_cfg, m, s, teacher, str(out), lines))] = i
         log(f"compare: {len(jobs_list)} runs in {min(jobs, len(jobs_list))} worker processes "
-            f"(each run's output: {out / 'logs'}/METHOD-seedN.log)")
-        for fut in cf.as_completed(futures):
-            i = futures[fut]
-            record, _ = fut.result()
-            records[i] = record
-            m, s = jobs_list[i]
-            log(f"compare: {run_key(m, s)}: best {_fmt(_pct(record['best_acc']))} %, last "
-                f"{_fmt(_pct(record['last_acc']))} % ({_fmt(record.get('wall_time_s'), 1)} s)")
+            f"(each run's output, as it comes: {out / 'logs'}/METHOD-seedN.log)")
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+            _drain(lines, log)
+            for fut in done:
+                i = futures[fut]
+                record = fut.result()
+                records[i] = record
+                m, s = jobs_list[i]
+                log(f"compare: {run_key(m, s)}: best {_fmt(_pct(record['best_acc']))} %, last "
+                    f"{_fmt(_pct(record['last_acc']))} % ({_fmt(record.get('wall_time_s'), 1)} s)")
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
-    pool.shutdown(wait=True)
+    finally:
+        pool.shutdown(wait=True)
+        _drain(lines, log)
+        manager.shutdown()
     return [r for r in records if r is not None]
 
 
