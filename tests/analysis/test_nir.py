@@ -230,3 +230,43 @@ def test_spikingjelly_style_neuron_options_refused(option):
     with pytest.raises(NIRExportError, match=option):
         lif_node(LIF(decay=0.5, threshold=1.0, **{option: True}), (4,), "lif")
     assert lif_node(LIF(decay=0.5, threshold=1.0), (4,), "lif") is not None
+
+
+def test_exportability_is_known_from_the_config_before_training():
+    """nir_export_problem says what to_nir would refuse, from the config alone."""
+    from spikedistill.analysis.nir_export import nir_export_problem
+    from spikedistill.config import build_config, load_config
+
+    ok = build_config(overrides=["model.name=spiking_resnet20", "model.last_activation=lif"])
+    assert nir_export_problem(ok.model) is None
+    from pathlib import Path
+    relu = load_config(Path(__file__).resolve().parents[2] / "configs/cifar10/resnet20_snn_t1.yaml")
+    assert "model.last_activation=lif" in nir_export_problem(relu.model)
+    other = build_config(overrides=["model.name=vggsnn", "model.last_activation=lif"])
+    assert "this student is vggsnn" in nir_export_problem(other.model)
+    # the same verdicts as the exporter itself
+    from spikedistill.analysis.nir_export import NIRExportError, to_nir
+    from spikedistill.models import create_model
+    import dataclasses
+    for cfg, fails in ((ok, False), (relu, True)):
+        m = create_model(cfg.model.name, num_classes=10, in_channels=1, T=1,
+                         last_activation=cfg.model.last_activation,
+                         neuron=dataclasses.asdict(cfg.model.neuron))
+        if fails:
+            with pytest.raises(NIRExportError):
+                to_nir(m, (1, 8, 8))
+        else:
+            to_nir(m, (1, 8, 8))
+
+
+def test_train_warns_at_start_when_the_student_cannot_be_exported(capsys, monkeypatch):
+    from spikedistill.cli import main
+
+    monkeypatch.setattr("spikedistill.engine.trainer.run_training",
+                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert main(["train", "--set", "model.last_activation=relu"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("warning: this student cannot be exported to NIR: its last block "
+                          "ends in a ReLU")
+    assert main(["train", "--set", "model.last_activation=lif"]) == 130
+    assert "NIR" not in capsys.readouterr().err

@@ -216,6 +216,28 @@ def _shortcut_pool(pool: nn.AvgPool2d, name: str):
     return node, 1.0 / divisor, (k, st, pd)
 
 
+#: the registered students :func:`to_nir` writes
+NIR_STUDENTS = ("spiking_resnet19", "spiking_resnet20")
+
+
+def nir_export_problem(model_cfg) -> Optional[str]:
+    """Why the student a ``model`` config section describes cannot be exported to NIR by
+    :func:`to_nir` (and how to get one that can), or None when it can: the same rules as
+    :func:`to_nir` (a registered spiking ResNet, no ReLU block), read from the config so that
+    ``train`` / ``distill`` can say so before training."""
+    if model_cfg.source != "spikedistill" or model_cfg.name not in NIR_STUDENTS:
+        what = (f"{model_cfg.source}:{model_cfg.arch}" if model_cfg.source != "spikedistill"
+                else model_cfg.name)
+        return (f"NIR export writes the spiking ResNets only ({', '.join(NIR_STUDENTS)}); "
+                f"this student is {what}")
+    if model_cfg.last_activation == "relu":
+        return ("its last block ends in a ReLU (model.last_activation=relu, the released "
+                "code's recipe), which NIR cannot express; train with "
+                "--set model.last_activation=lif for a student that "
+                "'spikedistill export --format nir' writes")
+    return None
+
+
 def to_nir(model: nn.Module, input_shape: Sequence[int], *, allow_relu: bool = False):
     """The student as a ``nir.NIRGraph`` (see the module docstring).
 
@@ -227,7 +249,7 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, allow_relu: bool = F
 
     if not isinstance(model, SpikingResNet):
         raise NIRExportError(f"NIR export writes spikedistill's spiking ResNet students only "
-                             f"(spiking_resnet19 / spiking_resnet20, direct encoding); "
+                             f"({' / '.join(NIR_STUDENTS)}, direct encoding); "
                              f"{getattr(model, 'model_name', type(model).__name__)} is not one "
                              "of them")
     C, H, W = (int(v) for v in input_shape)

@@ -127,7 +127,7 @@ def summary_lines(result) -> List[str]:
         rows += [("teacher", f"{teacher.get('source')} {teacher.get('arch')}"),
                  ("teacher weights", str(teacher.get("weights") or "-")),
                  ("teacher sha256", str(teacher.get("sha256") or "-"))]
-    rows += [(f"loss {k} (last epoch)", f"{v:.4f}") for k, v in result.loss_means.items()]
+    rows += [(f"loss {k} (last epoch)", f"{v:.4g}") for k, v in result.loss_means.items()]
     rows += [
         ("T", str(result.T) if result.T is not None else "- (ANN)"),
         ("epochs", f"{result.epochs}" + (f" (resumed at {result.start_epoch})"
@@ -141,6 +141,17 @@ def summary_lines(result) -> List[str]:
     return [bar] + [f"{k.ljust(width)}  {v}" for k, v in rows] + [bar]
 
 
+def warn_not_exportable(cfg: Config) -> None:
+    """One ``warning:`` line on stderr, before training, when the student cannot be exported
+    to NIR (:func:`spikedistill.analysis.nir_export.nir_export_problem`)."""
+    from spikedistill.analysis.nir_export import nir_export_problem
+
+    problem = nir_export_problem(cfg.model)
+    if problem:
+        print(f"warning: this student cannot be exported to NIR: {problem}", file=sys.stderr,
+              flush=True)
+
+
 def run(args) -> int:
     from spikedistill.engine import distributed as D
     from spikedistill.engine.trainer import run_training
@@ -151,6 +162,8 @@ def run(args) -> int:
     if teacher:
         cfg.teacher.checkpoint = resolve_teacher_path(teacher)
     check_command(command, cfg)
+    if command != "train-teacher" and D.env_world()[0] == 0:
+        warn_not_exportable(cfg)
     result = run_training(cfg, resume=args.resume, callbacks=training_callbacks(),
                           overwrite=bool(getattr(args, "overwrite", False)))
     if D.env_world()[0] == 0:
