@@ -21,7 +21,7 @@ from spikedistill.errors import ConfigError
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def _modules_after(argv) -> dict:
+def _modules_after(argv, cache=None) -> dict:
     code = ("import sys, json, contextlib, io\n"
             "from spikedistill.cli import main\n"
             "buf = io.StringIO()\n"
@@ -33,26 +33,48 @@ def _modules_after(argv) -> dict:
             "print(json.dumps({'torch': 'torch' in sys.modules, 'rc': rc, "
             "'out': buf.getvalue()}))\n")
     env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
+    if cache is not None:
+        env["SPIKEDISTILL_CACHE"] = str(cache)
     out = subprocess.run([sys.executable, "-c", code], env=env, text=True, capture_output=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["config", "--keys"], ["compare", "--help"]])
-def test_help_and_keys_load_no_torch(argv):
+@pytest.mark.parametrize("argv", [["--help"], ["compare", "--help"]])
+def test_help_loads_no_torch(argv):
     got = _modules_after(argv)
     assert got["rc"] == 0 and got["out"]
     assert got["torch"] is False
 
 
-def test_keys_catalog_is_current():
-    """keys_catalog.json equals what the live registries give (regenerate with
-    ``python -c "from spikedistill.commands.show_config import write_catalog; write_catalog()"``
-    after adding a built-in dataset, model or method)."""
-    assert S.read_catalog() == json.loads(json.dumps(S.build_catalog())), (
-        "src/spikedistill/commands/keys_catalog.json is stale: run python -c \"from "
-        "spikedistill.commands.show_config import write_catalog; write_catalog()\"")
+def test_keys_load_no_torch_once_the_catalogue_matches_the_sources(tmp_path):
+    """The first ``config --keys`` after a built-in module changed builds the catalogue (with
+    torch) and caches it; the next one, like one whose shipped catalogue matches, loads no
+    torch and prints the same."""
+    first = _modules_after(["config", "--keys"], cache=tmp_path)
+    again = _modules_after(["config", "--keys"], cache=tmp_path)
+    assert again["rc"] == 0 and again["torch"] is False
+    assert again["out"] == first["out"]
+    cached = json.loads((tmp_path / "keys_catalog.json").read_text()) if (
+        tmp_path / "keys_catalog.json").exists() else json.loads(S.CATALOG.read_text())
+    assert cached["fingerprint"] == S.sources_fingerprint()
+
+
+def test_catalogue_is_the_live_registries_and_follows_the_sources(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPIKEDISTILL_CACHE", str(tmp_path))
+    live = json.loads(json.dumps(S.build_catalog()))
+    got = S.read_catalog()
+    assert {k: v for k, v in got.items() if k != "fingerprint"} == live
+    # a changed built-in module (here: a stale fingerprint) is noticed and rebuilt
+    monkeypatch.setattr(S, "CATALOG", tmp_path / "shipped.json")
+    (tmp_path / "shipped.json").write_text(json.dumps({**live, "fingerprint": "old",
+                                                       "methods": {}}))
+    (tmp_path / "keys_catalog.json").unlink(missing_ok=True)
+    rebuilt = S.read_catalog()
+    assert rebuilt["methods"] == live["methods"] and rebuilt["fingerprint"] != "old"
+    assert json.loads((tmp_path / "keys_catalog.json").read_text())["fingerprint"] == \
+        S.sources_fingerprint()
 
 
 def test_every_key_is_listed_with_a_description(capsys):

@@ -10,9 +10,13 @@ the comment lines just above it) in its dataclass, else :data:`KEY_HELP`.
 ``config --keys`` loads no torch: the keys of the core sections are read from
 :mod:`spikedistill.config`, and what only the registries know (datasets, models, methods and
 the ``distill.<method>`` sub-sections, whose dataclasses live beside their torch code) comes
-from ``keys_catalog.json`` next to this file, which :func:`build_catalog` writes from the live
-registries (``tests/test_cli_help.py`` checks that it is current). ``config --keys --live``
-builds it in-process instead (loads torch and the installed plugins' entries too).
+from a catalogue that :func:`build_catalog` makes from the live registries. The catalogue is
+keyed by :func:`sources_fingerprint` (the bytes of every module of the packages the registries
+discover: a new or edited method, model or dataset changes it): ``keys_catalog.json`` next to
+this file is used when its key matches, else the copy in the cache folder
+(``$SPIKEDISTILL_CACHE``), else it is built live once (loading torch) and cached there.
+``config --keys --live``, or any installed plugin, builds it in-process (plugins are known only
+by loading them).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from spikedistill.config import (Config, DistillConfig, _is_section, _schema, _t
                                  record_constraints)
 
 CATALOG = Path(__file__).with_name("keys_catalog.json")
+#: the packages whose modules register the built-in datasets, models and methods
+DISCOVERED = ("data/sets", "models/zoo", "distill/methods", "distill/base.py",
+              "data/registry.py")
 
 #: one-line descriptions of the keys whose field carries no comment
 KEY_HELP = {
@@ -258,16 +265,56 @@ def build_catalog() -> Dict[str, Any]:
     return {"datasets": datasets, "models": models, "methods": methods, "keys": keys}
 
 
-def write_catalog(path: Path = CATALOG) -> None:
-    """Rewrite ``keys_catalog.json`` from the live registries (after adding a built-in
-    dataset, model or method)."""
+def sources_fingerprint() -> str:
+    """sha256 over the relative path and bytes of every module under :data:`DISCOVERED`."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for part in DISCOVERED:
+        base = root / part
+        files = [base] if base.is_file() else sorted(base.rglob("*.py"))
+        for f in files:
+            digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def write_catalog(path: Path = CATALOG) -> Dict[str, Any]:
+    """Write the catalogue built from the live registries, keyed by the current
+    :func:`sources_fingerprint`, to ``path`` (default: the shipped ``keys_catalog.json``;
+    regenerate it after adding a built-in dataset, model or method so that a fresh clone's
+    first ``config --keys`` is fast too)."""
     from spikedistill.atomic import atomic_write_text
 
-    atomic_write_text(path, json.dumps(build_catalog(), indent=1, sort_keys=True) + "\n")
+    catalog = {"fingerprint": sources_fingerprint(), **build_catalog()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(catalog, indent=1, sort_keys=True) + "\n")
+    return catalog
+
+
+def _cached_path() -> Path:
+    import os
+
+    env = os.environ.get("SPIKEDISTILL_CACHE")
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "spikedistill"
+    return base / "keys_catalog.json"
 
 
 def read_catalog() -> Dict[str, Any]:
-    return json.loads(CATALOG.read_text(encoding="utf-8"))
+    """The catalogue for the current sources: the shipped one or the cached one when its
+    fingerprint matches, else built live (loads torch) and cached."""
+    want = sources_fingerprint()
+    for path in (CATALOG, _cached_path()):
+        try:
+            catalog = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if catalog.get("fingerprint") == want:
+            return catalog
+    try:
+        return write_catalog(_cached_path())
+    except OSError:  # a read-only cache folder: build without keeping it
+        return {"fingerprint": want, **build_catalog()}
 
 
 def installed_plugins() -> List[str]:
@@ -283,6 +330,8 @@ def installed_plugins() -> List[str]:
 def describe(live: bool = False) -> List[str]:
     """The ``config --keys`` listing: every key, then the registered datasets, models and
     methods (built-ins from the catalogue; ``live``: from the registries, plugins included)."""
+    plugins = installed_plugins()
+    live = live or bool(plugins)  # a plugin's entries are known only by loading it
     catalog = build_catalog() if live else read_catalog()
     rows = _rows(Config, "", core_constraints())
     out = [format_row(r) for r in rows]
@@ -293,10 +342,9 @@ def describe(live: bool = False) -> List[str]:
                         ("models (model.name; role)", "models"),
                         ("methods (distill.method)", "methods")):
         out += ["", f"{title}:"] + [f"  {n}: {d}" for n, d in catalog[what].items()]
-    plugins = installed_plugins()
     if plugins:
-        out += ["", "installed plugins" + ("" if live else " (their entries: config --keys "
-                                           "--live)") + ":"] + [f"  {p}" for p in plugins]
+        out += ["", "installed plugins (their entries are included above):"] + [
+            f"  {p}" for p in plugins]
     return out
 
 
@@ -311,7 +359,8 @@ def register(sub) -> None:
                    help="list every dotted key: type, default, description, allowed values; "
                         "then the datasets, models and methods (no torch is loaded)")
     p.add_argument("--live", action="store_true",
-                   help="with --keys: read the registries in-process (loads torch and plugins)")
+                   help="with --keys: read the registries in-process (loads torch; automatic "
+                        "when a plugin is installed or a built-in module changed)")
     p.set_defaults(func=run)
 
 
