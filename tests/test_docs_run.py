@@ -1,6 +1,7 @@
 """Every documented command runs as written: the ``bash`` and ``python`` blocks of
 ``docs/examples/*.md`` and of the README are executed, in order, in one scratch folder per page,
-with the repository's sources and the ``spikedistill`` command on the path.
+with the repository's sources and the ``spikedistill`` command on the path and the recipes
+(``configs/``) where a checkout has them.
 
 Markers, as comment lines inside a block (a reader sees them as plain comments):
 
@@ -9,6 +10,9 @@ Markers, as comment lines inside a block (a reader sees them as plain comments):
   it runs in seconds; nothing else of the command changes.
 - ``# docs-test: skip: REASON``: the block needs what a test has not (CIFAR-10 at ``PATH``, a
   GPU, the network); the reason is required.
+- ``# docs-test: data: CIFAR10``: the block reads CIFAR-10 from ``$CIFAR10``; the test sets it
+  to a tiny ImageFolder copy it makes (10 classes of random 32x32 images), so the commands run
+  on the real reader and pipeline.
 - ``# docs-test: file: PATH``: the block is the content of a new file: ``src/...`` paths go
   into a scratch copy of ``src/`` that the page's later blocks use (e.g. a new method), other
   paths into the folder the commands run in (e.g. ``mynets.py``).
@@ -35,7 +39,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs" / "examples").glob("*.md")) + [ROOT / "README.md"]
 BLOCK = re.compile(r"^```(bash|python)[^\n]*\n(.*?)^```", re.S | re.M)
-MARK = re.compile(r"^\s*#\s*docs-test:\s*(tiny|skip|file):\s*(.*)$", re.M)
+MARK = re.compile(r"^\s*#\s*docs-test:\s*(tiny|skip|file|data):\s*(.*)$", re.M)
 TRAINING = ("train", "train-teacher", "distill", "compare", "demo")
 #: what ``pip install`` of a page's own package provides in the test
 EXTRA_PATH = {"plugin.md": [ROOT / "tests" / "plugins" / "site"]}
@@ -69,6 +73,24 @@ def tiny_commands(code: str, overrides: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tiny_cifar10(root: Path, train: int = 8, test: int = 4) -> Path:
+    """An ImageFolder tree ``train/<class>/*.png``, ``test/<class>/*.png`` of the 10 CIFAR-10
+    classes, random 32x32 RGB images (seeded)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+               "truck")
+    for split, n in (("train", train), ("test", test)):
+        for c in classes:
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+                    root / split / c / f"{i}.png")
+    return root
+
+
 def _env(tmp: Path, src: Path, page: Path) -> dict:
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -85,6 +107,7 @@ def run_page(page: Path, tmp: Path) -> List[str]:
     """Run every block of ``page`` in ``tmp``; returns what was skipped and why."""
     work = tmp / "work"
     work.mkdir()
+    (work / "configs").symlink_to(ROOT / "configs")   # the commands run from a checkout's root
     src = ROOT / "src"
     skipped: List[str] = []
     python_so_far: List[str] = []
@@ -107,6 +130,9 @@ def run_page(page: Path, tmp: Path) -> List[str]:
             target.write_text(code)
             continue
         env = _env(tmp, src, page)
+        if "data" in marks:
+            assert marks["data"] == "CIFAR10", f"{where}: unknown data {marks['data']!r}"
+            env["CIFAR10"] = str(tiny_cifar10(tmp / "cifar10"))
         if lang == "bash":
             cmd = ["bash", "-e", "-o", "pipefail", "-c", tiny_commands(code, marks.get("tiny", ""))]
         else:
