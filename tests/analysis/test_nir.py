@@ -259,14 +259,18 @@ def test_exportability_is_known_from_the_config_before_training():
             to_nir(m, (1, 8, 8))
 
 
-def test_train_warns_at_start_when_the_student_cannot_be_exported(capsys, monkeypatch):
+def test_train_warns_at_start_when_the_student_cannot_be_exported(tmp_path, capsys):
+    """The warning comes once the run is built (a config error stays the only line)."""
     from spikedistill.cli import main
 
-    monkeypatch.setattr("spikedistill.engine.trainer.run_training",
-                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
-    assert main(["train", "--set", "model.last_activation=relu"]) == 130
+    common = ["--set", "train.epochs=1", "train.max_steps_per_epoch=1", "train.batch_size=32",
+              "data.test_subset=32", "run.progress=false", "run.plots=false",
+              "run.tensorboard=false", f"run.out_dir={tmp_path}", "model.T=1"]
+    assert main(["train"] + common + ["model.last_activation=relu", "run.name=r"]) == 0
     err = capsys.readouterr().err
     assert err.startswith("warning: this student cannot be exported to NIR: its last block "
                           "ends in a ReLU")
-    assert main(["train", "--set", "model.last_activation=lif"]) == 130
+    assert main(["train"] + common + ["model.last_activation=lif", "run.name=l"]) == 0
     assert "NIR" not in capsys.readouterr().err
+    assert main(["train"] + common + ["model.last_activation=relu", "train.lr=-1"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

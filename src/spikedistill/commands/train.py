@@ -142,14 +142,23 @@ def summary_lines(result) -> List[str]:
 
 
 def warn_not_exportable(cfg: Config) -> None:
-    """One ``warning:`` line on stderr, before training, when the student cannot be exported
-    to NIR (:func:`spikedistill.analysis.nir_export.nir_export_problem`)."""
+    """One ``warning:`` line on stderr when the student cannot be exported to NIR
+    (:func:`spikedistill.analysis.nir_export.nir_export_problem`)."""
     from spikedistill.analysis.nir_export import nir_export_problem
 
     problem = nir_export_problem(cfg.model)
     if problem:
         print(f"warning: this student cannot be exported to NIR: {problem}", file=sys.stderr,
               flush=True)
+
+
+class NIRWarning:
+    """Callback: :func:`warn_not_exportable` at the start of training (on rank 0, once the
+    run is built, so that a config or data error stays the only line)."""
+
+    def on_run_start(self, run) -> None:
+        if run.is_main:
+            warn_not_exportable(run.cfg)
 
 
 def run(args) -> int:
@@ -162,9 +171,10 @@ def run(args) -> int:
     if teacher:
         cfg.teacher.checkpoint = resolve_teacher_path(teacher)
     check_command(command, cfg)
-    if command != "train-teacher" and D.env_world()[0] == 0:
-        warn_not_exportable(cfg)
-    result = run_training(cfg, resume=args.resume, callbacks=training_callbacks(),
+    callbacks = training_callbacks()
+    if command != "train-teacher":
+        callbacks.append(NIRWarning())
+    result = run_training(cfg, resume=args.resume, callbacks=callbacks,
                           overwrite=bool(getattr(args, "overwrite", False)))
     if D.env_world()[0] == 0:
         print("\n".join(summary_lines(result)), file=sys.stdout, flush=True)
