@@ -101,10 +101,15 @@ def test_paired_differences_by_hand(tmp_path):
     assert "| ckd | 3 | +2.00 [-0.48, +4.48] | 0.0742 | +1.00 [-8.94, +10.94] |" in table
     assert "| kd | 2 | -7.00 [-45.12, +31.12] |" in table and "| last |" in table
     assert "| enof | 1 | +1.00 (n=1: no interval) | - | +5.00 (n=1: no interval) | - | " \
-           "no interval (n<2) |" in table
+           "no interval (n<2) | none (1 seed pair) |" in table
+    assert table.startswith("Accuracy compared: best = highest test accuracy over the epochs "
+                            "(chosen on the test set itself")
+    # kd's last-acc interval excludes 0 but rests on 2 pairs: the table and verdict claim nothing
+    assert "| last | none (only 2 seed pairs) |" in table
     verdicts = C.verdict_lines(list(rows.values()))
-    assert any(v.startswith("kd - ce, last acc: -8.10 [-9.37, -6.83]") and "excludes 0 (kd is lower)" in v
-               for v in verdicts)
+    assert ("kd - ce, last acc: -8.10 [-9.37, -6.83] points; only 2 seed pairs (at least 3 are "
+            "needed to claim a difference): no order can be claimed") in verdicts
+    assert not any("is lower" in v or "is higher" in v for v in verdicts)
     assert any(v.startswith("ckd - ce, best acc: +2.00") and "includes 0" in v for v in verdicts)
     assert any(v.startswith("enof - ce, best acc") and "no order can be claimed" in v
                for v in verdicts)
@@ -122,6 +127,58 @@ def test_paired_differences_by_hand(tmp_path):
     assert got["ckd"]["best_diff_excludes_0"] == "false"
     assert got["kd"]["last_diff_excludes_0"] == "true"
     assert got["enof"]["best_diff_ci_low"] == "-" and got["enof"]["best_diff_excludes_0"] == "-"
+
+
+def test_no_claim_from_two_seeds_or_equal_differences():
+    """The issue's two cases: 2 seeds with equal differences (kd - ce = -2.40 on both) and two
+    dead students with a constant gap; neither may be called higher or lower."""
+    def rec(m, s, acc):
+        return {"method": m, "seed": s, "best_acc": acc, "last_acc": acc, "teacher_acc": None,
+                "loss_means": {"samd": 0.002731}}
+    records = [rec("ce", 0, 0.5), rec("ce", 1, 0.8), rec("kd", 0, 0.476), rec("kd", 1, 0.776),
+               rec("ckd", 0, 0.104), rec("ckd", 1, 0.104)]
+    rows = C.summarize(records, ["ce", "kd", "ckd"], "ce")
+    by = {r["method"]: r for r in rows}
+    assert not by["kd"]["paired"]["best"].has_interval
+    verdicts = C.verdict_lines(rows)
+    assert ("kd - ce, best acc: -2.40 points; all 2 paired differences are equal (zero "
+            "variance): no interval can be computed: no order can be claimed") in verdicts
+    assert not any("higher" in v or "lower" in v for v in verdicts)
+    table = C.paired_table(rows)
+    assert "| kd | 2 | -2.40 (sd 0: no interval) | - | -2.40 (sd 0: no interval) | - | " \
+           "no interval (sd 0) | none (all 2 paired differences are equal) |" in table
+    # loss terms keep their significant digits
+    assert "| 0.002731 |" in C.markdown_table(rows)
+
+
+def test_caption_names_validation_selection():
+    recs = [{"method": "ce", "seed": s, "best_acc": 0.5, "last_acc": 0.4, "teacher_acc": None,
+             "loss_means": {}, "config": {"data": {"val_fraction": 0.1}}} for s in (0, 1)]
+    rows = C.summarize(recs, ["ce"], "ce")
+    assert C.markdown_table(rows).splitlines()[0] == (
+        "Accuracy compared: best = test accuracy of the epoch with the best validation accuracy;"
+        " last = test accuracy after the last epoch.")
+    recs[1]["config"]["data"]["val_fraction"] = 0.0
+    assert "chosen on the test set" in C.markdown_table(C.summarize(recs, ["ce"], "ce"))
+
+
+def test_worker_output_is_printed_from_its_log_as_it_comes(tmp_path):
+    """The parent prints each run's new complete lines from logs/KEY.log, prefixed KEY:, as
+    the file grows (a partial line waits for its end; \\r ends a line too)."""
+    got = []
+    tail = C._LogTail(tmp_path, ["kd-seed0", "ce-seed1"], got.append)
+    tail.poll()                                              # no file yet: nothing, no error
+    with open(tmp_path / "kd-seed0.log", "w", buffering=1) as fh:
+        fh.write("epoch 1/3  lr 0.1")
+        fh.flush()
+        tail.poll()
+        assert got == []                                     # no complete line yet
+        fh.write("  ce 0.5\n\nepoch 2/3\rprogress\n")
+    tail.poll()
+    assert got == ["kd-seed0: epoch 1/3  lr 0.1  ce 0.5", "kd-seed0: epoch 2/3",
+                   "kd-seed0: progress"]
+    tail.poll()
+    assert len(got) == 3                                     # each line once
 
 
 def test_chart_draws_the_paired_intervals():
@@ -142,10 +199,12 @@ def test_chart_draws_the_paired_intervals():
             for seg, d in zip(segs, want):
                 assert sorted(seg[:, 1]) == [pytest.approx(d.low), pytest.approx(d.high)]
         # the single pair (enof) is a lone marker, no bar; the zero line is drawn
-        lone = [ln for ln in ax.lines if ln.get_label().endswith("(n=1, no interval)")]
+        lone = [ln for ln in ax.lines if ln.get_label().endswith("(no interval)")]
         assert len(lone) == 2 and all(ln.get_ydata()[0] == pytest.approx(
             by["enof"]["paired"][p].mean) for ln, p in zip(lone, ("best", "last")))
         assert any(list(ln.get_ydata()) == [0.0, 0.0] for ln in ax.lines)
+        assert [t.get_text() for t in ax.texts] == ["no\ninterval\n(n=1)"] * 2
+        assert fig.axes[0].get_ylim()[0] == 0.0  # accuracy from 0 %
     finally:
         import matplotlib.pyplot as plt
         plt.close(fig)
@@ -182,8 +241,8 @@ def test_summary_numbers_and_files(tmp_path):
     assert ce["losses"] == {"ce": pytest.approx(1.5)}
     assert ckd["n"] == 1 and ckd["best_std"] == 0.0 and ckd["teacher_acc"] == pytest.approx(95.0)
     table = C.markdown_table(rows)
-    assert "| ce | 2 | 85.00 ± 7.07 | 72.50 ± 3.54 | 1.5000 | - | - |" in table
-    assert "| ckd | 1 | 85.00 ± 0.00 | 85.00 ± 0.00 | 0.5000 | 0.0100 | 0.3000 |" in table
+    assert "| ce | 2 | 85.00 ± 7.07 | 72.50 ± 3.54 | 1.500 | - | - |" in table
+    assert "| ckd | 1 | 85.00 ± 0.00 | 85.00 ± 0.00 | 0.5000 | 0.01000 | 0.3000 |" in table
     paths = C.write_summary(rows, records, tmp_path, "t")
     with open(paths["csv"]) as fh:
         got = list(csv.DictReader(fh))
@@ -277,6 +336,9 @@ def test_compare_digits_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert main(argv2 + ["--jobs", "2"]) == 0
     printed = capsys.readouterr().out
     assert "2 runs in 2 worker processes" in printed
+    # every run's epoch lines are streamed to the console, prefixed with the run
+    assert "ce-seed0: epoch 1/1" in printed and "ce-seed1: epoch 1/1" in printed
+    assert printed.index("ce-seed0: epoch 1/1") < printed.index("compare: ce-seed0: best")
     for s in (0, 1):
         rec = json.loads((out2 / "results" / f"ce-seed{s}.json").read_text())
         assert rec["best_acc"] == results[f"ce-seed{s}"]["best_acc"]

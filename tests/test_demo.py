@@ -41,15 +41,16 @@ def test_demo_prints_teacher_methods_and_paired_differences(tmp_path, capsys):
             d = paired_difference([100 * results[f"{method}-seed{s}"][key] for s in (0, 1)],
                                   [100 * results[f"ce-seed{s}"][key] for s in (0, 1)])
             cell = (f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]" if d.has_interval
-                    else f"{d.mean:+.2f} (n=1: no interval)")
+                    else f"{d.mean:+.2f} (sd 0: no interval)")  # 2 equal differences
             assert cell in report.split(f"| {method} | 2 | ")[-1].splitlines()[0]
-            assert f"{method} - ce, {label} acc: {cell}" in report
-            if d.excludes_zero:
+            said = cell if d.has_interval else f"{d.mean:+.2f} points;"
+            assert f"{method} - ce, {label} acc: {said}" in report
+            if d.claim():
                 hits.append(label)
         if hits:
             shown.append(f"{method} ({', '.join(hits)} acc)")
     expected = ", ".join(shown) if shown else "none; at these seeds no method is shown"
-    assert f"differences whose 95 % interval excludes 0: {expected}" in report
+    assert f"differences the seeds support (95 % interval excludes 0, at least 3 pairs): {expected}" in report
     assert "| method | paired seeds | Δ best vs ce [95 % CI] |" in report
     for name in ("compare.md", "compare.csv", "runs.csv", "compare.png"):
         assert (out / "students" / name).is_file()
@@ -79,7 +80,7 @@ def test_demo_names_only_the_differences_whose_interval_excludes_0():
     records = [rec(m, s, b, l) for m, accs in (("ce", ce), ("kd", kd), ("ckd", ckd))
                for s, (b, l) in enumerate(accs)]
     rows = C.summarize(records, ["ce", "kd", "ckd"], "ce")
-    assert excluding_line(rows) == "differences whose 95 % interval excludes 0: kd (best acc)"
+    assert excluding_line(rows) == "differences the seeds support (95 % interval excludes 0, at least 3 pairs): kd (best acc)"
     rows = C.summarize([r for r in records if r["method"] != "kd"], ["ce", "ckd"], "ce")
-    assert excluding_line(rows) == ("differences whose 95 % interval excludes 0: none; at these "
+    assert excluding_line(rows) == ("differences the seeds support (95 % interval excludes 0, at least 3 pairs): none; at these "
                                     "seeds no method is shown better or worse than ce")

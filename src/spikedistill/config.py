@@ -36,8 +36,80 @@ MAX_T = 1024
 MAX_IMAGE_SIZE = 4096
 
 
+# --------------------------------------------------------------------------------------------
+# Vocabularies: the allowed values of config keys, in one place. The validators below, the
+# code that acts on a key and ``spikedistill config --keys`` all use these constants.
+# --------------------------------------------------------------------------------------------
+SURROGATES = ("triangle", "sigmoid", "atan")            # model.neuron.surrogate
+NEURON_BACKENDS = ("torch", "triton", "auto")           # model.neuron.backend
+LAST_ACTIVATIONS = ("relu", "lif")                      # model.last_activation
+TEACHER_MODES = ("frozen", "released")                  # teacher.mode
+TRANSLATE_FILLS = ("wrap", "zero")                      # data.augment.translate_fill
+PIPELINES = ("memory", "stream", "auto")                # data.pipeline
+DECODERS = ("cpu", "cuda")                              # data.decode
+BAD_IMAGE_ACTIONS = ("error", "skip")                   # data.on_bad_image
+BATCH_SIZE_MODES = ("per_gpu", "global")                # train.batch_size_is
+OPTIMIZERS = ("sgd", "adamw")                           # train.optimizer
+SCHEDULERS = ("cosine", "onecycle", "constant")         # train.scheduler
+AMP_MODES = ("auto", "bf16", "fp16", "fp32")            # train.amp
+# distill.ckd.* (CKDSNN's switches; spikedistill.distill.methods.ckd re-exports them)
+CKD_NORMALIZE_CHOICES = ("batch_minmax", "sample_minmax", "none")   # distill.ckd.samd.normalize
+CKD_SCALING_CHOICES = ("softmax", "zscore", "l2", "none")           # distill.ckd.samd.scaling
+CKD_TEACHER_MAP_CHOICES = ("cam", "gradcam_label", "gradcam_pred")  # distill.ckd.samd.teacher_map
+CKD_STUDENT_MAP_CHOICES = ("spike_sum", "cam")                      # distill.ckd.samd.student_map
+CKD_NLD_MODE_CHOICES = ("released", "paper", "fixed", "none")       # distill.ckd.nld.mode
+CKD_PRESET_CHOICES = ("released", "paper")                          # distill.ckd.preset
+
+#: while :func:`record_constraints` runs: ``{dotted key: allowed values / range}`` of every
+#: check the validators make (the text ``config --keys`` prints); None otherwise
+_RECORDED: Optional[Dict[str, str]] = None
+
+
+def record_constraints(validate: Any) -> Dict[str, str]:
+    """Call ``validate()`` and return ``{key: constraint}`` for every :func:`check_choice`,
+    :func:`check_range` and :func:`check_interval` it made (registry look-ups are recorded,
+    not made, so this loads no torch). The listing of allowed values is therefore the
+    validation itself."""
+    global _RECORDED
+    previous, _RECORDED = _RECORDED, {}
+    try:
+        validate()
+        return dict(_RECORDED)
+    finally:
+        _RECORDED = previous
+
+
+def recording() -> bool:
+    """True inside :func:`record_constraints` (validators skip registry look-ups)."""
+    return _RECORDED is not None
+
+
+def _record(key: str, text: str) -> None:
+    if _RECORDED is not None:
+        _RECORDED.setdefault(key, text)
+
+
+def _range_text(low: Optional[float], high: Optional[float], low_open: bool = False,
+                high_open: bool = False) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}"
+
+
+def check_registered(registry: Any, value: Any, key: str, what: str) -> bool:
+    """``value in registry`` (the look-up loads the registry's modules); while recording,
+    records "a registered WHAT" for ``key`` and returns True without looking."""
+    if recording():
+        _record(key, f"a registered {what} (listed at the end)")
+        return True
+    return value in registry
+
+
 def check_choice(value: Any, choices: Sequence[Any], key: str) -> None:
     """Raise ConfigError unless ``value`` is one of ``choices``."""
+    _record(key, "one of " + " | ".join(map(str, choices)))
     if value not in choices:
         raise ConfigError(f"config key '{key}': expected one of {', '.join(map(str, choices))}, "
                           f"got {value!r}")
@@ -48,6 +120,7 @@ def check_range(value: Any, key: str, *, low: Optional[float] = None,
                 high_open: bool = False) -> None:
     """Raise ConfigError unless ``low <= value <= high`` (``low < value`` with ``low_open``,
     ``value < high`` with ``high_open``)."""
+    _record(key, _range_text(low, high, low_open, high_open))
     if value is None:
         return
     below = low is not None and (value < low or (low_open and value == low))
@@ -55,11 +128,11 @@ def check_range(value: Any, key: str, *, low: Optional[float] = None,
     if not (below or above):
         return
     if low is not None and high is not None:
-        want = f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        want = _range_text(low, high, low_open, high_open)
     elif below:
-        want = f"{'>' if low_open else '>='} {low}"
+        want = _range_text(low, None, low_open)
     else:
-        want = f"{'<' if high_open else '<='} {high}"
+        want = _range_text(None, high, high_open=high_open)
     raise ConfigError(f"config key '{key}': expected a value {want}, got {value!r}")
 
 
@@ -68,6 +141,7 @@ def check_interval(pair: Sequence[float], key: str, *, low: float, high: Optiona
     """Raise ConfigError unless ``pair = (lo, hi)`` is an interval with ``lo <= hi`` and both
     ends in ``(low, high]`` (``[low, high]`` with ``low_open=False``; no upper end when
     ``high`` is None)."""
+    _record(key, f"[low, high], low <= high, each {_range_text(low, high, low_open)}")
     lo, hi = pair
     for i, v in enumerate((lo, hi)):
         check_range(v, f"{key}[{i}]", low=low, high=high, low_open=low_open)
@@ -97,8 +171,8 @@ class NeuronConfig:
     fire_at_threshold: bool = False  # spike at h >= threshold (SpikingJelly), not h > threshold
 
     def validate(self, prefix: str = "") -> None:
-        check_choice(self.surrogate, ("triangle", "sigmoid", "atan"), _k(prefix, "surrogate"))
-        check_choice(self.backend, ("torch", "triton", "auto"), _k(prefix, "backend"))
+        check_choice(self.surrogate, SURROGATES, _k(prefix, "surrogate"))
+        check_choice(self.backend, NEURON_BACKENDS, _k(prefix, "backend"))
         check_range(self.decay, _k(prefix, "decay"), low=0.0, high=1.0)
         check_range(self.threshold, _k(prefix, "threshold"), low=0.0, low_open=True)
         check_range(self.alpha, _k(prefix, "alpha"), low=0.0, low_open=True)
@@ -151,7 +225,7 @@ class ModelConfig:
         check_range(self.T, _k(prefix, "T"), low=1)
         check_range(self.T, _k(prefix, "T"), high=MAX_T)
         check_range(self.width_mult, _k(prefix, "width_mult"), low=1)
-        check_choice(self.last_activation, ("relu", "lif"), _k(prefix, "last_activation"))
+        check_choice(self.last_activation, LAST_ACTIVATIONS, _k(prefix, "last_activation"))
         if self.connect is not None:
             check_choice(self.connect, SEW_CONNECTS, _k(prefix, "connect"))
             if self.source != "spikedistill":
@@ -190,7 +264,7 @@ class TeacherConfig:
     allow_spiking: bool = False      # accept a spiking checkpoint as teacher (its mean logits; SNN -> SNN)
 
     def validate(self, prefix: str = "") -> None:
-        check_choice(self.mode, ("frozen", "released"), _k(prefix, "mode"))
+        check_choice(self.mode, TEACHER_MODES, _k(prefix, "mode"))
         check_choice(self.frames, TEACHER_FRAMES, _k(prefix, "frames"))
         _check_source(self, prefix or "teacher")
         if self.source == "spikingjelly":
@@ -287,7 +361,7 @@ class AugmentConfig:
     def validate(self, prefix: str = "") -> None:
         check_range(self.crop_padding, _k(prefix, "crop_padding"), low=0)
         check_range(self.translate, _k(prefix, "translate"), low=0)
-        check_choice(self.translate_fill, ("wrap", "zero"), _k(prefix, "translate_fill"))
+        check_choice(self.translate_fill, TRANSLATE_FILLS, _k(prefix, "translate_fill"))
         for name in ("mixup", "cutmix"):
             check_range(getattr(self, name), _k(prefix, name), low=0.0)
         for name in ("mix_prob", "switch_prob"):
@@ -337,18 +411,19 @@ class DataConfig:
     crop_scale: Tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area fraction (stream train)
 
     def validate(self, prefix: str = "") -> None:
-        check_choice(self.pipeline, ("memory", "stream", "auto"), _k(prefix, "pipeline"))
-        check_choice(self.decode, ("cpu", "cuda"), _k(prefix, "decode"))
-        check_choice(self.on_bad_image, ("error", "skip"), _k(prefix, "on_bad_image"))
+        check_choice(self.pipeline, PIPELINES, _k(prefix, "pipeline"))
+        check_choice(self.decode, DECODERS, _k(prefix, "decode"))
+        check_choice(self.on_bad_image, BAD_IMAGE_ACTIONS, _k(prefix, "on_bad_image"))
         check_range(self.memory_limit_gib, _k(prefix, "memory_limit_gib"), low=0.0)
         check_range(self.workers, _k(prefix, "workers"), low=0)
         check_range(self.prefetch_factor, _k(prefix, "prefetch_factor"), low=1)
         check_interval(self.crop_scale, _k(prefix, "crop_scale"), low=0.0, high=1.0)
         key = _k(prefix, "name")
-        if self.name not in DATASETS:
+        if not check_registered(DATASETS, self.name, key, "dataset"):
             raise ConfigError(f"config key '{key}': unknown dataset {self.name!r}; registered "
                               f"datasets: {', '.join(DATASETS.names())}")
-        if getattr(DATASETS.get(self.name), "frames", False) and self.augment.autoaugment:
+        if (not recording() and getattr(DATASETS.get(self.name), "frames", False)
+                and self.augment.autoaugment):
             raise ConfigError(f"config key '{_k(prefix, 'augment.autoaugment')}': dataset "
                               f"{self.name!r} holds frame sequences and AutoAugment is for single "
                               "images; set data.augment.autoaugment=false")
@@ -391,7 +466,7 @@ class TrainConfig:
     eval_every: int = 1
     eval_batch_size: int = 512
     max_steps_per_epoch: int = 0     # 0: the whole epoch (a cap is for smoke runs and benchmarks)
-    threads: int = 0                 # torch CPU threads (0: leave torch's default)
+    threads: int = 1                 # torch CPU threads per run (0: torch's default, all cores; 1 is fast on a shared machine)
     find_unused_parameters: bool = False  # DDP: only for methods that skip parameters in a step
     deterministic: bool = False      # deterministic CUDA kernels (bitwise-reproducible resume on GPU, slower)
     checkpoint_stages: Union[str, List[int]] = field(default_factory=list)  # recompute these stages (1-based, or all) in backward
@@ -409,10 +484,10 @@ class TrainConfig:
         check_range(self.max_steps_per_epoch, _k(prefix, "max_steps_per_epoch"), low=0)
         check_range(self.threads, _k(prefix, "threads"), low=0)
         check_range(self.eval_every, _k(prefix, "eval_every"), low=1)
-        check_choice(self.batch_size_is, ("per_gpu", "global"), _k(prefix, "batch_size_is"))
-        check_choice(self.optimizer, ("sgd", "adamw"), _k(prefix, "optimizer"))
-        check_choice(self.scheduler, ("cosine", "onecycle", "constant"), _k(prefix, "scheduler"))
-        check_choice(self.amp, ("auto", "bf16", "fp16", "fp32"), _k(prefix, "amp"))
+        check_choice(self.batch_size_is, BATCH_SIZE_MODES, _k(prefix, "batch_size_is"))
+        check_choice(self.optimizer, OPTIMIZERS, _k(prefix, "optimizer"))
+        check_choice(self.scheduler, SCHEDULERS, _k(prefix, "scheduler"))
+        check_choice(self.amp, AMP_MODES, _k(prefix, "amp"))
         _check_checkpoint_stages(self.checkpoint_stages, _k(prefix, "checkpoint_stages"))
 
 
@@ -477,7 +552,8 @@ class DistillConfig:
         return [("method", str), ("ce_weight", float), *method_sections().items()]
 
     def validate(self, prefix: str = "") -> None:
-        METHODS.entry(self.method)   # unknown: "config key 'distill.method': unknown method ..."
+        if not check_registered(METHODS, self.method, _k(prefix, "method"), "method"):
+            METHODS.entry(self.method)   # "config key 'distill.method': unknown method ..."
         check_range(self.ce_weight, _k(prefix, "ce_weight"), low=0.0)
 
     def __eq__(self, other: object) -> bool:
@@ -788,7 +864,26 @@ def build_config(data: Optional[Dict[str, Any]] = None,
     for item in overrides:
         key, value = parse_override(item) if isinstance(item, str) else item
         set_dotted(merged, key, value)
+    apply_dataset_augment(merged)
     return from_dict(Config, merged)
+
+
+def apply_dataset_augment(merged: Dict[str, Any]) -> None:
+    """Fill the ``data.augment`` keys ``merged`` does not set with the chosen dataset's own
+    defaults (its registration's ``augment``: digits none of CIFAR's, CIFAR10-DVS TET's); the
+    keys set keep their values, and the rest keep the dataclass defaults (the CIFAR recipe).
+    An unknown or malformed ``data`` is left for the validation to report."""
+    section = merged.get("data", {})
+    if not isinstance(section, dict):
+        return
+    name = section.get("name", DataConfig.name)
+    if not isinstance(name, str) or name not in DATASETS:
+        return
+    defaults = getattr(DATASETS.get(name), "augment", None) or {}
+    augment = section.get("augment", {})
+    if not defaults or not isinstance(augment, dict):
+        return
+    merged["data"] = {**section, "augment": {**defaults, **augment}}
 
 
 def load_config(path: Optional[Union[str, os.PathLike]] = None,

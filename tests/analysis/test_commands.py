@@ -127,3 +127,38 @@ def test_export_state_dict_command(digits_runs, tmp_path, capsys):
     assert main(["export", "--checkpoint", str(tmp_path / "missing.pt"), "--format",
                  "state_dict", str(tmp_path / "x.pth")]) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_visualize_takes_an_external_teacher(digits_runs, tmp_path, capsys):
+    """The run's teacher given as plain weights through the python source (as a torchvision /
+    timm teacher is) draws the same maps as the spikedistill checkpoint it was exported from."""
+    import numpy as np
+    from PIL import Image
+
+    from spikedistill.models import export_state_dict
+
+    student, teacher = digits_runs
+    weights = tmp_path / "teacher.pth"
+    export_state_dict(str(teacher / "best.pt"), str(weights))
+    same = tmp_path / "from_checkpoint.png"
+    assert main(["visualize", "--student", str(student / "best.pt"), "--n", "4", "--out",
+                 str(same), "--device", "cpu"]) == 0
+    external = tmp_path / "from_weights.png"
+    assert main(["visualize", "--student", str(student / "best.pt"), "--n", "4", "--out",
+                 str(external), "--device", "cpu", "--set", "teacher.source=python",
+                 "teacher.arch=spikedistill.models.zoo.resnet:resnet20",
+                 "teacher.features=[layer1, layer2, layer3]", "teacher.classifier=fc",
+                 "teacher.kwargs={in_channels: 1}", "teacher.checkpoint=null",
+                 f"teacher.weights={weights}"]) == 0, \
+        capsys.readouterr().err
+    a, b = (np.asarray(Image.open(p).convert("RGB")) for p in (same, external))
+    assert a.shape == b.shape and np.array_equal(a, b)
+    # --teacher replaces the weights file of the run's external teacher
+    rc = main(["visualize", "--student", str(student / "best.pt"), "--n", "4", "--out",
+               str(tmp_path / "x.png"), "--device", "cpu", "--teacher", str(tmp_path / "no.pth"),
+               "--set", "teacher.source=python",
+               "teacher.arch=spikedistill.models.zoo.resnet:resnet20",
+               "teacher.features=[layer1, layer2, layer3]", "teacher.classifier=fc",
+               "teacher.kwargs={in_channels: 1}"])
+    assert rc == 2 and "no.pth" in capsys.readouterr().err

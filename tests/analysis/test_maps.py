@@ -80,6 +80,42 @@ def test_plot_maps_rgb(tmp_path):
                         class_names=["cat", "dog"]), (600, 200))
 
 
+def test_plot_maps_colour_bars_shared_scales_and_titles(tmp_path, monkeypatch):
+    """A colour bar under each map column; P_t and P_s on one scale, each raw map column on
+    one scale over its rows; the title does not overlap the column headers."""
+    from spikedistill.analysis import maps as M
+
+    torch.manual_seed(0)
+    maps = {"teacher_map": torch.rand(3, 4, 4) * 5, "student_map": torch.rand(3, 4, 4) * 2,
+            "teacher_p": torch.rand(3, 4, 4) * 0.2, "student_p": torch.rand(3, 4, 4) * 0.1,
+            "labels": torch.tensor([0, 1, 0]), "teacher_pred": torch.tensor([0, 1, 1]),
+            "student_pred": torch.tensor([1, 1, 0])}
+    figs = []
+    real = M._save_constrained
+    monkeypatch.setattr(M, "_save_constrained", lambda fig, path: figs.append(fig) or
+                        real(fig, path))
+    check_png(plot_maps(torch.rand(3, 1, 16, 16), maps, tmp_path / "g.png",
+                        title="stage 3: a long title " * 3), (600, 300))
+    fig = figs[0]
+    grid = [ax for ax in fig.axes if ax.get_images() and ax.get_label() != "<colorbar>"]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(grid) == 21 and len(bars) == 4
+    limits = {j: {grid[7 * i + j].get_images()[-1].get_clim() for i in range(3)}
+              for j in (1, 2, 3, 4)}
+    def one(j):
+        assert len(limits[j]) == 1           # the same scale in every row
+        return next(iter(limits[j]))
+
+    assert one(1) == (0.0, pytest.approx(float(maps["teacher_map"].max())))
+    assert one(2) == (0.0, pytest.approx(float(maps["student_map"].max())))
+    assert one(3) == one(4) == (0.0, pytest.approx(float(maps["teacher_p"].max())))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    title_box = fig._suptitle.get_window_extent(renderer)
+    for ax in grid[:7]:
+        assert not title_box.overlaps(ax.title.get_window_extent(renderer))
+
+
 def test_maps_of_tapped_models_and_frames():
     import sys
     from pathlib import Path

@@ -251,3 +251,54 @@ def test_distillation_head_exports_as_the_average_of_both_heads(tmp_path):
     plain_w = m.head[1].weight.detach().numpy()
     assert not np.allclose(g.nodes["head.1"].weight[:, :, 0, 0], plain_w)
     assert torch.allclose(simulate_nir(g, x).logits, ref, atol=1e-10)
+
+
+def test_exportability_is_known_from_the_config_before_training():
+    """nir_export_problem says what to_nir would refuse, from the config alone."""
+    from spikedistill.analysis.nir_export import nir_export_problem
+    from spikedistill.config import build_config, load_config
+
+    ok = build_config(overrides=["model.name=spiking_resnet20", "model.last_activation=lif"])
+    assert nir_export_problem(ok.model) is None
+    from pathlib import Path
+    relu = load_config(Path(__file__).resolve().parents[2] / "configs/cifar10/resnet20_snn_t1.yaml")
+    assert "model.last_activation=lif" in nir_export_problem(relu.model)
+    vgg = build_config(overrides=["model.name=vggsnn", "model.last_activation=lif"])
+    assert nir_export_problem(vgg.model) is None
+    spikformer = build_config(overrides=["model.name=spikformer_4_384"])
+    assert "Spikformer cannot be written as NIR" in nir_export_problem(spikformer.model)
+    sew_and = build_config(overrides=["model.name=sew_resnet18", "model.connect=AND",
+                                      "model.kwargs={stem: cifar}"])
+    assert "model.connect=ADD" in nir_export_problem(sew_and.model)
+    sew_imagenet = build_config(overrides=["model.name=sew_resnet18"])
+    assert "model.kwargs.stem=cifar" in nir_export_problem(sew_imagenet.model)
+    # the same verdicts as the exporter itself
+    from spikedistill.analysis.nir_export import NIRExportError, to_nir
+    from spikedistill.models import create_model
+    import dataclasses
+    for cfg, fails in ((ok, False), (relu, True)):
+        m = create_model(cfg.model.name, num_classes=10, in_channels=1, T=1,
+                         last_activation=cfg.model.last_activation,
+                         neuron=dataclasses.asdict(cfg.model.neuron))
+        if fails:
+            with pytest.raises(NIRExportError):
+                to_nir(m, (1, 8, 8))
+        else:
+            to_nir(m, (1, 8, 8))
+
+
+def test_train_warns_at_start_when_the_student_cannot_be_exported(tmp_path, capsys):
+    """The warning comes once the run is built (a config error stays the only line)."""
+    from spikedistill.cli import main
+
+    common = ["--set", "train.epochs=1", "train.max_steps_per_epoch=1", "train.batch_size=32",
+              "data.test_subset=32", "run.progress=false", "run.plots=false",
+              "run.tensorboard=false", f"run.out_dir={tmp_path}", "model.T=1"]
+    assert main(["train"] + common + ["model.last_activation=relu", "run.name=r"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: this student cannot be exported to NIR: its last block "
+                          "ends in a ReLU")
+    assert main(["train"] + common + ["model.last_activation=lif", "run.name=l"]) == 0
+    assert "NIR" not in capsys.readouterr().err
+    assert main(["train"] + common + ["model.last_activation=relu", "train.lr=-1"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

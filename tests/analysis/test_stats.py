@@ -77,14 +77,39 @@ def test_paired_small_n_and_degenerate():
     assert one.n == 1 and one.mean == 2.0 and not one.has_interval
     assert one.sd is None and one.low is None and one.p_value is None and one.excludes_zero is None
     same = S.paired_difference([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])  # every pair +1: sd 0
-    assert same.sd == 0.0 and same.low == same.high == pytest.approx(1.0)
-    assert same.t is None and same.p_value is None and same.excludes_zero is True
+    assert same.sd == 0.0 and same.low is None and same.high is None and not same.has_interval
+    assert same.t is None and same.p_value is None and same.excludes_zero is None
     with pytest.raises(ValueError, match="same length"):
         S.paired_difference([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="empty"):
         S.paired_difference([], [])
     with pytest.raises(ValueError, match="finite"):
         S.paired_difference([1.0, float("nan")], [1.0, 2.0])
+
+
+def test_no_claim_from_fewer_than_three_pairs_or_zero_spread():
+    # the case: two seeds whose differences are equal up to rounding
+    # (100 * 0.476 - 100 * 0.5 and 100 * 0.776 - 100 * 0.8 are both -2.4 up to 1e-14)
+    x, y = [100 * 0.476, 100 * 0.776], [100 * 0.5, 100 * 0.8]
+    assert x[0] - y[0] != x[1] - y[1]  # not bit-equal: the spread is rounding noise
+    stuck = S.paired_difference(x, y)
+    assert stuck.sd == 0.0 and not stuck.has_interval and stuck.p_value is None
+    assert not stuck.claim() and "zero variance" in stuck.no_claim_reason()
+    # two pairs whose interval excludes 0: still no claim, too few pairs
+    two = S.paired_difference([10.0, 10.2], [0.0, 0.0])  # d = [10, 10.2]: excludes 0
+    assert two.excludes_zero is True and not two.claim()
+    assert two.no_claim_reason() == ("only 2 seed pairs (at least 3 are needed to claim a "
+                                     "difference)")
+    one = S.paired_difference([1.0], [0.0])
+    assert not one.claim() and one.no_claim_reason() == "1 seed pair: no spread, no interval"
+    # three pairs with spread whose interval excludes 0: claimed
+    three = S.paired_difference([10.0, 10.2, 9.9], [0.0, 0.0, 0.0])
+    assert three.no_claim_reason() is None and three.claim()
+    assert three.as_dict()["claim"] is True and three.as_dict()["no_claim_reason"] is None
+    # three pairs whose interval includes 0: no claim, but nothing forbids one
+    wide = S.paired_difference([1.0, -1.0, 0.5], [0.0, 0.0, 0.0])
+    assert wide.no_claim_reason() is None and not wide.claim()
+    assert S.MIN_PAIRS_FOR_CLAIM == 3
 
 
 def test_paired_agrees_with_scipy_ttest_rel():

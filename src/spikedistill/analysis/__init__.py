@@ -6,13 +6,34 @@ pictures, training curves, NIR export.
     compute_maps / visualize                      teacher CAM vs student SAM pictures
     plot_run_curves(run_dir) / plot_runs(...)     curves from metrics.csv
     to_nir / export_nir / run_nir                 NIR graph export and a reference interpreter
+
+Names are imported on first use (PEP 562 ``__getattr__``), so ``spikedistill.analysis.stats``
+(pure Python) can be imported, e.g. by the ``compare`` command at ``--help`` time, without
+loading torch.
 """
 
-from spikedistill.analysis.counting import (E_AC_PJ, E_MAC_PJ, OpCounter, ann_flops, count_model,
-                                            summarize)
-from spikedistill.analysis.curves import plot_run_curves, plot_runs, read_metrics
-from spikedistill.analysis.report import analyze, evaluate_counted, to_markdown, write_report
+import importlib
+from typing import Any
 
-__all__ = ["E_AC_PJ", "E_MAC_PJ", "OpCounter", "analyze", "ann_flops", "count_model",
-           "evaluate_counted", "plot_run_curves", "plot_runs", "read_metrics", "summarize",
-           "to_markdown", "write_report"]
+#: public name -> the submodule defining it
+_WHERE = {
+    "E_AC_PJ": "counting", "E_MAC_PJ": "counting", "OpCounter": "counting",
+    "ann_flops": "counting", "count_model": "counting", "summarize": "counting",
+    "plot_run_curves": "curves", "plot_runs": "curves", "read_metrics": "curves",
+    "analyze": "report", "evaluate_counted": "report", "to_markdown": "report",
+    "write_report": "report",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'spikedistill.analysis' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"spikedistill.analysis.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_WHERE))

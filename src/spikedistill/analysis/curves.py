@@ -71,31 +71,55 @@ def _plt():
     return plt
 
 
+#: a loss term whose largest magnitude is below this fraction of the total's is drawn on its
+#: own panel (on the total's scale it would be a flat line at 0)
+SMALL_TERM = 0.05
+
+
+def small_terms(cols: Dict[str, List[float]]) -> List[str]:
+    """The ``loss_<term>`` columns with ``max |term| < SMALL_TERM * max |total|``."""
+    def peak(key: str) -> float:
+        return max((abs(v) for v in _xy(cols, key)[1]), default=0.0)
+
+    total = peak("loss")
+    return [k for k in loss_columns(cols) if k != "loss" and total > 0
+            and peak(k) < SMALL_TERM * total]
+
+
 def plot_run_curves(run_dir: PathLike, out: PathLike = None) -> List[Path]:
-    """Curves of one run: a PNG with three panels (every loss term; train and test accuracy in
-    %; learning rate) written to ``out`` (default ``RUN_DIR/curves.png``). Returns the paths
-    written."""
+    """Curves of one run: a PNG with the panels training loss (the total and the large terms),
+    the small loss terms on their own scale (:func:`small_terms`; only when there are some),
+    train and test accuracy in %, and the learning rate (log scale), written to ``out``
+    (default ``RUN_DIR/curves.png``). Returns the paths written."""
     cols = read_metrics(run_dir)
     run = Path(run_dir)
     out = Path(out) if out is not None else (run if run.is_dir() else run.parent) / "curves.png"
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4), dpi=90)
+    small = small_terms(cols)
+    n = 4 if small else 3
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 4), dpi=90)
+    loss_ax, acc_ax, lr_ax = axes[0], axes[n - 2], axes[n - 1]
     for k in loss_columns(cols):
         xs, ys = _xy(cols, k)
         if xs:
-            axes[0].plot(xs, ys, marker="." if len(xs) < 30 else None,
-                         label=("total" if k == "loss" else k[5:]),
-                         linewidth=2.0 if k == "loss" else 1.2)
-    axes[0].set_title("training loss")
+            ax = axes[1] if k in small else loss_ax
+            ax.plot(xs, ys, marker="." if len(xs) < 30 else None,
+                    label=("total" if k == "loss" else k[5:]),
+                    linewidth=2.0 if k == "loss" else 1.2)
+    loss_ax.set_title("training loss")
+    if small:
+        axes[1].set_title(f"small loss terms (own scale, < {SMALL_TERM:g} x total)")
     for k, label in (("train_acc", "train"), ("test_acc", "test")):
         xs, ys = _xy(cols, k, 100.0)
         if xs:
-            axes[1].plot(xs, ys, marker="." if len(xs) < 30 else None, label=label)
-    axes[1].set_title("top-1 accuracy (%)")
+            acc_ax.plot(xs, ys, marker="." if len(xs) < 30 else None, label=label)
+    acc_ax.set_title("top-1 accuracy (%)")
     xs, ys = _xy(cols, "lr")
     if xs:
-        axes[2].plot(xs, ys, marker="." if len(xs) < 30 else None, color="tab:gray")
-    axes[2].set_title("learning rate")
+        lr_ax.plot(xs, ys, marker="." if len(xs) < 30 else None, color="tab:gray")
+        if min(ys) > 0:
+            lr_ax.set_yscale("log")
+    lr_ax.set_title("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from spikedistill.distill import functional as Fn
-from spikedistill.analysis.figures import pyplot, save_figure
+from spikedistill.analysis.figures import pyplot
 from spikedistill.errors import ConfigError
 
 #: methods whose SAMD switches live in ``distill.ckd``; any other method (ce, kd, ...) is
@@ -164,16 +164,23 @@ def plot_maps(images: torch.Tensor, maps: Dict[str, Any], path, *,
               class_names: Optional[Sequence[str]] = None, title: str = "") -> Path:
     """PNG grid: per image, input | M_t | M_s | P_t | P_s | image + M_t | image + M_s.
 
-    ``images``: de-normalised ``[B, C, H, W]`` in [0, 1] (C = 1 or 3).
+    ``images``: de-normalised ``[B, C, H, W]`` in [0, 1] (C = 1 or 3). Colour scales: each raw
+    map column (M_t, M_s: different units) is shared by its rows, and P_t and P_s, both
+    distributions over the map's positions, share one scale; a colour bar under each of these
+    columns gives it. The overlays show each map scaled to its own maximum.
     """
     plt = pyplot()
 
     n = images.shape[0]
     H, W = images.shape[-2:]
-    cols = ["input", "teacher map M_t", "student map M_s", "teacher P_t", "student P_s",
-            "input + M_t", "input + M_s"]
-    fig, axes = plt.subplots(n, len(cols), figsize=(1.7 * len(cols), 1.8 * n + 0.6), dpi=80,
-                             squeeze=False)
+    cols = ["input", "teacher map\nM_t", "student map\nM_s", "teacher\nP_t", "student\nP_s",
+            "input\n+ M_t", "input\n+ M_s"]
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.7 * len(cols), 1.8 * n + 1.6), dpi=80,
+                             squeeze=False, layout="constrained")
+    p_max = float(max(maps["teacher_p"][:n].max(), maps["student_p"][:n].max()))
+    scales = {1: (0.0, float(maps["teacher_map"][:n].max())),
+              2: (0.0, float(maps["student_map"][:n].max())), 3: (0.0, p_max), 4: (0.0, p_max)}
+    shown = {}
 
     def up(m):  # (h, w) map -> image size for overlays
         return F.interpolate(m[None, None], size=(H, W), mode="bilinear",
@@ -195,16 +202,34 @@ def plot_maps(images: torch.Tensor, maps: Dict[str, Any], path, *,
             if j == 0 or j >= 5:
                 ax.imshow(img, **img_kw)
             if 1 <= j <= 4:
-                ax.imshow(panels[j].numpy(), cmap="viridis")
+                lo, hi = scales[j]
+                shown[j] = ax.imshow(panels[j].numpy(), cmap="viridis", vmin=lo,
+                                     vmax=hi if hi > lo else lo + 1.0)
             elif j >= 5:
                 ax.imshow(up(panels[j]), cmap="jet", alpha=0.5)
             if i == 0:
                 ax.set_title(cols[j], fontsize=8)
         axes[i][0].set_ylabel(f"y={name(maps['labels'][i])}\nT:{name(maps['teacher_pred'][i])} "
                               f"S:{name(maps['student_pred'][i])}", fontsize=7)
+    for j, image in shown.items():
+        bar = fig.colorbar(image, ax=axes[:, j], location="bottom", shrink=0.9, aspect=12)
+        bar.ax.tick_params(labelsize=6, rotation=45)
     if title:
-        fig.suptitle(title, fontsize=9)
-    return save_figure(fig, path)
+        fig.suptitle(title, fontsize=8, wrap=True)
+    return _save_constrained(fig, path)
+
+
+def _save_constrained(fig, path) -> Path:
+    """Write a constrained-layout figure atomically (``save_figure`` would re-lay it out with
+    tight_layout, which does not know the colour bars) and close it."""
+    from spikedistill.atomic import atomic_write
+
+    path = Path(path)
+    try:
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png"))
+    finally:
+        pyplot().close(fig)
+    return path
 
 
 def visualize(student: nn.Module, teacher: nn.Module, loader, out, *, n: int = 16,

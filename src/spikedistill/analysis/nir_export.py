@@ -445,6 +445,45 @@ SPIKFORMER_REFUSAL = (
     "Linear layers on [T*B, N, D] tokens")
 
 
+#: the registered students :func:`to_nir` writes (SEW-ResNets with ``connect=ADD`` and the
+#: CIFAR stem, VGGSNN with its ``gap`` head)
+NIR_STUDENTS = ("spiking_resnet19", "spiking_resnet20", "sew_resnet18", "sew_resnet34",
+                "sew_resnet50", "vggsnn")
+
+
+def nir_export_problem(model_cfg) -> Optional[str]:
+    """Why the student a ``model`` config section describes cannot be exported to NIR by
+    :func:`to_nir` (and how to get one that can), or None when it can: the walkers' rules
+    (:func:`_model_mappers`, :data:`SPIKFORMER_REFUSAL`, the SEW and VGGSNN walkers' refusals,
+    no ReLU block) read from the config, so that ``train`` / ``distill`` can say so before
+    training."""
+    name = model_cfg.name
+    if model_cfg.source != "spikedistill" or name not in NIR_STUDENTS:
+        what = (f"{model_cfg.source}:{model_cfg.arch}" if model_cfg.source != "spikedistill"
+                else name)
+        if model_cfg.source == "spikedistill" and str(name).startswith("spikformer"):
+            return SPIKFORMER_REFUSAL
+        return (f"NIR export writes {', '.join(NIR_STUDENTS)} only; this student is {what}")
+    kwargs = dict(model_cfg.kwargs or {})
+    if name.startswith("sew_resnet"):
+        connect = str(model_cfg.connect or kwargs.get("connect", "ADD")).upper()
+        if connect != "ADD":
+            return (f"SEW-ResNet connect={connect} multiplies two spike tensors, which NIR 1.0 "
+                    "has no node for; train with model.connect=ADD")
+        if kwargs.get("stem", "imagenet") != "cifar":
+            return ("SEW-ResNet's ImageNet stem max-pools, which NIR 1.0 has no node for; "
+                    "train with model.kwargs.stem=cifar")
+        return None
+    if name == "vggsnn" and kwargs.get("head", "gap") != "gap":
+        return "VGGSNN head=flatten has no NIR node; train with model.kwargs.head=gap"
+    if model_cfg.last_activation == "relu":
+        return ("its last block ends in a ReLU (model.last_activation=relu, the released "
+                "code's recipe), which NIR cannot express; train with "
+                "--set model.last_activation=lif for a student that "
+                "'spikedistill export --format nir' writes")
+    return None
+
+
 def _model_mappers() -> Dict[type, Any]:
     """Model type -> walker (the students NIR can express)."""
     from spikedistill.models.spiking_resnet import SpikingResNet

@@ -11,6 +11,12 @@ results pair by seed; the comparison is the paired t procedure on the per-seed d
 The t distribution is evaluated in closed form for integer degrees of freedom (Abramowitz and
 Stegun 26.7.3 and 26.7.4, the finite series in ``cos^2 theta`` with ``theta = atan(t/sqrt(df))``)
 and its quantile by bisection on that CDF, so no statistics package is needed.
+
+A difference is *claimed* (:meth:`PairedDifference.claim`) only when the interval exists and
+excludes 0 and there are at least :data:`MIN_PAIRS_FOR_CLAIM` pairs: with two pairs the interval
+rests on one degree of freedom, and with zero spread (every pair differs by the same amount, as
+when both runs are stuck at one accuracy) there is no interval at all, so nothing is claimed and
+:meth:`PairedDifference.no_claim_reason` says why.
 """
 
 from __future__ import annotations
@@ -18,6 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Optional, Sequence
+
+#: the fewest seed pairs from which a difference is ever claimed
+MIN_PAIRS_FOR_CLAIM = 3
+#: a spread of the differences at most this fraction of the values' magnitude is rounding noise
+ZERO_SPREAD = 1e-9
 
 
 def _check_df(df: Any) -> int:
@@ -105,8 +116,9 @@ class PairedDifference:
     ``sd`` is the sample standard deviation of the differences (n - 1 in the denominator).
     With ``n = 1`` there is no spread, hence no interval: ``sd``, ``low``, ``high``,
     ``half_width``, ``t``, ``p_value`` and ``excludes_zero`` are None. With ``sd = 0`` (every
-    pair differs by the same amount) the interval collapses to the mean and ``t``/``p_value``
-    are None (the t statistic is undefined).
+    pair differs by the same amount) the standard error is 0, the t statistic is undefined and
+    the interval cannot be computed: ``low``, ``high``, ``half_width``, ``t``, ``p_value`` and
+    ``excludes_zero`` are None (a zero-width interval would read as certainty).
     """
 
     n: int
@@ -126,8 +138,28 @@ class PairedDifference:
     def has_interval(self) -> bool:
         return self.low is not None
 
+    def no_claim_reason(self) -> Optional[str]:
+        """Why no difference may be claimed from these pairs, or None when the data allow a
+        claim (``n >= MIN_PAIRS_FOR_CLAIM``, ``sd > 0``, an interval)."""
+        if self.n < 2:
+            return f"{self.n} seed pair: no spread, no interval"
+        if self.sd == 0.0 or not self.has_interval:
+            return (f"all {self.n} paired differences are equal (zero variance): no interval "
+                    "can be computed")
+        if self.n < MIN_PAIRS_FOR_CLAIM:
+            return (f"only {self.n} seed pairs (at least {MIN_PAIRS_FOR_CLAIM} are needed to "
+                    "claim a difference)")
+        return None
+
+    def claim(self) -> bool:
+        """True when the seeds support an order: no :meth:`no_claim_reason` and the interval
+        excludes 0."""
+        return self.no_claim_reason() is None and bool(self.excludes_zero)
+
     def as_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.update(claim=self.claim(), no_claim_reason=self.no_claim_reason())
+        return out
 
 
 def paired_difference(x: Sequence[float], y: Sequence[float],
@@ -135,7 +167,7 @@ def paired_difference(x: Sequence[float], y: Sequence[float],
     """Paired t comparison of ``x`` against ``y`` (same length, pair ``i`` is ``(x[i], y[i])``):
     the mean of ``d = x - y``, its ``confidence`` interval ``mean +- t_{(1+confidence)/2, n-1}
     * sd / sqrt(n)``, the t statistic ``mean / (sd / sqrt(n))`` and its two-sided p-value, and
-    whether the interval excludes 0."""
+    whether the interval excludes 0 (no interval, t or p when every difference is equal)."""
     x, y = [float(v) for v in x], [float(v) for v in y]
     if len(x) != len(y):
         raise ValueError(f"paired samples must have the same length, got {len(x)} and {len(y)}")
@@ -153,14 +185,15 @@ def paired_difference(x: Sequence[float], y: Sequence[float],
                                 None, None)
     df = n - 1
     sd = math.sqrt(math.fsum((v - mean) ** 2 for v in d) / df)
+    if sd <= ZERO_SPREAD * max([1.0] + [abs(v) for v in x + y]):
+        sd = 0.0  # equal differences up to rounding (e.g. 100 * 0.524 - 100 * 0.5)
     t_crit = t_quantile(0.5 + confidence / 2.0, df)
     se = sd / math.sqrt(n)
+    if se == 0.0:
+        return PairedDifference(n, mean, sd, confidence, df, t_crit, None, None, None, None,
+                                None, None)
     half = t_crit * se
     low, high = mean - half, mean + half
-    if se > 0.0:
-        t = mean / se
-        p = t_two_sided_p(t, df)
-    else:
-        t = p = None
-    return PairedDifference(n, mean, sd, confidence, df, t_crit, half, low, high, t, p,
-                            bool(low > 0.0 or high < 0.0))
+    t = mean / se
+    return PairedDifference(n, mean, sd, confidence, df, t_crit, half, low, high, t,
+                            t_two_sided_p(t, df), bool(low > 0.0 or high < 0.0))

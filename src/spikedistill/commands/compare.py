@@ -15,15 +15,18 @@ continues interrupted ones from their newest intact checkpoint (``last.pt``, els
   number of seeds, the mean of each loss term over the last epoch (already weighted); then, for
   every method against the baseline (``--baseline``, default ``ce``), the paired mean
   difference over the seeds both ran (percentage points), its 95 % paired-t interval (n - 1
-  degrees of freedom; none for a single pair), the two-sided p-value and whether the interval
-  excludes 0 (:mod:`spikedistill.analysis.stats`),
+  degrees of freedom; none for a single pair or equal differences), the two-sided p-value and
+  whether the interval excludes 0; an order is claimed only from at least 3 pairs with spread
+  (:mod:`spikedistill.analysis.stats`), otherwise the verdict says why not. Every table is
+  preceded by a line saying which accuracy it compares (:func:`accuracy_caption`),
 - ``DIR/compare.csv``: the same numbers, one row per method, and ``DIR/runs.csv``: one row per run,
 - ``DIR/compare.png``: a bar chart of best and last accuracy with std error bars, beside the
   paired differences against the baseline with their 95 % intervals.
 
-With ``--jobs N`` the runs go to N worker processes (each run's output is kept in
-``DIR/logs/METHOD-seedN.log``); a run's numbers do not depend on N (same seed, same
-``train.threads``), so let N x ``train.threads`` not exceed the cores.
+With ``--jobs N`` the runs go to N worker processes: each run's output is written to
+``DIR/logs/METHOD-seedN.log`` as it comes, and its lines (one per epoch) are printed to the
+console as they come, prefixed with ``METHOD-seedN:``. A run's numbers do not depend on N (same
+seed, same ``train.threads``), so let N x ``train.threads`` not exceed the cores.
 """
 
 from __future__ import annotations
@@ -236,6 +239,22 @@ METRICS = (("best_acc", "best", "best acc"), ("last_acc", "last", "last acc"))
 CONFIDENCE = 0.95
 
 
+def selected_on_validation(records: Sequence[Dict[str, Any]]) -> bool:
+    """True when every run held out a validation split (``data.val_fraction > 0`` in its
+    recorded config), so that its best checkpoint was chosen on validation, not on test."""
+    fractions = [((r.get("config") or {}).get("data") or {}).get("val_fraction") for r in records]
+    return bool(fractions) and all(isinstance(f, (int, float)) and f > 0 for f in fractions)
+
+
+def accuracy_caption(on_validation: bool) -> str:
+    """The line naming the two accuracies every table compares."""
+    best = ("best = test accuracy of the epoch with the best validation accuracy"
+            if on_validation else
+            "best = highest test accuracy over the epochs (chosen on the test set itself, so "
+            "optimistic; no validation split was held out)")
+    return f"Accuracy compared: {best}; last = test accuracy after the last epoch."
+
+
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
@@ -297,6 +316,7 @@ def summarize(records: Sequence[Dict[str, Any]], methods: Sequence[str],
             "baseline": baseline, "is_baseline": method == baseline,
             "paired": paired, "paired_seeds": paired_seeds,
             "by_timestep": timestep_means(records, method),
+            "on_validation": selected_on_validation(records),
         })
     return rows
 
@@ -319,11 +339,13 @@ def _signed(v: Optional[float], nd: int = 2) -> str:
 
 
 def format_difference(d: Optional[PairedDifference]) -> str:
-    """``+1.23 [-0.50, +2.96]`` (mean and 95 % interval), ``+1.23 (n=1: no interval)``, ``-``."""
+    """``+1.23 [-0.50, +2.96]`` (mean and 95 % interval), ``+1.23 (n=1: no interval)``,
+    ``+1.23 (sd 0: no interval)`` (every difference equal), ``-``."""
     if d is None:
         return "-"
     if not d.has_interval:
-        return f"{_signed(d.mean)} (n=1: no interval)"
+        why = "n=1" if d.n < 2 else "sd 0"
+        return f"{_signed(d.mean)} ({why}: no interval)"
     return f"{_signed(d.mean)} [{_signed(d.low)}, {_signed(d.high)}]"
 
 
@@ -335,6 +357,8 @@ def _excludes_text(paired: Dict[str, Optional[PairedDifference]]) -> str:
     got = [p for p, d in paired.items() if d is not None and d.excludes_zero]
     if any(d is not None and d.has_interval for d in paired.values()):
         return ", ".join(got) if got else "neither"
+    if any(d is not None and d.n >= 2 for d in paired.values()):
+        return "no interval (sd 0)"
     return "no interval (n<2)"
 
 
@@ -343,48 +367,75 @@ def _timestep_columns(rows: Sequence[Dict[str, Any]]) -> int:
     return max((len(r.get("by_timestep") or []) for r in rows), default=0)
 
 
+def _claim_text(paired: Dict[str, Optional[PairedDifference]]) -> str:
+    """The ``claimed`` cell: the metrics whose difference the seeds support, or why none."""
+    got = [p for p, d in paired.items() if d is not None and d.claim()]
+    if got:
+        return ", ".join(got)
+    reasons = [d.no_claim_reason() for d in paired.values() if d is not None]
+    short = [r.split(" (")[0].split(":")[0] for r in reasons if r]
+    return "none" + (f" ({short[0]})" if short else "")
+
+
 def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
-    """Accuracy mean ± std per method and the mean loss terms."""
+    """Accuracy mean ± std per method and the mean loss terms, after the line naming the
+    accuracies compared."""
     names = _loss_names(rows)
     n_t = _timestep_columns(rows)
     head = (["method", "n", "best acc %", "last acc %"] + [f"T'={t} %" for t in range(1, n_t + 1)]
             + [f"{n} (mean)" for n in names])
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines = [_caption(rows), "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         cells = [r["method"], str(r["n"]),
                  f"{_fmt(r['best_mean'])} ± {_fmt(r['best_std'])}",
                  f"{_fmt(r['last_mean'])} ± {_fmt(r['last_std'])}"]
         by_t = r.get("by_timestep") or []
         cells += [_fmt(by_t[i]) if i < len(by_t) else "-" for i in range(n_t)]
-        cells += [_fmt(r["losses"].get(n), 4) for n in names]
+        cells += [format_loss(r["losses"].get(n)) for n in names]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def _caption(rows: Sequence[Dict[str, Any]]) -> str:
+    return accuracy_caption(bool(rows) and all(r.get("on_validation") for r in rows))
+
+
+def format_loss(v: Optional[float]) -> str:
+    """A loss term with 4 significant digits (``0.002731``, ``1.500``, ``1.200e-05``), so a
+    small term does not print as 0.0000."""
+    return "-" if v is None or not math.isfinite(v) else f"{v:#.4g}"
+
+
 def paired_table(rows: Sequence[Dict[str, Any]]) -> str:
     """Every method against the baseline: paired seeds, the mean difference of best and last
-    accuracy (percentage points) with its 95 % interval and p-value, and which intervals
-    exclude 0; empty without a baseline."""
+    accuracy (percentage points) with its 95 % interval and p-value, which intervals exclude 0
+    and which differences the seeds support (:meth:`PairedDifference.claim`), after the line
+    naming the accuracies compared; empty without a baseline."""
     base = next((r for r in rows if r["is_baseline"]), None)
     if base is None:
         return ""
     b = base["method"]
     head = ["method", "paired seeds", f"Δ best vs {b} [95 % CI]", "p (best)",
-            f"Δ last vs {b} [95 % CI]", "p (last)", "CI excludes 0"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+            f"Δ last vs {b} [95 % CI]", "p (last)", "CI excludes 0", "claimed"]
+    lines = [_caption(rows), "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         if r["is_baseline"]:
             continue
         pb, pl = r["paired"].get("best"), r["paired"].get("last")
         lines.append("| " + " | ".join([
             r["method"], str(len(r["paired_seeds"])), format_difference(pb), _p_text(pb),
-            format_difference(pl), _p_text(pl), _excludes_text(r["paired"])]) + " |")
+            format_difference(pl), _p_text(pl), _excludes_text(r["paired"]),
+            _claim_text(r["paired"])]) + " |")
     return "\n".join(lines)
 
 
 def verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
-    """One sentence per (method, metric) against the baseline saying whether the 95 % interval
-    of the paired difference excludes 0, i.e. whether the seeds support an order."""
+    """One sentence per (method, metric) against the baseline saying whether the seeds support
+    an order: the 95 % interval of the paired difference excludes 0 and it rests on at least
+    :data:`~spikedistill.analysis.stats.MIN_PAIRS_FOR_CLAIM` pairs with spread; otherwise why
+    no order is claimed."""
     out = []
     for r in rows:
         if r["is_baseline"]:
@@ -395,8 +446,11 @@ def verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
             if d is None:
                 out.append(f"{what}: no common seed, no comparison")
             elif not d.has_interval:
-                out.append(f"{what}: {_signed(d.mean)} points from a single seed pair: no "
-                           "interval, no order can be claimed")
+                out.append(f"{what}: {_signed(d.mean)} points; {d.no_claim_reason()}: no order "
+                           "can be claimed")
+            elif d.no_claim_reason() is not None:
+                out.append(f"{what}: {format_difference(d)} points; {d.no_claim_reason()}: no "
+                           "order can be claimed")
             elif d.excludes_zero:
                 word = "higher" if d.mean > 0 else "lower"
                 out.append(f"{what}: {format_difference(d)} points over {d.n} seeds: the "
@@ -415,7 +469,7 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
     teacher = [r["teacher_acc"] for r in rows if r["teacher_acc"] is not None]
     md = [f"# {title}" if title else "# spikedistill compare", "",
           "Test accuracy over seeds (mean ± sample std), loss terms: means over each run's last "
-          "epoch, already weighted.", ""]
+          "epoch, already weighted (4 significant digits).", ""]
     if teacher:
         md += [f"Teacher test accuracy: {statistics.fmean(teacher):.2f} %", ""]
     md += [markdown_table(rows), ""]
@@ -426,7 +480,9 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
                f"Runs with the same seed share the initialisation and the data order, so each "
                f"method pairs with {base} by seed: Δ is the mean over the common seeds of "
                f"(method - {base}) in percentage points, with its 95 % paired-t interval "
-               "(n - 1 degrees of freedom; none for a single seed) and the two-sided p-value.",
+               "(n - 1 degrees of freedom; none for a single seed or when every difference is "
+               "equal) and the two-sided p-value. An order is claimed only where the interval "
+               "excludes 0 over at least 3 seed pairs.",
                "", paired, ""]
         md += [f"- {line}" for line in verdict_lines(rows)] + [""]
     paths = {"md": out / "compare.md", "csv": out / "compare.csv", "runs_csv": out / "runs.csv",
@@ -484,14 +540,19 @@ def _pct(v: Optional[float]) -> Optional[float]:
 
 
 def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
-    """The compare chart: bars of best and last accuracy (mean, std error bars) per method and,
-    with a baseline, a second panel of the paired differences against it: the mean as a point
-    and the 95 % interval as an error bar (a lone point where n = 1), a line at 0."""
+    """The compare chart: bars of best and last accuracy (mean, std error bars) per method on an
+    axis from 0 %, and, with a baseline, a second panel of the paired differences against it:
+    the mean as a point and the 95 % interval as an error bar; a difference whose interval
+    cannot be computed (one pair, or every difference equal) is a hollow marker labelled
+    "no interval", never a zero-width bar; a line at 0."""
     from spikedistill.analysis.figures import pyplot
     plt = pyplot()
 
     def clean(v):
         return v if v is not None and math.isfinite(v) else 0.0
+
+    def spread(r, key):  # no error bar (not a zero-width one) from a single seed
+        return clean(r[key]) if r["n"] > 1 else float("nan")
 
     others = [r for r in rows if r["baseline"] is not None and not r["is_baseline"]]
     ncols = 2 if others else 1
@@ -501,18 +562,21 @@ def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
     x = list(range(len(rows)))
     width = 0.38
     ax.bar([i - width / 2 for i in x], [clean(r["best_mean"]) for r in rows], width,
-           yerr=[clean(r["best_std"]) for r in rows], capsize=3, label="best")
+           yerr=[spread(r, "best_std") for r in rows], capsize=3, label="best")
     ax.bar([i + width / 2 for i in x], [clean(r["last_mean"]) for r in rows], width,
-           yerr=[clean(r["last_std"]) for r in rows], capsize=3, label="last")
+           yerr=[spread(r, "last_std") for r in rows], capsize=3, label="last")
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r['method']}\n(n={r['n']})" for r in rows])
     ax.set_ylabel("test accuracy (%, mean ± std)")
-    vals = [clean(r[k]) for r in rows for k in ("best_mean", "last_mean")]
-    lo = min(vals) if vals else 0.0
-    hi = max(vals or [1.0]) + max([clean(r["best_std"]) for r in rows] + [0.0])
-    ax.set_ylim(max(0.0, lo - 10.0), hi + 0.15 * (hi - max(0.0, lo - 10.0)) + 1.0)
-    ax.set_title(title or "spikedistill compare")
-    ax.legend(loc="upper right", ncol=2)
+    for i, r in enumerate(rows):
+        for dx, key in ((-width / 2, "best_mean"), (width / 2, "last_mean")):
+            if r[key] is not None and math.isfinite(r[key]):
+                ax.text(i + dx, r[key] / 2, f"{r[key]:.1f}", ha="center", va="center",
+                        rotation=90, fontsize="small", color="white")
+    ax.set_ylim(0.0, 112.0)  # from 0 %, room above 100 % for the legend
+    ax.set_yticks([0, 20, 40, 60, 80, 100])
+    ax.set_title(title or "spikedistill compare", fontsize="medium")
+    ax.legend(loc="upper center", ncol=2, fontsize="small")
     ax.grid(axis="y", alpha=0.3)
 
     if others:
@@ -520,6 +584,7 @@ def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
         base = others[0]["baseline"]
         for j, (_, prefix, label) in enumerate(METRICS):
             xs, ys, errs, lone_x, lone_y = [], [], [], [], []
+            color = f"C{j}"
             for i, r in enumerate(others):
                 d = r["paired"].get(prefix)
                 if d is None:
@@ -529,18 +594,22 @@ def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
                     xs.append(xpos), ys.append(d.mean), errs.append(d.half_width)
                 else:
                     lone_x.append(xpos), lone_y.append(d.mean)
-            color = f"C{j}"
+                    ax.annotate("no\ninterval\n" + ("(n=1)" if d.n < 2 else "(sd 0)"),
+                                (xpos, d.mean), textcoords="offset points", xytext=(0, -8),
+                                ha="center", va="top", fontsize="x-small", color=color)
             if xs:
                 ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=4, color=color,
                             label=f"{label} (95 % CI)")
             if lone_x:
-                ax.plot(lone_x, lone_y, "x", color=color, label=f"{label} (n=1, no interval)")
+                ax.plot(lone_x, lone_y, "o", mfc="none", color=color,
+                        label=f"{label} (no interval)")
         ax.axhline(0.0, color="k", linewidth=0.8)
         ax.set_xticks(list(range(len(others))))
         ax.set_xticklabels([f"{r['method']}\n(pairs={len(r['paired_seeds'])})" for r in others])
         ax.set_xlim(-0.6, len(others) - 0.4)
         ax.set_ylabel(f"paired Δ vs {base} (points)")
-        ax.set_title(f"paired difference against {base}")
+        ax.set_title(f"paired difference against {base}", fontsize="medium")
+        ax.margins(y=0.25)
         ax.legend(loc="best", fontsize="small")
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -551,29 +620,52 @@ def chart_figure(rows: Sequence[Dict[str, Any]], title: str = ""):
 # the command
 # --------------------------------------------------------------------------------------------
 
-def _run_captured(job) -> Tuple[Dict[str, Any], str]:
-    """Worker side of ``--jobs``: :func:`run_one` with its printed output captured; returns
-    the record and the output."""
+def _run_streamed(job) -> Dict[str, Any]:
+    """Worker side of ``--jobs``: :func:`run_one` with its output (and, on failure, its
+    traceback) written to ``logs/KEY.log`` line by line as it comes; the parent prints the
+    file's new lines (:class:`_LogTail`). The config travels as plain data, so a plugin's
+    config class need not pickle."""
+    import traceback
+
     from spikedistill.config import Config, from_dict
 
     cfg_dict, method, seed, teacher, out = job
     base_cfg = from_dict(Config, cfg_dict)     # plugins' config classes by name, in this process
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-        try:
-            record = run_one(base_cfg, method, seed, teacher, Path(out))
-        except BaseException:
-            import traceback
-
-            _write_log(Path(out), run_key(method, seed), buf.getvalue() + traceback.format_exc())
-            raise
-    _write_log(Path(out), run_key(method, seed), buf.getvalue())
-    return record, buf.getvalue()
+    logs = Path(out) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"{run_key(method, seed)}.log", "w", encoding="utf-8", buffering=1) as fh:
+        with contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+            try:
+                return run_one(base_cfg, method, seed, teacher, Path(out))
+            except BaseException:
+                traceback.print_exc(file=fh)
+                raise
 
 
-def _write_log(out: Path, key: str, text: str) -> None:
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "logs" / f"{key}.log", text)
+class _LogTail:
+    """The runs' log files as they grow: :meth:`poll` hands each new complete non-empty line
+    (``\\r`` counts as a line end), prefixed ``KEY: ``, to ``log``."""
+
+    def __init__(self, logs: Path, keys: Sequence[str], log) -> None:
+        self.paths = {k: logs / f"{k}.log" for k in keys}
+        self.offsets = {k: 0 for k in keys}
+        self.pending = {k: "" for k in keys}
+        self.log = log
+
+    def poll(self) -> None:
+        for key, path in self.paths.items():
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(self.offsets[key])
+                    data = fh.read()
+            except FileNotFoundError:
+                continue
+            self.offsets[key] += len(data)
+            text = self.pending[key] + data.decode("utf-8", errors="replace").replace("\r", "\n")
+            *lines, self.pending[key] = text.split("\n")
+            for line in lines:
+                if line.strip():
+                    self.log(f"{key}: {line.rstrip()}")
 
 
 def _run_all(base_cfg, jobs_list, teacher, out: Path, jobs: int, log) -> List[Dict[str, Any]]:
@@ -589,33 +681,40 @@ def _run_all(base_cfg, jobs_list, teacher, out: Path, jobs: int, log) -> List[Di
     records: List[Optional[Dict[str, Any]]] = [None] * len(jobs_list)
     cfg_dict = base_cfg.to_dict()          # plain data: a plugin's config class need not pickle
     pool = process_pool(min(jobs, len(jobs_list)), mp.get_context("spawn"))
+    tail = _LogTail(out / "logs", [run_key(m, s) for m, s in jobs_list], log)
     try:
         futures = {}
         for i, (m, s) in enumerate(jobs_list):
-            futures[pool.submit(_run_captured, (cfg_dict, m, s, teacher, str(out)))] = i
+            futures[pool.submit(_run_streamed, (cfg_dict, m, s, teacher, str(out)))] = i
         log(f"compare: {len(jobs_list)} runs in {min(jobs, len(jobs_list))} worker processes "
-            f"(each run's output: {out / 'logs'}/METHOD-seedN.log)")
-        for fut in cf.as_completed(futures):
-            i = futures[fut]
-            try:
-                record, _ = fut.result()
-            except SpikeDistillError:
-                raise
-            except Exception as exc:
-                key = run_key(*jobs_list[i])
-                line = pool_failure(exc, f"compare: {key}") or (
-                    f"compare: {key} failed in its worker: {type(exc).__name__}: "
-                    f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''} "
-                    f"(its output and traceback: {out / 'logs' / (key + '.log')})")
-                raise SpikeDistillError(line) from None
-            records[i] = record
-            m, s = jobs_list[i]
-            log(f"compare: {run_key(m, s)}: best {_fmt(_pct(record['best_acc']))} %, last "
-                f"{_fmt(_pct(record['last_acc']))} % ({_fmt(record.get('wall_time_s'), 1)} s)")
+            f"(each run's output, as it comes: {out / 'logs'}/METHOD-seedN.log)")
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+            tail.poll()
+            for fut in done:
+                i = futures[fut]
+                try:
+                    record = fut.result()
+                except SpikeDistillError:
+                    raise
+                except Exception as exc:
+                    key = run_key(*jobs_list[i])
+                    line = pool_failure(exc, f"compare: {key}") or (
+                        f"compare: {key} failed in its worker: {type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''} "
+                        f"(its output and traceback: {out / 'logs' / (key + '.log')})")
+                    raise SpikeDistillError(line) from None
+                records[i] = record
+                m, s = jobs_list[i]
+                log(f"compare: {run_key(m, s)}: best {_fmt(_pct(record['best_acc']))} %, last "
+                    f"{_fmt(_pct(record['last_acc']))} % ({_fmt(record.get('wall_time_s'), 1)} s)")
     except BaseException:
         stop_pool(pool)            # Ctrl-C or an error: the other runs stop now, not at their end
         raise
-    pool.shutdown(wait=True)
+    finally:
+        pool.shutdown(wait=True)
+        tail.poll()
     return [r for r in records if r is not None]
 
 

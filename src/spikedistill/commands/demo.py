@@ -57,15 +57,16 @@ def default_out() -> str:
 
 
 def excluding_line(rows) -> str:
-    """The line naming every (method, metric) whose paired 95 % interval against the baseline
-    excludes 0, or saying that none does."""
+    """The line naming every (method, metric) whose paired difference against the baseline the
+    seeds support (95 % interval excludes 0 over at least 3 pairs with spread,
+    :meth:`~spikedistill.analysis.stats.PairedDifference.claim`), or saying that none does."""
     shown = []
     for r in rows:
-        hits = [k for k, d in r["paired"].items() if d is not None and d.excludes_zero]
+        hits = [k for k, d in r["paired"].items() if d is not None and d.claim()]
         if hits:
             shown.append(f"{r['method']} ({', '.join(hits)} acc)")
     base = next((r["method"] for r in rows if r["is_baseline"]), "the baseline")
-    return ("differences whose 95 % interval excludes 0: "
+    return ("differences the seeds support (95 % interval excludes 0, at least 3 pairs): "
             + (", ".join(shown) if shown else f"none; at these seeds no method is shown better "
                f"or worse than {base}"))
 

@@ -127,7 +127,7 @@ def summary_lines(result) -> List[str]:
         rows += [("teacher", f"{teacher.get('source')} {teacher.get('arch')}"),
                  ("teacher weights", str(teacher.get("weights") or "-")),
                  ("teacher sha256", str(teacher.get("sha256") or "-"))]
-    rows += [(f"loss {k} (last epoch)", f"{v:.4f}") for k, v in result.loss_means.items()]
+    rows += [(f"loss {k} (last epoch)", f"{v:.4g}") for k, v in result.loss_means.items()]
     rows += [
         ("T", str(result.T) if result.T is not None else "- (ANN)"),
         ("epochs", f"{result.epochs}" + (f" (resumed at {result.start_epoch})"
@@ -141,6 +141,26 @@ def summary_lines(result) -> List[str]:
     return [bar] + [f"{k.ljust(width)}  {v}" for k, v in rows] + [bar]
 
 
+def warn_not_exportable(cfg: Config) -> None:
+    """One ``warning:`` line on stderr when the student cannot be exported to NIR
+    (:func:`spikedistill.analysis.nir_export.nir_export_problem`)."""
+    from spikedistill.analysis.nir_export import nir_export_problem
+
+    problem = nir_export_problem(cfg.model)
+    if problem:
+        print(f"warning: this student cannot be exported to NIR: {problem}", file=sys.stderr,
+              flush=True)
+
+
+class NIRWarning:
+    """Callback: :func:`warn_not_exportable` at the start of training (on rank 0, once the
+    run is built, so that a config or data error stays the only line)."""
+
+    def on_run_start(self, run) -> None:
+        if run.is_main:
+            warn_not_exportable(run.cfg)
+
+
 def run(args) -> int:
     from spikedistill.engine import distributed as D
     from spikedistill.engine.trainer import run_training
@@ -151,7 +171,10 @@ def run(args) -> int:
     if teacher:
         cfg.teacher.checkpoint = resolve_teacher_path(teacher)
     check_command(command, cfg)
-    result = run_training(cfg, resume=args.resume, callbacks=training_callbacks(),
+    callbacks = training_callbacks()
+    if command != "train-teacher":
+        callbacks.append(NIRWarning())
+    result = run_training(cfg, resume=args.resume, callbacks=callbacks,
                           overwrite=bool(getattr(args, "overwrite", False)))
     if D.env_world()[0] == 0:
         print("\n".join(summary_lines(result)), file=sys.stdout, flush=True)

@@ -605,6 +605,46 @@ def read_image_folder(
         return _decode_selected(source, index, str(root), image_size, select or {})
 
 
+class DecodeProgress:
+    """A count of decoded images on stderr: a tqdm bar on a terminal, else (a log file, a
+    ``compare --jobs`` worker) a line at the start, at every tenth and at the end, so that a
+    first-time decode (minutes for ImageNet-sized folders) is never silent."""
+
+    def __init__(self, total: int, what: str, stream=None) -> None:
+        import sys
+
+        self.total, self.what, self.done = int(total), what, 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.bar = None
+        self.step = max(1, -(-self.total // 10))  # a tenth, rounded up
+        self.next_line = self.step
+        if self.total <= 0:
+            return
+        if getattr(self.stream, "isatty", lambda: False)():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, desc=what, unit="img", file=self.stream,
+                            mininterval=0.5)
+        else:
+            self._line()
+
+    def _line(self) -> None:
+        print(f"{self.what}: {self.done:,}/{self.total:,} images", file=self.stream, flush=True)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.total > 0 and (self.done >= self.next_line or self.done == self.total):
+            self._line()
+            while self.next_line <= self.done:
+                self.next_line += self.step
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _decode_selected(source: _ImageFolderSource, index: FolderIndex, root: str, image_size: int | None,
                      select: dict[str, np.ndarray]) -> RawDataset:
     """Decode the index positions chosen by ``select`` (see :func:`read_image_folder`)."""
@@ -639,8 +679,13 @@ def _decode_selected(source: _ImageFolderSource, index: FolderIndex, root: str, 
                             f"(set image_size to resize them)")
         out[where[0]][where[1]] = array
         filled[where[0]][where[1]] = True
+        progress.update()
 
-    source.read(set(owner), sink)
+    progress = DecodeProgress(len(owner), f"decoding {Path(root).name}")
+    try:
+        source.read(set(owner), sink)
+    finally:
+        progress.close()
     for split in ("train", "test"):
         if not filled[split].all():
             missing = index.members[split][int(positions[split][~filled[split]][0])][0]

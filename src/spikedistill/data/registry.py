@@ -66,6 +66,9 @@ class DatasetSpec:
     root_hint: str = "a folder or archive"
     options: Tuple[str, ...] = ()
     description: str = ""
+    #: this dataset's default ``data.augment`` keys: they replace the global defaults (the
+    #: CIFAR recipe) for every key a config does not set (:func:`spikedistill.config.build_config`)
+    augment: Dict[str, Any] = field(default_factory=dict)
 
 
 def register_dataset(name: str, *, num_classes: Optional[int] = None,
@@ -74,7 +77,7 @@ def register_dataset(name: str, *, num_classes: Optional[int] = None,
                      mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
                      frames: bool = False, T: Optional[int] = None, needs_root: bool = True,
                      root_hint: str = "a folder or archive", options: Sequence[str] = (),
-                     description: str = ""):
+                     description: str = "", augment: Optional[Dict[str, Any]] = None):
     """Decorator registering ``reader(request) -> RawDataset`` as dataset ``name``."""
     if (mean is None) != (std is None):
         raise ValueError(f"dataset {name!r}: give mean and std together")
@@ -88,7 +91,8 @@ def register_dataset(name: str, *, num_classes: Optional[int] = None,
             mean=tuple(float(v) for v in mean) if mean is not None else None,
             std=tuple(float(v) for v in std) if std is not None else None,
             frames=bool(frames), T=T, needs_root=needs_root, root_hint=root_hint,
-            options=tuple(options), description=description or (reader.__doc__ or "").strip())
+            options=tuple(options), description=description or (reader.__doc__ or "").strip(),
+            augment=dict(augment or {}))
         DATASETS.register(name, spec)
         return reader
 

@@ -355,9 +355,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg, steps_per_epoch
     warmup = int(round(float(train_cfg.warmup_epochs) * steps_per_epoch))
     warmup = min(max(warmup, 0), total)
     kind = train_cfg.scheduler
-    if kind not in ("cosine", "constant", "onecycle"):
-        raise ConfigError(f"config key 'train.scheduler': expected cosine, onecycle or constant, "
-                          f"got {kind!r}")
+    from spikedistill.config import SCHEDULERS
+
+    if kind not in SCHEDULERS:
+        raise ConfigError(f"config key 'train.scheduler': expected one of "
+                          f"{', '.join(SCHEDULERS)}, got {kind!r}")
     initial, final = 1.0 / 25.0, 1.0 / 25.0 / 1e4
     up = max(1, warmup if warmup > 0 else int(round(0.3 * total)))
 

@@ -110,7 +110,7 @@ class EpochLineCallback(Callback):
     """One line per epoch on rank 0: lr, every loss term, accuracies, speed."""
 
     def on_epoch_end(self, run, record) -> None:
-        losses_txt = "  ".join(f"{k[5:]} {v:.4f}" for k, v in record.items()
+        losses_txt = "  ".join(f"{k[5:]} {v:.4g}" for k, v in record.items()
                                if k.startswith("loss_"))
         test_acc = record.get("test_acc")
         acc_txt = (f"test {test_acc:.2%} (best {run.best_acc:.2%} @ {run.best_epoch})"

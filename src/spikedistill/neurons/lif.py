@@ -34,10 +34,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from spikedistill.config import NEURON_BACKENDS
 from spikedistill.errors import ConfigError
 from spikedistill.neurons.surrogate import get_surrogate, spike
 
-BACKENDS = ("torch", "triton", "auto")
+BACKENDS = NEURON_BACKENDS  # the vocabulary of model.neuron.backend (spikedistill.config)
 
 
 def input_scale(decay: float, decay_input: bool) -> float:

@@ -112,12 +112,18 @@ def load_event_frames(request: ReadRequest, *, expected_classes: int | None = 10
     info["source"] = str(root)
     return data, info
 
+#: TET's CIFAR10-DVS augmentation (configs/cifar10dvs): horizontal flip and a random roll of up
+#: to 5 pixels (wrapping), the same for every frame; no crop, AutoAugment or erasing
+TET_AUGMENT = {"random_crop": False, "hflip": True, "autoaugment": False, "random_erasing": 0.0,
+               "translate": 5, "translate_fill": "wrap"}
+
 
 @register_dataset("cifar10dvs", num_classes=10, in_channels=2, image_size=DEFAULT_SIZE,
                   class_names=CIFAR10DVS_CLASSES, frames=True, T=DEFAULT_T, options=OPTIONS,
                   root_hint="the CIFAR10-DVS class folders (AEDAT), SpikingJelly's events_np/ or "
                   "frames_number_<T>_split_by_<how>/, or such a folder as .zip/.tar",
-                  description="CIFAR10-DVS event recordings as frames [T, 2, 48, 48]")
+                  description="CIFAR10-DVS event recordings as frames [T, 2, 48, 48]",
+                  augment=TET_AUGMENT)
 def read(request: ReadRequest):
     """CIFAR10-DVS: 10 x 1,000 DVS128 recordings of moving CIFAR-10 images, as frames."""
     return load_event_frames(request)

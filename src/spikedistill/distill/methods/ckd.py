@@ -23,7 +23,9 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from spikedistill.config import DistillConfig, check_choice, check_range
+from spikedistill.config import (CKD_NLD_MODE_CHOICES, CKD_NORMALIZE_CHOICES, CKD_PRESET_CHOICES,
+                                 CKD_SCALING_CHOICES, CKD_STUDENT_MAP_CHOICES,
+                                 CKD_TEACHER_MAP_CHOICES, DistillConfig, check_choice, check_range)
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import hard_labels, register_method, teacher_input, time_mean
 from spikedistill.distill.methods._common import _TeacherStudent, _check_stage, _k, resolve_stage
@@ -34,12 +36,13 @@ __all__ = ["CKD", "CKDConfig", "CKDPaper", "CKDReleased", "CKD_PRESETS", "DEFAUL
            "gradcam_teacher_maps", "preset_for", "resolve_ckd", "student_samd_map"]
 
 
-NORMALIZE_CHOICES = ("batch_minmax", "sample_minmax", "none")
-SCALING_CHOICES = ("softmax", "zscore", "l2", "none")
-TEACHER_MAP_CHOICES = ("cam", "gradcam_label", "gradcam_pred")
-STUDENT_MAP_CHOICES = ("spike_sum", "cam")
-NLD_MODE_CHOICES = ("released", "paper", "fixed", "none")
-PRESET_CHOICES = ("released", "paper")
+# the switches' vocabularies live in the config layer (spikedistill.config)
+NORMALIZE_CHOICES = CKD_NORMALIZE_CHOICES
+SCALING_CHOICES = CKD_SCALING_CHOICES
+TEACHER_MAP_CHOICES = CKD_TEACHER_MAP_CHOICES
+STUDENT_MAP_CHOICES = CKD_STUDENT_MAP_CHOICES
+NLD_MODE_CHOICES = CKD_NLD_MODE_CHOICES
+PRESET_CHOICES = CKD_PRESET_CHOICES
 
 #: The preset ``ckd`` (and ``samd``, ``nld``) uses when ``distill.ckd.preset`` is null.
 #: ``released`` measured better on real data (CIFAR-10 JPEG copy, spiking ResNet-20 T=1, 3 seeds:

@@ -31,12 +31,14 @@ def register() -> None:
         is_spiking = True
         feature_names = ("conv",)
 
-        def __init__(self, num_classes: int = 4, in_channels: int = 1, T: int = T_FRAMES):
+        def __init__(self, num_classes: int = 4, in_channels: int = 1, T: int = T_FRAMES,
+                     neuron=None):  # a registered student gets model.neuron as a dict
+            neuron = dict(neuron or {})
             super().__init__()
             self.num_classes, self.T = num_classes, T
             self.feature_channels = (6,)
             self.conv = nn.Conv2d(in_channels, 6, 3, padding=1)
-            self.lif = LIF()
+            self.lif = LIF(**neuron)
             self.classifier = nn.Linear(6, num_classes)
 
         def forward(self, x, return_features=False, timestep_logits=False):
