@@ -310,6 +310,9 @@ class DataConfig:
     train_subset: int = 0            # class-balanced subset size (0: everything)
     test_subset: int = 0
     subset_seed: int = 0
+    # fraction of the (subset) training split held out, class-balanced and chosen by subset_seed,
+    # to choose best.pt on (0: none; best.pt is then chosen on the test split)
+    val_fraction: float = 0.0
     image_size: Optional[int] = None  # resize images to a square of this side (None: keep)
     mean: Optional[List[float]] = None  # per-channel normalisation (None: the dataset's own)
     std: Optional[List[float]] = None
@@ -343,6 +346,7 @@ class DataConfig:
                               "images; set data.augment.autoaugment=false")
         for name in ("train_subset", "test_subset"):
             check_range(getattr(self, name), _k(prefix, name), low=0)
+        check_range(self.val_fraction, _k(prefix, "val_fraction"), low=0.0, high=1.0, high_open=True)
         check_range(self.image_size, _k(prefix, "image_size"), low=1)
         if (self.mean is None) != (self.std is None):
             raise ConfigError(f"config key '{_k(prefix, 'mean' if self.mean is None else 'std')}': "

@@ -42,7 +42,7 @@ from spikedistill.commands.common import add_config_args, load_from_args, traini
 from spikedistill.errors import ConfigError
 
 RESULT_KEYS = ("best_acc", "last_acc", "best_epoch", "loss_means", "teacher_acc", "images_per_s",
-               "wall_time_s", "run_dir", "teacher")
+               "wall_time_s", "run_dir", "teacher", "selected_on", "best_val_acc")
 
 
 def register(sub) -> None:
@@ -390,6 +390,19 @@ def verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
     return out
 
 
+def selection_sentence(records: Sequence[Dict[str, Any]]) -> str:
+    """Which split chose each run's ``best.pt`` (its test accuracy is "best acc")."""
+    splits = sorted({str(r.get("selected_on") or "test") for r in records})
+    if splits == ["val"]:
+        return ("best acc: test accuracy of best.pt, chosen on the held-out validation split "
+                "(data.val_fraction); last acc: the last epoch's.")
+    if splits == ["test"]:
+        return ("best acc: the highest test accuracy over epochs, chosen on the test split "
+                "itself (no data.val_fraction: optimistic); last acc: the last epoch's.")
+    return (f"best acc: chosen on different splits across runs ({', '.join(splits)}); "
+            "last acc: the last epoch's.")
+
+
 def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, Any]], out: Path,
                   title: str = "") -> Dict[str, Path]:
     """Write compare.md, compare.csv, runs.csv and compare.png into ``out``."""
@@ -401,6 +414,7 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
           "epoch, already weighted.", ""]
     if teacher:
         md += [f"Teacher test accuracy: {statistics.fmean(teacher):.2f} %", ""]
+    md += [selection_sentence(records), ""]
     md += [markdown_table(rows), ""]
     paired = paired_table(rows)
     if paired:

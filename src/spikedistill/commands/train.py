@@ -111,6 +111,16 @@ def _pct(value: Optional[float]) -> str:
     return f"{100.0 * value:.2f} %"
 
 
+def selection_row(result) -> tuple:
+    """The summary row of ``best.pt``: its test accuracy and epoch, and the split that chose
+    it (``val``: the held-out ``data.val_fraction`` images, with their accuracy; ``test``)."""
+    on = getattr(result, "selected_on", "test")
+    if on == "val":
+        return ("best.pt test acc", f"{_pct(result.best_acc)} (epoch {result.best_epoch}, "
+                                     f"chosen on val: {_pct(result.best_val_acc)})")
+    return ("best test acc", f"{_pct(result.best_acc)} (epoch {result.best_epoch}, chosen on test)")
+
+
 def summary_lines(result) -> List[str]:
     """The end-of-run table: accuracies, the teacher's provenance (source, arch, weights file,
     sha256), every loss term's mean, T, time and speed."""
@@ -118,7 +128,7 @@ def summary_lines(result) -> List[str]:
         ("run", result.run_dir),
         ("model", result.model_name + (f" (T={result.T})" if result.T is not None else "")),
         ("method", result.method),
-        ("best test acc", f"{_pct(result.best_acc)} (epoch {result.best_epoch})"),
+        selection_row(result),
         ("last test acc", _pct(result.last_acc)),
         ("teacher acc", _pct(result.teacher_acc)),
     ]

@@ -13,7 +13,7 @@ training split itself. Frame datasets give ``[N, T, C, H, W]`` uint8 samples.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -59,6 +59,7 @@ class DatasetSplits:
     info: dict = field(default_factory=dict)
     frames: bool = False
     T: int | None = None
+    val: Split | None = None      # held out of the training split (``data.val_fraction``)
 
 
 def class_balanced_indices(labels: np.ndarray, n: int, num_classes: int, seed: int, *, what: str = "subset") -> np.ndarray:
@@ -83,6 +84,30 @@ def class_balanced_indices(labels: np.ndarray, n: int, num_classes: int, seed: i
                             f"but the split holds only {len(members)}")
         chosen.append(members[rng.permutation(len(members))[:quota]])
     return np.sort(np.concatenate(chosen))
+
+
+def hold_out_validation(splits: DatasetSplits, fraction: float, seed: int) -> DatasetSplits:
+    """``splits`` with ``n_val = round(fraction * N)`` of its ``N`` training samples moved to
+    ``splits.val``: a class-balanced set (:func:`class_balanced_indices`, seed ``seed``); the
+    remaining ``N - n_val`` stay in ``train`` in their order. ``fraction = 0`` returns ``splits``
+    unchanged. DataError if ``n_val`` is 0 or leaves no training sample, or a class has too few.
+    """
+    if not fraction:
+        return splits
+    n = len(splits.train)
+    n_val = int(round(float(fraction) * n))
+    if n_val < 1 or n_val >= n:
+        raise DataError(f"data.val_fraction={fraction} holds out {n_val} of the {n} training "
+                        "images; expected at least 1 and fewer than all of them")
+    labels = splits.train.labels.numpy()
+    val_idx = class_balanced_indices(labels, n_val, splits.num_classes, seed, what="val_fraction")
+    keep = np.ones(n, dtype=bool)
+    keep[val_idx] = False
+    train_idx = torch.from_numpy(np.flatnonzero(keep))
+    val_t = torch.from_numpy(val_idx)
+    info = dict(splits.info, val_fraction=float(fraction), val_images=n_val)
+    return replace(splits, train=Split(splits.train.images[train_idx], splits.train.labels[train_idx]),
+                   val=Split(splits.train.images[val_t], splits.train.labels[val_t]), info=info)
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -250,8 +275,10 @@ def _check_declared(spec, data: readers.RawDataset, source: str, T: int | None =
 
 def load_from_config(data_cfg, *, use_cache: bool = True, T: int | None = None) -> DatasetSplits:
     """:func:`load_dataset` with the arguments of a ``data`` config section
-    (:class:`spikedistill.config.DataConfig`); ``T``: the student's ``model.T``."""
+    (:class:`spikedistill.config.DataConfig`), then :func:`hold_out_validation` of
+    ``data.val_fraction`` (seed ``data.subset_seed``); ``T``: the student's ``model.T``."""
     d = data_cfg
-    return load_dataset(d.name, d.root, train_subset=d.train_subset, test_subset=d.test_subset,
-                        subset_seed=d.subset_seed, image_size=d.image_size, cache_dir=d.cache_dir,
-                        use_cache=use_cache, mean=d.mean, std=d.std, options=d.kwargs, T=T)
+    splits = load_dataset(d.name, d.root, train_subset=d.train_subset, test_subset=d.test_subset,
+                          subset_seed=d.subset_seed, image_size=d.image_size, cache_dir=d.cache_dir,
+                          use_cache=use_cache, mean=d.mean, std=d.std, options=d.kwargs, T=T)
+    return hold_out_validation(splits, getattr(d, "val_fraction", 0.0), d.subset_seed)
