@@ -42,7 +42,8 @@ from spikedistill.commands.common import add_config_args, load_from_args, traini
 from spikedistill.errors import ConfigError
 
 RESULT_KEYS = ("best_acc", "last_acc", "best_epoch", "loss_means", "teacher_acc", "images_per_s",
-               "wall_time_s", "run_dir", "teacher", "selected_on", "best_val_acc")
+               "wall_time_s", "run_dir", "teacher", "selected_on", "best_val_acc",
+               "at_chance", "silent_layers", "spiking_layers")
 
 
 def register(sub) -> None:
@@ -403,6 +404,19 @@ def selection_sentence(records: Sequence[Dict[str, Any]]) -> str:
             "last acc: the last epoch's.")
 
 
+def dead_run_lines(records: Sequence[Dict[str, Any]]) -> List[str]:
+    """One line per dead run (accuracy at chance or silent spiking layers, named)."""
+    from spikedistill.engine.health import dead_student_text
+
+    out = []
+    for r in records:
+        text = dead_student_text(bool(r.get("at_chance")), r.get("silent_layers") or [],
+                                 int(r.get("spiking_layers") or 0), r.get("last_acc"))
+        if text:
+            out.append(f"{run_key(r['method'], r['seed'])}: {text}")
+    return out
+
+
 def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, Any]], out: Path,
                   title: str = "") -> Dict[str, Path]:
     """Write compare.md, compare.csv, runs.csv and compare.png into ``out``."""
@@ -415,6 +429,7 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
     if teacher:
         md += [f"Teacher test accuracy: {statistics.fmean(teacher):.2f} %", ""]
     md += [selection_sentence(records), ""]
+    md += [f"- {line}" for line in dead_run_lines(records)] + [""] * bool(dead_run_lines(records))
     md += [markdown_table(rows), ""]
     paired = paired_table(rows)
     if paired:

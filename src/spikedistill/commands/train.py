@@ -124,12 +124,18 @@ def selection_row(result) -> tuple:
 def summary_lines(result) -> List[str]:
     """The end-of-run table: accuracies, the teacher's provenance (source, arch, weights file,
     sha256), every loss term's mean, T, time and speed."""
+    from spikedistill.engine.health import dead_student_text
+
+    dead = dead_student_text(getattr(result, "at_chance", False),
+                             getattr(result, "silent_layers", []),
+                             getattr(result, "spiking_layers", 0), result.last_acc)
     rows = [
         ("run", result.run_dir),
         ("model", result.model_name + (f" (T={result.T})" if result.T is not None else "")),
         ("method", result.method),
         selection_row(result),
         ("last test acc", _pct(result.last_acc)),
+        *([("status", dead)] if dead else []),
         ("teacher acc", _pct(result.teacher_acc)),
     ]
     teacher = getattr(result, "teacher", None)

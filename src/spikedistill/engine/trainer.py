@@ -57,6 +57,7 @@ from spikedistill.engine.build import (ann_in_channels, autocast_context, build_
 from spikedistill.engine.callbacks import (PROGRESS_EVERY, Callback, CallbackList,
                                            EpochHookCallback, engine_callbacks)
 from spikedistill.engine.checkpoint import BEST_NAME, LAST_NAME, check_same_model, save_checkpoint
+from spikedistill.engine.health import firing_rates, is_at_chance, silent_layers
 from spikedistill.engine.loop import evaluate, sync, train_one_epoch, train_step
 from spikedistill.engine.state import (RunState, check_resume_changes, checkpoint_of,
                                        config_for_resume, make_run_dir, open_run_dir,
@@ -102,6 +103,11 @@ class RunResult:
     teacher: Optional[Dict[str, Any]] = None
     selected_on: str = "test"
     best_val_acc: Optional[float] = None
+    #: dead student (:mod:`~spikedistill.engine.health`): the last accuracy is at chance, and
+    #: the spiking layers that never fired on the first test batch after training
+    at_chance: bool = False
+    silent_layers: List[str] = field(default_factory=list)
+    spiking_layers: int = 0
     #: the trained network (unwrapped, on the training device, eval mode) for callers that
     #: continue in the same process; not part of the printed/serialised result
     model: Optional[nn.Module] = field(default=None, repr=False, compare=False)
@@ -329,6 +335,17 @@ def save_epoch_checkpoints(run: RunState, epoch_no: int, new_best: bool) -> None
         D.barrier()
 
 
+def final_firing_rates(run: RunState) -> Dict[str, float]:
+    """Per-layer firing rates of the trained student on the first test batch ({} for an ANN
+    student or without a test loader)."""
+    student = run.student
+    if not getattr(student, "is_spiking", False) or run.test_loader is None:
+        return {}
+    x, _ = next(iter(run.test_loader))
+    with autocast_context(run.device, run.amp_dtype):
+        return firing_rates(student, x.to(run.device))
+
+
 def fit(run: RunState, callbacks: CallbackList, t_start: float) -> RunResult:
     """Train from ``run.start_epoch`` to ``train.epochs``, evaluating, checkpointing and
     calling the callbacks; returns the :class:`RunResult`."""
@@ -388,6 +405,7 @@ def fit(run: RunState, callbacks: CallbackList, t_start: float) -> RunResult:
         last_acc = float("nan")
     student = run.student
     T = getattr(student, "T", None) if getattr(student, "is_spiking", False) else None
+    rates = final_firing_rates(run)
     result = RunResult(
         run_dir=str(run.run_dir), best_acc=run.best_acc if run.best_acc >= 0 else float("nan"),
         last_acc=float(last_acc), best_epoch=run.best_epoch,
@@ -399,6 +417,9 @@ def fit(run: RunState, callbacks: CallbackList, t_start: float) -> RunResult:
         method=cfg.distill.method, T=T, start_epoch=run.start_epoch,
         teacher=dict(run.teacher_info) if run.teacher_info else None, model=student.eval(),
         selected_on=run.selected_on,
+        at_chance=is_at_chance(last_acc, int(run.splits.num_classes), len(run.splits.test))
+        if run.splits is not None else False,
+        silent_layers=silent_layers(rates), spiking_layers=len(rates),
         best_val_acc=(run.best_score if run.val_loader is not None and run.best_score >= 0
                       else None))
     callbacks.on_run_end(run, result)
