@@ -179,6 +179,7 @@ class TeacherConfig:
     mode: str = "frozen"             # frozen: eval + inference_mode | released: train-mode BN, as released
     min_accuracy: Optional[float] = None  # refuse a teacher below this test accuracy (None: warn below chance)
     allow_spiking: bool = False      # accept a spiking checkpoint as teacher (its mean logits; SNN -> SNN)
+    zoo: Optional[str] = None        # a shipped teacher by name (spikedistill.models.teacher_zoo), sha256-checked
 
     def validate(self, prefix: str = "") -> None:
         check_choice(self.mode, ("frozen", "released"), _k(prefix, "mode"))
@@ -187,6 +188,9 @@ class TeacherConfig:
         if self.source == "spikingjelly":
             raise ConfigError(f"config key '{_k(prefix or 'teacher', 'source')}': a teacher is an "
                               "ANN; spikingjelly models are students (model.source)")
+        if self.zoo and (self.checkpoint or self.source != "spikedistill"):
+            raise ConfigError(f"config key '{_k(prefix or 'teacher', 'zoo')}': a zoo teacher "
+                              "replaces teacher.checkpoint / teacher.source; give one of them")
 
 
 #: timm's RandAugment ops (``timm/data/auto_augment.py``: ``_RAND_TRANSFORMS`` and, for ``inc1``,

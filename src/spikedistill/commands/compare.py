@@ -183,6 +183,7 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
     else:  # the student alone: no teacher is built, whatever its source
         cfg.teacher.checkpoint = None
         cfg.teacher.source = "spikedistill"
+        cfg.teacher.zoo = None
     cfg.run.out_dir = str(out / "runs")
     cfg.run.name = key
     cfg.run.progress = False
@@ -636,7 +637,8 @@ def check_teacher_for(methods: Sequence[str], teacher: Optional[str], base_cfg) 
     from spikedistill.distill import method_requires_teacher
 
     needing = [m for m in dict.fromkeys(methods) if method_requires_teacher(m)]
-    if needing and teacher is None and base_cfg.teacher.source == "spikedistill":
+    if needing and teacher is None and base_cfg.teacher.source == "spikedistill" \
+            and not base_cfg.teacher.zoo:
         raise ConfigError(f"methods {', '.join(needing)} need a teacher: pass --teacher "
                           "RUN_DIR/best.pt (or set teacher.checkpoint)")
 

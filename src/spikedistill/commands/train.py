@@ -92,7 +92,8 @@ def check_command(command: str, cfg: Config) -> None:
             raise ConfigError(f"distill needs a method that learns from a teacher (e.g. kd, ckd), "
                               f"got distill.method={method}; use 'spikedistill train' to train "
                               "without a teacher")
-        if not cfg.teacher.checkpoint and cfg.teacher.source == "spikedistill":
+        if not cfg.teacher.checkpoint and cfg.teacher.source == "spikedistill" \
+                and not cfg.teacher.zoo:
             raise ConfigError("distill needs a teacher: pass --teacher RUN_DIR/best.pt "
                               "(or set teacher.checkpoint, or teacher.source/arch/weights for "
                               "a torchvision, timm or python teacher)")

@@ -403,7 +403,15 @@ def build_teacher(cfg: Config, num_classes: int, input_shape: Tuple[int, int, in
     ``in_channels``: what its first convolution must take (:func:`check_teacher_input`).
     """
     tcfg = cfg.teacher
-    if tcfg.source == "spikedistill":
+    if getattr(tcfg, "zoo", None):
+        from spikedistill.models.teacher_zoo import load_zoo_teacher
+
+        teacher, provenance = load_zoo_teacher(tcfg.zoo, device)
+        if int(teacher.num_classes) != num_classes:
+            raise ConfigError(f"config key 'teacher.zoo': {tcfg.zoo!r} predicts "
+                              f"{teacher.num_classes} classes but dataset '{cfg.data.name}' has "
+                              f"{num_classes}; expected a teacher trained on the same dataset")
+    elif tcfg.source == "spikedistill":
         if not tcfg.checkpoint:
             return None, None
         teacher, meta = load_model_from_checkpoint(tcfg.checkpoint, device)
