@@ -39,6 +39,20 @@ def test_held_out_part_is_class_balanced_disjoint_and_seeded():
     assert hold_out_validation(splits, 0.0, seed=3) is splits
 
 
+def test_with_a_training_subset_validation_comes_from_the_images_it_left_out():
+    plain = load_dataset("digits", train_subset=135)
+    held = load_dataset("digits", train_subset=135, val_fraction=0.5)
+    # the training images, their order and the normalisation are those of the run without val
+    assert torch.equal(held.train.images, plain.train.images)
+    assert torch.equal(held.train.labels, plain.train.labels)
+    assert (held.mean, held.std) == (plain.mean, plain.std)
+    assert len(held.val) == 68  # round(0.5 * 135); 7 of classes 0-7, 6 of classes 8 and 9
+    assert np.bincount(held.val.labels.numpy(), minlength=10).tolist() == [7] * 8 + [6] * 2
+    assert not set(_rows(held.val)) & set(_rows(held.train))
+    full = load_dataset("digits")
+    assert set(_rows(held.val)) <= set(_rows(full.train))
+
+
 @pytest.mark.parametrize("fraction", [0.001, 0.9999])
 def test_a_fraction_holding_out_nothing_or_everything_is_refused(fraction):
     splits = load_dataset("digits", train_subset=100, test_subset=20)
