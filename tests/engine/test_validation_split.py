@@ -105,3 +105,15 @@ def test_compare_names_the_split_that_chose():
     assert "validation split" in selection_sentence([{"selected_on": "val"}] * 2)
     assert "test split itself" in selection_sentence([{"selected_on": "test"}, {}])
     assert "different splits" in selection_sentence([{"selected_on": "val"}, {}])
+
+
+def test_with_a_training_subset_the_validation_split_leaves_training_unchanged(tmp_path):
+    # evaluating the held-out images between epochs draws no random numbers and touches no
+    # training state: losses, test accuracies and weights equal those of the run without them
+    plain = run_training(tiny_config(tmp_path, "plain", ["train.epochs=2"]))
+    held = run_training(tiny_config(tmp_path, "held", ["train.epochs=2", "data.val_fraction=0.25"]))
+    assert [(r["loss_ce"], r["test_acc"]) for r in plain.history] == \
+        [(r["loss_ce"], r["test_acc"]) for r in held.history]
+    a, b = (ck.load_checkpoint(tmp_path / n / "last.pt") for n in ("plain", "held"))
+    assert state_dicts_equal(a["model"], b["model"])
+    assert held.selected_on == "val" and "val_acc" in held.history[0]
