@@ -52,6 +52,9 @@ def test_demo_prints_teacher_methods_and_paired_differences(tmp_path, capsys):
     expected = ", ".join(shown) if shown else "none; at these seeds no method is shown"
     assert f"differences the seeds support (95 % interval excludes 0, at least 3 pairs): {expected}" in report
     assert "| method | paired seeds | Δ best vs ce [95 % CI] |" in report
+    # demo_configs/student.yaml holds out a validation split: it, not the test split, chose best.pt
+    assert all(r["selected_on"] == "val" for r in results.values())
+    assert "best acc: test accuracy of best.pt, chosen on the held-out validation split" in report
     for name in ("compare.md", "compare.csv", "runs.csv", "compare.png"):
         assert (out / "students" / name).is_file()
     assert math.isfinite(float(report.split("total wall time ")[1].split()[0]))

@@ -262,6 +262,7 @@ class TeacherConfig:
     mode: str = "frozen"             # frozen: eval + inference_mode | released: train-mode BN, as released
     min_accuracy: Optional[float] = None  # refuse a teacher below this test accuracy (None: warn below chance)
     allow_spiking: bool = False      # accept a spiking checkpoint as teacher (its mean logits; SNN -> SNN)
+    zoo: Optional[str] = None        # a shipped teacher by name (spikedistill.models.teacher_zoo), sha256-checked
 
     def validate(self, prefix: str = "") -> None:
         check_choice(self.mode, TEACHER_MODES, _k(prefix, "mode"))
@@ -270,6 +271,9 @@ class TeacherConfig:
         if self.source == "spikingjelly":
             raise ConfigError(f"config key '{_k(prefix or 'teacher', 'source')}': a teacher is an "
                               "ANN; spikingjelly models are students (model.source)")
+        if self.zoo and (self.checkpoint or self.source != "spikedistill"):
+            raise ConfigError(f"config key '{_k(prefix or 'teacher', 'zoo')}': a zoo teacher "
+                              "replaces teacher.checkpoint / teacher.source; give one of them")
 
 
 #: timm's RandAugment ops (``timm/data/auto_augment.py``: ``_RAND_TRANSFORMS`` and, for ``inc1``,
@@ -393,6 +397,9 @@ class DataConfig:
     train_subset: int = 0            # class-balanced subset size (0: everything)
     test_subset: int = 0
     subset_seed: int = 0
+    # fraction of the (subset) training split held out, class-balanced and chosen by subset_seed,
+    # to choose best.pt on (0: none; best.pt is then chosen on the test split)
+    val_fraction: float = 0.0
     image_size: Optional[int] = None  # resize images to a square of this side (None: keep)
     mean: Optional[List[float]] = None  # per-channel normalisation (None: the dataset's own)
     std: Optional[List[float]] = None
@@ -429,6 +436,7 @@ class DataConfig:
                               "images; set data.augment.autoaugment=false")
         for name in ("train_subset", "test_subset"):
             check_range(getattr(self, name), _k(prefix, name), low=0)
+        check_range(self.val_fraction, _k(prefix, "val_fraction"), low=0.0, high=1.0, high_open=True)
         check_range(self.image_size, _k(prefix, "image_size"), low=1)
         check_range(self.image_size, _k(prefix, "image_size"), high=MAX_IMAGE_SIZE)
         check_range(self.subset_seed, _k(prefix, "subset_seed"), low=0)

@@ -163,3 +163,25 @@ def test_analyze_frames_student_and_mean_frame_teacher(tmp_path):
     assert json.loads(paths["json"].read_text())["input"] == "frames"
     with pytest.raises(ConfigError, match="--timesteps.*frame sequences"):
         analyze(student, data, timesteps=[1])
+
+
+def test_analyze_marks_a_silent_network_and_its_energy():
+    torch.manual_seed(0)
+    model = create_model("spiking_resnet20", num_classes=10, T=2, in_channels=1, width_mult=1,
+                         neuron={"threshold": 1e9}).eval()
+    res = analyze(model, _data(n_batches=2, b=8))
+    names = [n for n, _ in model.spiking_modules()]
+    assert res["dead"]["silent_layers"] == names and res["dead"]["spiking_layers"] == len(names)
+    md = to_markdown(res)
+    assert "DEAD STUDENT" in md and names[-1] in md
+    energy_line = next(line for line in md.splitlines() if line.startswith("- energy per image"))
+    assert f"SILENT network ({len(names)} of {len(names)} spiking layers never fire)" in energy_line
+
+
+def test_analyze_of_a_live_network_carries_no_dead_mark():
+    torch.manual_seed(0)
+    model = create_model("spiking_resnet20", num_classes=10, T=2, in_channels=1, width_mult=1,
+                         neuron={"threshold": 1e-6}).eval()  # every positive input fires
+    res = analyze(model, _data(n_batches=1, b=64))
+    assert res["dead"]["silent_layers"] == [] and "SILENT" not in to_markdown(res)
+    assert res["dead"]["at_chance"] == (res["top1"] <= 100 * (0.1 + 1.96 * (0.09 / 64) ** 0.5))

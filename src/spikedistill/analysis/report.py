@@ -157,6 +157,7 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
         "timesteps": [],
         "by_timestep": (accuracy_by_timestep(model, _batches(data, batches)) if has_T else []),
     }
+    out["dead"] = dead_report(out, int(getattr(model, "num_classes", 0) or 0))
     if teacher is not None:
         tdata = _batches(data, batches)
         seen_by = FramesView(teacher, teacher_frames) if result["frames"] else teacher
@@ -185,6 +186,34 @@ def analyze(model: nn.Module, loader: Iterable, *, batches: Optional[int] = None
     return out
 
 
+def dead_report(result: Dict[str, Any], num_classes: int) -> Dict[str, Any]:
+    """Is the analysed network dead (:mod:`spikedistill.engine.health`)? ``at_chance``: its
+    top-1 is within the chance band of ``num_classes`` classes on the images evaluated;
+    ``silent_layers``: the spiking layers whose firing rate is 0; ``text``: the one-line
+    verdict ("" for a live network)."""
+    from spikedistill.engine.health import dead_student_text, is_at_chance
+
+    silent = [r["name"] for r in result["neurons"] if r["firing_rate"] == 0.0]
+    at_chance = bool(num_classes) and is_at_chance(result["top1"] / 100.0, num_classes,
+                                                   int(result["images"]))
+    return {"at_chance": at_chance, "silent_layers": silent,
+            "spiking_layers": len(result["neurons"]),
+            "text": dead_student_text(at_chance, silent, len(result["neurons"]),
+                                      result["top1"] / 100.0, num_classes or None)}
+
+
+def _energy_caveat(result: Dict[str, Any]) -> str:
+    """`` -- the energy of a silent network (...)`` for a dead network, else ``""``."""
+    dead = result.get("dead") or {}
+    if dead.get("silent_layers"):
+        return (f" -- the energy of a SILENT network ({len(dead['silent_layers'])} of "
+                f"{dead['spiking_layers']} spiking layers never fire): low because it computes "
+                "nothing, not because it is efficient")
+    if dead.get("at_chance"):
+        return " -- the energy of a network at CHANCE accuracy: no task is being solved"
+    return ""
+
+
 # --------------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------------
@@ -202,6 +231,9 @@ def to_markdown(result: Dict[str, Any]) -> str:
     """The report as Markdown text."""
     tot = result["totals"]
     lines = [f"# Analysis of {result['model']}", ""]
+    dead_text = (result.get("dead") or {}).get("text")
+    if dead_text:
+        lines += [f"**{dead_text}**", ""]
     lines += [f"- images evaluated: {result['images']}"
               + (" (frame sequences)" if result.get("input") == "frames" else ""),
               f"- timesteps T: {result['T']}",
@@ -212,7 +244,8 @@ def to_markdown(result: Dict[str, Any]) -> str:
               f"- MACs per image (real-valued inputs): {_g(tot['macs'])}",
               f"- SOPs per image (spike-driven inputs): {_g(tot['sops'])}",
               f"- energy per image: {tot['energy_mj']:.6g} mJ "
-              f"(E = {tot['e_mac_pj']} pJ x MACs + {tot['e_ac_pj']} pJ x SOPs)"]
+              f"(E = {tot['e_mac_pj']} pJ x MACs + {tot['e_ac_pj']} pJ x SOPs)"
+              + _energy_caveat(result)]
     t = result.get("teacher")
     if t:
         ratio = result.get("energy_ratio")
@@ -264,7 +297,10 @@ def plot_firing_rates(result: Dict[str, Any], path: PathLike) -> Path:
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels(names, rotation=75, fontsize=7)
     ax.set_ylabel("firing rate (spikes / neuron / timestep)")
-    ax.set_title(f"{result.get('model')} (T = {result.get('T')})")
+    silent = (result.get("dead") or {}).get("silent_layers") or []
+    ax.set_title(f"{result.get('model')} (T = {result.get('T')})"
+                 + (f": SILENT network, {len(silent)} of {len(rows)} layers never fire"
+                    if silent else ""))
     ax.legend(loc="upper right")
     return save_figure(fig, path)
 

@@ -46,7 +46,8 @@ from spikedistill.commands.common import add_config_args, load_from_args, traini
 from spikedistill.errors import ConfigError, SpikeDistillError
 
 RESULT_KEYS = ("best_acc", "last_acc", "best_epoch", "loss_means", "teacher_acc", "images_per_s",
-               "wall_time_s", "run_dir", "teacher")
+               "wall_time_s", "run_dir", "teacher", "selected_on", "best_val_acc",
+               "at_chance", "silent_layers", "spiking_layers")
 
 
 def register(sub) -> None:
@@ -194,6 +195,7 @@ def run_one(base_cfg, method: str, seed: int, teacher: Optional[str], out: Path,
     else:  # the student alone: no teacher is built, whatever its source
         cfg.teacher.checkpoint = None
         cfg.teacher.source = "spikedistill"
+        cfg.teacher.zoo = None
     cfg.run.out_dir = str(out / "runs")
     cfg.run.name = key
     cfg.run.progress = False
@@ -461,6 +463,32 @@ def verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
     return out
 
 
+def selection_sentence(records: Sequence[Dict[str, Any]]) -> str:
+    """Which split chose each run's ``best.pt`` (its test accuracy is "best acc")."""
+    splits = sorted({str(r.get("selected_on") or "test") for r in records})
+    if splits == ["val"]:
+        return ("best acc: test accuracy of best.pt, chosen on the held-out validation split "
+                "(data.val_fraction); last acc: the last epoch's.")
+    if splits == ["test"]:
+        return ("best acc: the highest test accuracy over epochs, chosen on the test split "
+                "itself (no data.val_fraction: optimistic); last acc: the last epoch's.")
+    return (f"best acc: chosen on different splits across runs ({', '.join(splits)}); "
+            "last acc: the last epoch's.")
+
+
+def dead_run_lines(records: Sequence[Dict[str, Any]]) -> List[str]:
+    """One line per dead run (accuracy at chance or silent spiking layers, named)."""
+    from spikedistill.engine.health import dead_student_text
+
+    out = []
+    for r in records:
+        text = dead_student_text(bool(r.get("at_chance")), r.get("silent_layers") or [],
+                                 int(r.get("spiking_layers") or 0), r.get("last_acc"))
+        if text:
+            out.append(f"{run_key(r['method'], r['seed'])}: {text}")
+    return out
+
+
 def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, Any]], out: Path,
                   title: str = "") -> Dict[str, Path]:
     """Write compare.md, compare.csv, runs.csv and compare.png into ``out``."""
@@ -472,6 +500,8 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
           "epoch, already weighted (4 significant digits).", ""]
     if teacher:
         md += [f"Teacher test accuracy: {statistics.fmean(teacher):.2f} %", ""]
+    md += [selection_sentence(records), ""]
+    md += [f"- {line}" for line in dead_run_lines(records)] + [""] * bool(dead_run_lines(records))
     md += [markdown_table(rows), ""]
     paired = paired_table(rows)
     if paired:
@@ -785,7 +815,8 @@ def check_teacher_for(methods: Sequence[str], teacher: Optional[str], base_cfg) 
     from spikedistill.distill import method_requires_teacher
 
     needing = [m for m in dict.fromkeys(methods) if method_requires_teacher(m)]
-    if needing and teacher is None and base_cfg.teacher.source == "spikedistill":
+    if needing and teacher is None and base_cfg.teacher.source == "spikedistill" \
+            and not base_cfg.teacher.zoo:
         raise ConfigError(f"methods {', '.join(needing)} need a teacher: pass --teacher "
                           "RUN_DIR/best.pt (or set teacher.checkpoint)")
 

@@ -14,6 +14,7 @@ on two CPU cores: see ``student.yaml``.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 from pathlib import Path
@@ -93,6 +94,9 @@ def run(args) -> int:
           f"{100 * teacher.last_acc:.2f} % ({teacher.epochs} epochs, {teacher.wall_time_s:.1f} s)")
     print(f"SNN students {student.model.name}, T={student.model.T}, {student.train.epochs} "
           f"epochs, seeds {', '.join(map(str, seeds))}; test accuracy mean ± sample std:")
+    results = Path(out) / "students" / "results"
+    print(C.selection_sentence([json.loads((results / f"{C.run_key(m, s)}.json").read_text())
+                                for m in METHODS for s in seeds]))
     print()
     print(C.markdown_table(rows))
     paired = C.paired_table(rows)

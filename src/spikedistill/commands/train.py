@@ -92,7 +92,8 @@ def check_command(command: str, cfg: Config) -> None:
             raise ConfigError(f"distill needs a method that learns from a teacher (e.g. kd, ckd), "
                               f"got distill.method={method}; use 'spikedistill train' to train "
                               "without a teacher")
-        if not cfg.teacher.checkpoint and cfg.teacher.source == "spikedistill":
+        if not cfg.teacher.checkpoint and cfg.teacher.source == "spikedistill" \
+                and not cfg.teacher.zoo:
             raise ConfigError("distill needs a teacher: pass --teacher RUN_DIR/best.pt "
                               "(or set teacher.checkpoint, or teacher.source/arch/weights for "
                               "a torchvision, timm or python teacher)")
@@ -111,15 +112,31 @@ def _pct(value: Optional[float]) -> str:
     return f"{100.0 * value:.2f} %"
 
 
+def selection_row(result) -> tuple:
+    """The summary row of ``best.pt``: its test accuracy and epoch, and the split that chose
+    it (``val``: the held-out ``data.val_fraction`` images, with their accuracy; ``test``)."""
+    on = getattr(result, "selected_on", "test")
+    if on == "val":
+        return ("best.pt test acc", f"{_pct(result.best_acc)} (epoch {result.best_epoch}, "
+                                     f"chosen on val: {_pct(result.best_val_acc)})")
+    return ("best test acc", f"{_pct(result.best_acc)} (epoch {result.best_epoch}, chosen on test)")
+
+
 def summary_lines(result) -> List[str]:
     """The end-of-run table: accuracies, the teacher's provenance (source, arch, weights file,
     sha256), every loss term's mean, T, time and speed."""
+    from spikedistill.engine.health import dead_student_text
+
+    dead = dead_student_text(getattr(result, "at_chance", False),
+                             getattr(result, "silent_layers", []),
+                             getattr(result, "spiking_layers", 0), result.last_acc)
     rows = [
         ("run", result.run_dir),
         ("model", result.model_name + (f" (T={result.T})" if result.T is not None else "")),
         ("method", result.method),
-        ("best test acc", f"{_pct(result.best_acc)} (epoch {result.best_epoch})"),
+        selection_row(result),
         ("last test acc", _pct(result.last_acc)),
+        *([("status", dead)] if dead else []),
         ("teacher acc", _pct(result.teacher_acc)),
     ]
     teacher = getattr(result, "teacher", None)

@@ -16,7 +16,7 @@ Images are ``[N, C, H, W]`` uint8 and batches ``[B, C, H, W]``; frame datasets a
 
 from spikedistill.data.augment import CIFAR10_POLICY, OPS, BatchAugment, build_augment
 from spikedistill.data.datasets import (DatasetSplits, Split, channel_stats,
-                                        class_balanced_indices, load_dataset,
+                                        class_balanced_indices, hold_out_validation, load_dataset,
                                         load_from_config)
 from spikedistill.data.loader import DeviceLoader, derive_seed, epoch_indices, shard_indices
 from spikedistill.data.registry import (DatasetSpec, ReadRequest, get_dataset, list_datasets,
@@ -27,6 +27,6 @@ from spikedistill.plugins import DATASETS
 __all__ = [
     "BatchAugment", "build_augment", "CIFAR10_POLICY", "OPS",
     "CIFAR_MEAN", "CIFAR_STD", "DATASETS", "DatasetSpec", "DatasetSplits", "ReadRequest", "Split",
-    "channel_stats", "class_balanced_indices", "get_dataset", "list_datasets", "load_dataset",
+    "channel_stats", "class_balanced_indices", "hold_out_validation", "get_dataset", "list_datasets", "load_dataset",
     "load_from_config",     "register_dataset", "DeviceLoader", "derive_seed", "epoch_indices", "shard_indices",
 ]

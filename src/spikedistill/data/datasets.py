@@ -13,7 +13,7 @@ training split itself. Frame datasets give ``[N, T, C, H, W]`` uint8 samples.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -59,6 +59,7 @@ class DatasetSplits:
     info: dict = field(default_factory=dict)
     frames: bool = False
     T: int | None = None
+    val: Split | None = None      # held out of the training split (``data.val_fraction``)
 
 
 def class_balanced_indices(labels: np.ndarray, n: int, num_classes: int, seed: int, *, what: str = "subset") -> np.ndarray:
@@ -83,6 +84,50 @@ def class_balanced_indices(labels: np.ndarray, n: int, num_classes: int, seed: i
                             f"but the split holds only {len(members)}")
         chosen.append(members[rng.permutation(len(members))[:quota]])
     return np.sort(np.concatenate(chosen))
+
+
+def left_out_of_subset(data: readers.RawDataset, train_subset: int, seed: int) -> Split:
+    """The training images that the class-balanced ``train_subset`` (seed ``seed``, as in
+    :func:`subset_raw`) leaves out, in their order."""
+    k = len(data.class_names)
+    keep = class_balanced_indices(data.train_labels, train_subset, k, seed, what="train_subset")
+    rest = np.setdiff1d(np.arange(len(data.train_labels)), keep)
+    return Split(torch.from_numpy(np.ascontiguousarray(data.train_images[rest])),
+                 torch.from_numpy(data.train_labels[rest].copy()))
+
+
+def hold_out_validation(splits: DatasetSplits, fraction: float, seed: int, *,
+                        pool: Split | None = None) -> DatasetSplits:
+    """``splits`` with a validation split of ``n_val = round(fraction * N)`` samples (``N``:
+    the training samples): a class-balanced set (:func:`class_balanced_indices`, seed ``seed``)
+    moved out of ``train``, whose other ``N - n_val`` samples keep their order; with ``pool``
+    (the images a training subset left out, when it holds ``n_val``) it is drawn from ``pool``
+    instead and ``train`` is untouched. ``fraction = 0`` returns ``splits`` unchanged.
+    DataError if ``n_val`` is 0 or leaves no training sample, or a class has too few.
+    """
+    if not fraction:
+        return splits
+    n = len(splits.train)
+    n_val = int(round(float(fraction) * n))
+    if pool is not None and 1 <= n_val <= len(pool):
+        idx = torch.from_numpy(class_balanced_indices(pool.labels.numpy(), n_val,
+                                                      splits.num_classes, seed,
+                                                      what="val_fraction"))
+        info = dict(splits.info, val_fraction=float(fraction), val_images=n_val,
+                    val_from="left out of train_subset")
+        return replace(splits, val=Split(pool.images[idx], pool.labels[idx]), info=info)
+    if n_val < 1 or n_val >= n:
+        raise DataError(f"data.val_fraction={fraction} holds out {n_val} of the {n} training "
+                        "images; expected at least 1 and fewer than all of them")
+    labels = splits.train.labels.numpy()
+    val_idx = class_balanced_indices(labels, n_val, splits.num_classes, seed, what="val_fraction")
+    keep = np.ones(n, dtype=bool)
+    keep[val_idx] = False
+    train_idx = torch.from_numpy(np.flatnonzero(keep))
+    val_t = torch.from_numpy(val_idx)
+    info = dict(splits.info, val_fraction=float(fraction), val_images=n_val)
+    return replace(splits, train=Split(splits.train.images[train_idx], splits.train.labels[train_idx]),
+                   val=Split(splits.train.images[val_t], splits.train.labels[val_t]), info=info)
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -153,6 +198,7 @@ def load_dataset(
     std: Sequence[float] | None = None,
     options: dict | None = None,
     T: int | None = None,
+    val_fraction: float = 0.0,
 ) -> DatasetSplits:
     """Load the registered dataset ``name`` into CPU uint8 tensors.
 
@@ -164,6 +210,9 @@ def load_dataset(
     training split's own, see :func:`channel_stats`). ``options``: the reader's own options
     (``data.kwargs``). ``T``: the number of frames the model runs (its ``model.T``): a frame
     dataset that takes the option ``T`` gets it unless ``options`` sets ``T`` itself.
+    ``val_fraction``: :func:`hold_out_validation` of the training split; with a
+    ``train_subset`` the validation images come from the training images the subset left out
+    (so the training images are the same with or without a validation split).
     """
     registry = DATASETS
     if name not in registry:
@@ -191,7 +240,10 @@ def load_dataset(
     out = spec.reader(request)
     data, info = out if isinstance(out, tuple) else (out, {})
     info = dict(info)
+    pool = None
     if info.pop("subset", None) != "applied":
+        if val_fraction and train_subset:
+            pool = left_out_of_subset(data, train_subset, subset_seed)
         data = subset_raw(data, train_subset, test_subset, subset_seed)
     source = info.pop("source", None) or data.source
     _check_declared(spec, data, source, options.get("T") if "T" in spec.options else None)
@@ -211,7 +263,9 @@ def load_dataset(
     else:
         mean, std = channel_stats(train_images)
         info["normalization"] = "train-split"
-    return DatasetSplits(
+    if pool is not None and image_size is not None:
+        pool = Split(torch.from_numpy(_resize(pool.images.numpy(), image_size)), pool.labels)
+    return hold_out_validation(DatasetSplits(
         name=name,
         train=Split(torch.from_numpy(np.ascontiguousarray(train_images)), torch.from_numpy(data.train_labels.copy())),
         test=Split(torch.from_numpy(np.ascontiguousarray(test_images)), torch.from_numpy(data.test_labels.copy())),
@@ -225,7 +279,7 @@ def load_dataset(
         info=info,
         frames=train_images.ndim == 5,
         T=int(train_images.shape[1]) if train_images.ndim == 5 else None,
-    )
+    ), val_fraction, subset_seed, pool=pool)
 
 
 def _check_declared(spec, data: readers.RawDataset, source: str, T: int | None = None) -> None:
@@ -250,8 +304,10 @@ def _check_declared(spec, data: readers.RawDataset, source: str, T: int | None =
 
 def load_from_config(data_cfg, *, use_cache: bool = True, T: int | None = None) -> DatasetSplits:
     """:func:`load_dataset` with the arguments of a ``data`` config section
-    (:class:`spikedistill.config.DataConfig`); ``T``: the student's ``model.T``."""
+    (:class:`spikedistill.config.DataConfig`) with the validation split of
+    ``data.val_fraction`` (seed ``data.subset_seed``); ``T``: the student's ``model.T``."""
     d = data_cfg
     return load_dataset(d.name, d.root, train_subset=d.train_subset, test_subset=d.test_subset,
                         subset_seed=d.subset_seed, image_size=d.image_size, cache_dir=d.cache_dir,
-                        use_cache=use_cache, mean=d.mean, std=d.std, options=d.kwargs, T=T)
+                        use_cache=use_cache, mean=d.mean, std=d.std, options=d.kwargs, T=T,
+                        val_fraction=getattr(d, "val_fraction", 0.0))

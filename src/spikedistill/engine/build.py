@@ -136,6 +136,9 @@ def load_data(cfg: Config):
 
     pipeline, index = choose_pipeline(cfg.data)    # auto: the index it built is reused
     if pipeline == "stream":
+        if cfg.data.val_fraction:
+            raise ConfigError("config key 'data.val_fraction': a validation split is held out of "
+                              "in-memory data only; this dataset streams (data.pipeline)")
         return load_stream(cfg.data, index=index)
     student_T = cfg.model.T if config_role(cfg.model) == "student" else None
     return load_from_config(cfg.data, T=student_T)
@@ -248,10 +251,11 @@ def build_loaders(cfg: Config, splits, device: torch.device, rank: int, world_si
 
 def eval_loader_for(splits, batch_size: int, device: torch.device, rank: int = 0,
                     world_size: int = 1, augment=None, *, channels_last: bool = False,
-                    shuffle: bool = False):
-    """An evaluation loader over this rank's shard of ``splits.test`` (normalised with the
-    dataset's mean/std unless ``augment`` is given): in order, or with ``shuffle`` in one fixed
-    permutation (seed 0, epoch 0)."""
+                    shuffle: bool = False, split: str = "test"):
+    """An evaluation loader over this rank's shard of ``splits.test`` (``split="val"``: of
+    ``splits.val``, the held-out validation images), normalised with the dataset's mean/std
+    unless ``augment`` is given: in order, or with ``shuffle`` in one fixed permutation (seed 0,
+    epoch 0)."""
     from spikedistill.data import DeviceLoader, build_augment
 
     if augment is None:
@@ -262,7 +266,8 @@ def eval_loader_for(splits, batch_size: int, device: torch.device, rank: int = 0
         return stream_loader(splits, "test", getattr(splits, "data_cfg"), batch_size,
                              augment=augment, device=device, seed=0, rank=rank,
                              world_size=world_size, channels_last=channels_last, shuffle=shuffle)
-    return DeviceLoader(splits.test.images, splits.test.labels, batch_size, shuffle=shuffle,
+    part = getattr(splits, split)
+    return DeviceLoader(part.images, part.labels, batch_size, shuffle=shuffle,
                         drop_last=False, augment=augment, device=device, seed=0, rank=rank,
                         world_size=world_size, channels_last=channels_last)
 
@@ -422,7 +427,15 @@ def build_teacher(cfg: Config, num_classes: int, input_shape: Tuple[int, int, in
     ``in_channels``: what its first convolution must take (:func:`check_teacher_input`).
     """
     tcfg = cfg.teacher
-    if tcfg.source == "spikedistill":
+    if getattr(tcfg, "zoo", None):
+        from spikedistill.models.teacher_zoo import load_zoo_teacher
+
+        teacher, provenance = load_zoo_teacher(tcfg.zoo, device)
+        if int(teacher.num_classes) != num_classes:
+            raise ConfigError(f"config key 'teacher.zoo': {tcfg.zoo!r} predicts "
+                              f"{teacher.num_classes} classes but dataset '{cfg.data.name}' has "
+                              f"{num_classes}; expected a teacher trained on the same dataset")
+    elif tcfg.source == "spikedistill":
         if not tcfg.checkpoint:
             return None, None
         teacher, meta = load_model_from_checkpoint(tcfg.checkpoint, device)

@@ -115,6 +115,9 @@ class EpochLineCallback(Callback):
         test_acc = record.get("test_acc")
         acc_txt = (f"test {test_acc:.2%} (best {run.best_acc:.2%} @ {run.best_epoch})"
                    if test_acc is not None else "test -")
+        if record.get("val_acc") is not None:
+            acc_txt = (f"val {record['val_acc']:.2%}  test {test_acc:.2%} (chosen on val: "
+                       f"{run.best_score:.2%} @ {run.best_epoch}, test {run.best_acc:.2%})")
         D.print_main(f"epoch {record['epoch']}/{run.cfg.train.epochs}  lr {record['lr']:.4g}  "
                      f"{losses_txt}  train {record['train_acc']:.2%}  {acc_txt}  "
                      f"{record['images_per_s']:.0f} img/s  {record['epoch_time_s']:.1f}s")

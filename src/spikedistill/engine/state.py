@@ -71,13 +71,20 @@ class RunState:
     teacher_acc: Optional[float] = None
     teacher_info: Optional[Dict[str, Any]] = None
     start_epoch: int = 0
-    best_acc: float = -1.0
+    best_acc: float = -1.0              # test accuracy of the epoch best.pt holds
     best_epoch: int = 0
+    best_score: float = -1.0            # what chose it: validation accuracy, else test accuracy
     history: List[Dict[str, Any]] = field(default_factory=list)
     resumed: bool = False
     splits: Any = None
     train_loader: Any = None
     test_loader: Any = None
+    val_loader: Any = None              # data.val_fraction: the held-out validation images
+
+    @property
+    def selected_on(self) -> str:
+        """The split that chooses ``best.pt``: ``"val"`` with a validation split, else ``"test"``."""
+        return "val" if self.val_loader is not None else "test"
 
     @property
     def is_main(self) -> bool:
@@ -90,6 +97,15 @@ class RunState:
     @property
     def device(self) -> torch.device:
         return self.info.device
+
+
+def best_score_of(history: List[Dict[str, Any]], best_epoch: int, best_acc: float) -> float:
+    """The score that chose epoch ``best_epoch``: its ``val_acc`` in ``history`` when the run
+    holds out a validation split, else ``best_acc`` (the test accuracy)."""
+    for row in history:
+        if row.get("epoch") == best_epoch and row.get("val_acc") is not None:
+            return float(row["val_acc"])
+    return best_acc
 
 
 def warn(msg: str) -> None:
@@ -522,6 +538,7 @@ def restore_weights(run: RunState, ckpt: Dict[str, Any]) -> None:
     run.best_acc = float(ckpt["best_acc"]) if ckpt.get("best_acc") is not None else -1.0
     run.best_epoch = int(ckpt.get("best_epoch") or 0)
     run.history = list(ckpt.get("history") or [])
+    run.best_score = best_score_of(run.history, run.best_epoch, run.best_acc)
     run.resumed = True
     if run.teacher_acc is None:
         run.teacher_acc = ckpt.get("teacher_acc")

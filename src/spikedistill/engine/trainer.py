@@ -11,7 +11,7 @@ epochs and at the end, and records the run in its directory::
     RUN_DIR/metrics.csv     one row per epoch: lr, every loss term, train/test accuracy, speed
     RUN_DIR/tensorboard/    the same scalars (run.tensorboard)
     RUN_DIR/last.pt         every run.save_every epochs and at the end
-    RUN_DIR/best.pt         on every new best test accuracy
+    RUN_DIR/best.pt         on every new best validation accuracy (data.val_fraction), else test
     RUN_DIR/run.lock        while the run is alive: its pid, host and start time
 
 The parts live in their own modules: :mod:`~spikedistill.engine.build` (data, models, method,
@@ -58,6 +58,7 @@ from spikedistill.engine.build import (ann_in_channels, autocast_context, build_
 from spikedistill.engine.callbacks import (PROGRESS_EVERY, Callback, CallbackList, CompileTimeCallback,
                                            EpochHookCallback, engine_callbacks)
 from spikedistill.engine.checkpoint import BEST_NAME, LAST_NAME, check_same_model, save_checkpoint
+from spikedistill.engine.health import firing_rates, is_at_chance, silent_layers
 from spikedistill.engine.loop import evaluate, sync, train_one_epoch, train_step
 from spikedistill.engine.state import (RunState, check_resume_changes, checkpoint_of,
                                        config_for_resume, make_run_dir, open_run_dir,
@@ -78,6 +79,9 @@ class RunResult:
     training throughput (all ranks together, evaluation excluded) of this call;
     ``wall_time_s`` is this call's wall time. ``teacher`` is the teacher's provenance record
     (``RUN_DIR/teacher.json``: source, arch, weights, sha256, test_acc), None without one.
+    ``best_acc`` is the test accuracy of the epoch ``best.pt`` holds, chosen on ``selected_on``:
+    ``"val"`` (highest ``best_val_acc`` on the held-out ``data.val_fraction`` images) or
+    ``"test"`` (no validation split: the highest test accuracy itself).
     """
 
     run_dir: str
@@ -98,6 +102,13 @@ class RunResult:
     start_epoch: int = 0
     extra: Dict[str, Any] = field(default_factory=dict)
     teacher: Optional[Dict[str, Any]] = None
+    selected_on: str = "test"
+    best_val_acc: Optional[float] = None
+    #: dead student (:mod:`~spikedistill.engine.health`): the last accuracy is at chance, and
+    #: the spiking layers that never fired on the first test batch after training
+    at_chance: bool = False
+    silent_layers: List[str] = field(default_factory=list)
+    spiking_layers: int = 0
     #: the trained network (unwrapped, on the training device, eval mode) for callers that
     #: continue in the same process; not part of the printed/serialised result
     model: Optional[nn.Module] = field(default=None, repr=False, compare=False)
@@ -277,6 +288,10 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
     if ckpt is not None:
         restore_optimisation(run, ckpt)
     run.train_loader, run.test_loader = train_loader, test_loader
+    if getattr(splits, "val", None) is not None:
+        run.val_loader = eval_loader_for(splits, tc.eval_batch_size, device, info.rank, world,
+                                         build_augmentations(cfg, splits)[1],
+                                         channels_last=tc.channels_last, split="val")
 
     # run directory and the records written once
     if run_dir is None:
@@ -291,7 +306,9 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
     _log(f"run {run.run_dir}: {student.model_name} "
          f"({sum(p.numel() for p in student.parameters()):,} parameters) "
          f"method={cfg.distill.method} data={cfg.data.name} "
-         f"({len(splits.train)} train / {len(splits.test)} test, K={K}) device={device} "
+         f"({len(splits.train)} train / "
+         + (f"{len(splits.val)} val / " if getattr(splits, "val", None) is not None else "")
+         + f"{len(splits.test)} test, K={K}) device={device} "
          f"world={world} global_batch={global_batch} steps/epoch={steps_per_epoch} "
          f"amp={amp_dtype or 'fp32'}" + (f" resume@epoch {run.start_epoch}" if ckpt else ""))
     seed_training_rng(run, ckpt)
@@ -302,9 +319,10 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
 # the loop
 # --------------------------------------------------------------------------------------------
 
-def evaluate_epoch(run: RunState, epoch_no: int) -> Optional[float]:
-    """Test accuracy after ``epoch_no`` epochs when ``train.eval_every`` (or the last epoch)
-    asks for it; replicas' BatchNorm buffers are synchronised from rank 0 first."""
+def evaluate_epoch(run: RunState, epoch_no: int, split: str = "test") -> Optional[float]:
+    """Test accuracy (``split="val"``: validation accuracy) after ``epoch_no`` epochs when
+    ``train.eval_every`` (or the last epoch) asks for it; replicas' BatchNorm buffers are
+    synchronised from rank 0 first."""
     from spikedistill.distill import unwrap
 
     tc = run.cfg.train
@@ -313,7 +331,8 @@ def evaluate_epoch(run: RunState, epoch_no: int) -> Optional[float]:
         for module in run.extras.values():
             D.broadcast_buffers(module)
     if epoch_no % tc.eval_every == 0 or epoch_no == tc.epochs:
-        return evaluate(unwrap(run.distiller.student), run.test_loader, run.device,
+        loader = run.val_loader if split == "val" else run.test_loader
+        return evaluate(unwrap(run.distiller.student), loader, run.device,
                         run.amp_dtype or torch.float32, frames=run.cfg.teacher.frames)
     return None
 
@@ -331,6 +350,17 @@ def save_epoch_checkpoints(run: RunState, epoch_no: int, new_best: bool) -> None
                 save_checkpoint(state, run.run_dir / LAST_NAME)
         del state
         D.barrier()
+
+
+def final_firing_rates(run: RunState) -> Dict[str, float]:
+    """Per-layer firing rates of the trained student on the first test batch ({} for an ANN
+    student or without a test loader)."""
+    student = run.student
+    if not getattr(student, "is_spiking", False) or run.test_loader is None:
+        return {}
+    x, _ = next(iter(run.test_loader))
+    with autocast_context(run.device, run.amp_dtype):
+        return firing_rates(student, x.to(run.device))
 
 
 def fit(run: RunState, callbacks: CallbackList, t_start: float) -> RunResult:
@@ -361,17 +391,22 @@ def fit(run: RunState, callbacks: CallbackList, t_start: float) -> RunResult:
 
         t_eval = time.perf_counter()
         test_acc = evaluate_epoch(run, epoch_no)
+        val_acc = evaluate_epoch(run, epoch_no, "val") if run.val_loader is not None else None
         eval_time = time.perf_counter() - t_eval if test_acc is not None else 0.0
         if test_acc is not None:
             last_acc = test_acc
-        new_best = test_acc is not None and test_acc > run.best_acc
+        score = val_acc if run.val_loader is not None else test_acc
+        new_best = score is not None and score > run.best_score
         if new_best:
-            run.best_acc, run.best_epoch = test_acc, epoch_no
+            run.best_score, run.best_acc, run.best_epoch = score, test_acc, epoch_no
 
         record: Dict[str, Any] = {"epoch": epoch_no, "lr": res.lr, "loss": res.loss}
         record.update({f"loss_{k}": v for k, v in res.loss_means.items()})
         record.update(train_acc=res.train_acc, test_acc=test_acc,
                       best_acc=run.best_acc if run.best_acc >= 0 else None,
+                      **({"val_acc": val_acc,
+                          "best_val_acc": run.best_score if run.best_score >= 0 else None}
+                         if run.val_loader is not None else {}),
                       images_per_s=res.images / max(res.time_s, 1e-9), epoch_time_s=res.time_s,
                       eval_time_s=eval_time, time_s=time.perf_counter() - t_start)
         run.history.append(record)
@@ -387,6 +422,7 @@ def fit(run: RunState, callbacks: CallbackList, t_start: float) -> RunResult:
         last_acc = float("nan")
     student = run.student
     T = getattr(student, "T", None) if getattr(student, "is_spiking", False) else None
+    rates = final_firing_rates(run)
     result = RunResult(
         run_dir=str(run.run_dir), best_acc=run.best_acc if run.best_acc >= 0 else float("nan"),
         last_acc=float(last_acc), best_epoch=run.best_epoch,
@@ -396,7 +432,13 @@ def fit(run: RunState, callbacks: CallbackList, t_start: float) -> RunResult:
         wall_time_s=time.perf_counter() - t_start, global_batch=run.global_batch,
         world_size=run.world_size, model_name=getattr(student, "model_name", cfg.model.name),
         method=cfg.distill.method, T=T, start_epoch=run.start_epoch,
-        teacher=dict(run.teacher_info) if run.teacher_info else None, model=student.eval())
+        teacher=dict(run.teacher_info) if run.teacher_info else None, model=student.eval(),
+        selected_on=run.selected_on,
+        at_chance=is_at_chance(last_acc, int(run.splits.num_classes), len(run.splits.test))
+        if run.splits is not None else False,
+        silent_layers=silent_layers(rates), spiking_layers=len(rates),
+        best_val_acc=(run.best_score if run.val_loader is not None and run.best_score >= 0
+                      else None))
     callbacks.on_run_end(run, result)
     return result
 
