@@ -40,8 +40,8 @@ class DeiTConfig:
     """DeiT: ``(1 - alpha) CE(z, y) + alpha L_dist(z_kd, z_t)`` through a distillation head."""
 
     type: str = "hard"               # hard: CE to the teacher's top-1 | soft: tau^2 KL / (B K)
-    alpha: float = 0.5
-    tau: float = 1.0
+    alpha: float = 0.5               # L = (1 - alpha) CE(class head) + alpha L_distill(kd head)
+    tau: float = 1.0                 # temperature of the soft distillation term
 
     def validate(self, prefix: str = "") -> None:
         check_choice(self.type, Fn.DEIT_TYPES, _k(prefix, "type"))

@@ -41,7 +41,7 @@ class SeAlKDConfig:
 
     alpha: float = 0.6               # error-aware logit alignment to the ANN teacher
     beta: float = 0.15               # similarity-aware temporal alignment
-    tau: float = 3.0
+    tau: float = 3.0                 # temperature of both alignment terms (the released default)
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.alpha, _k(prefix, "alpha"), low=0.0)

@@ -37,7 +37,7 @@ class TDDConfig:
 
     alpha: float = 0.2               # weight of the per-timestep KL to the ANN teacher
     beta: float = 0.5                # weight of the per-timestep KL to the self-teacher S
-    tau: float = 3.0
+    tau: float = 3.0                 # temperature of both KL terms (the released default)
 
     def validate(self, prefix: str = "") -> None:
         check_range(self.alpha, _k(prefix, "alpha"), low=0.0)
