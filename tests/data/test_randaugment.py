@@ -178,8 +178,11 @@ def test_config_hook_into_the_train_transform():
     off = build_augmentations(load_config(None, ["data.augment.autoaugment=false"]), splits)[0]
     b = off(x, torch.Generator().manual_seed(0))
     assert a.shape == b.shape and not torch.equal(a, b)
+    # CIFAR's AutoAugment (its dataset default) and RandAugment exclude each other; the digits'
+    # defaults have no AutoAugment, so RandAugment alone is accepted there
     with pytest.raises(ConfigError, match="data.augment.autoaugment.*RandAugment"):
-        load_config(None, ["data.augment.randaugment=rand-m9"])
+        load_config(None, ["data.name=cifar10", "data.augment.randaugment=rand-m9"])
+    assert load_config(None, ["data.augment.randaugment=rand-m9"]).data.augment.randaugment
 
 
 def test_fill_from_mean():

@@ -366,7 +366,7 @@ def test_full_disk_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
     rc = main(["train", "--set", *QUICK, "train.device=cpu", "train.threads=1",
                "data.train_subset=160", "data.test_subset=80", "train.batch_size=16",
                "run.progress=false", "run.tensorboard=false", "run.plots=false",
-               f"run.out_dir={tmp_path}", "run.name=full"])
+               "model.last_activation=lif", f"run.out_dir={tmp_path}", "run.name=full"])
     err = capsys.readouterr().err
     assert rc == 2
     assert err == (f"error: cannot write '{tmp_path / 'full' / 'best.pt'}': No space left on "
