@@ -1,26 +1,12 @@
 """Loading what the analysis commands need: a model from a checkpoint, its run config with
-dotted overrides (``--data.root PATH``), the test loader, the input shape, the device."""
+dotted overrides (``--data.root PATH``), the test loader, the input shape (the device:
+:func:`spikedistill.engine.distributed.resolve_device` with ``key="--device"``)."""
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-import torch
-
 from spikedistill.errors import CheckpointError, ConfigError
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; otherwise ``torch.device(name)``."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
-    return dev
 
 
 def load_model(path, device, **kwarg_overrides):
