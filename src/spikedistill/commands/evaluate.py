@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from spikedistill.commands.common import overrides_from_args
-from spikedistill.config import build_config, read_yaml
+from spikedistill.config import build_config, deep_merge, read_yaml
 from spikedistill.errors import CheckpointError, DataError
 
 
@@ -38,16 +38,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _deep_merge(dst: dict, src: dict) -> None:
-    """Merge mapping ``src`` into ``dst`` recursively (``src`` wins)."""
-    for key, value in src.items():
-        if isinstance(value, dict) and isinstance(dst.get(key), dict):
-            dst[key] = dict(dst[key])
-            _deep_merge(dst[key], value)
-        else:
-            dst[key] = value
-
-
 def run(args) -> int:
     from pathlib import Path
 
@@ -68,7 +58,7 @@ def run(args) -> int:
     base, dropped = without_data_location(saved)
     saved = dict(base)
     if args.config:
-        _deep_merge(base, read_yaml(args.config))
+        deep_merge(base, read_yaml(args.config))
     cfg_saved = build_config(saved)
     cfg = build_config(base, overrides_from_args(args))
     meta = checkpoint_meta(ckpt)
