@@ -10,16 +10,12 @@ from spikedistill.errors import CheckpointError, ConfigError
 
 
 def load_model(path, device, **kwarg_overrides):
-    """``(model in eval mode, meta)`` from a spikedistill checkpoint (a file or a run dir's
-    ``best.pt``/``last.pt``)."""
-    from pathlib import Path
-
+    """``(model in eval mode, meta)`` from a spikedistill checkpoint (a file, or a run directory:
+    its ``best.pt``, else ``last.pt``, :func:`spikedistill.run_files.run_checkpoint`)."""
     from spikedistill.engine import load_model_from_checkpoint
+    from spikedistill.run_files import run_checkpoint
 
-    p = Path(path)
-    if p.is_dir() and (p / "best.pt").is_file():
-        p = p / "best.pt"
-    return load_model_from_checkpoint(p, device, **kwarg_overrides)
+    return load_model_from_checkpoint(run_checkpoint(path), device, **kwarg_overrides)
 
 
 #: ``data`` keys of a stored config that say where data is read and cached: a checkpoint (maybe

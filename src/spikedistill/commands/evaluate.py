@@ -24,7 +24,7 @@ def register(sub) -> None:
                        description="top-1 test accuracy of a checkpoint on its dataset's test split",
                        epilog="config keys: --set section.key=value or --section.key value")
     p.add_argument("--checkpoint", required=True, metavar="CKPT",
-                   help="RUN_DIR/best.pt, RUN_DIR/last.pt, or a run directory (best.pt)")
+                   help="RUN_DIR/best.pt, RUN_DIR/last.pt, or a run directory (best.pt, else last.pt)")
     p.add_argument("--config", default=None,
                    help="YAML merged over the checkpoint's config (e.g. another data.root)")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
@@ -45,14 +45,14 @@ def run(args) -> int:
 
     from spikedistill.analysis.loading import without_data_location
     from spikedistill.engine.checkpoint import (checkpoint_meta, load_checkpoint,
-                                                load_model_from_checkpoint,
-                                                resolve_checkpoint_path)
+                                                load_model_from_checkpoint)
     from spikedistill.engine.distributed import resolve_device
     from spikedistill.engine.trainer import (build_augmentations, eval_loader_for, evaluate,
                                              load_data)
     from spikedistill.models import model_kwargs
+    from spikedistill.run_files import run_checkpoint
 
-    path = resolve_checkpoint_path(args.checkpoint, default_name="best.pt")
+    path = run_checkpoint(args.checkpoint)
     ckpt = load_checkpoint(path)
     saved = dict(ckpt["config"] or {})
     base, dropped = without_data_location(saved)
