@@ -168,7 +168,7 @@ def copy_bandwidth(device: torch.device, mib: int, iters: int = 20) -> Dict:
     dst = torch.empty_like(src)
     t = time_fn(lambda: dst.copy_(src), device, iters=iters, warmup=3)
     gbs = 2 * n * 4 / (t["ms"] * 1e-3) / 1e9
-    del src, dst
+    src = dst = None          # frees both (the lambda's cells hold them)
     return {"copy_buffer_mib": mib, "copy_ms": t["ms"], "copy_gb_s": gbs}
 
 
@@ -264,7 +264,7 @@ def bench_one(impl: str, fn, layer: str, T: int, dtype_name: str, batch: int,
         rec["status"] = "compile_failed" if impl == "compiled_loop" else "error"
         rec["error"] = f"{type(exc).__name__}: {msg[0][:300] if msg else ''}"
     finally:
-        del x, gs
+        x = gs = None         # frees both (fwd_bwd / fwd hold them in cells)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return rec

@@ -9,7 +9,11 @@ RUN_DIR: a spiking ResNet student trained on the digits, e.g. from
 ``spikedistill train --set data.name=digits model.last_activation=lif model.T=2 train.epochs=2``.
 Needs the dev extras (snntorch, norse, nirtorch, spikingjelly).
 """
-import contextlib, io, sys, tempfile, time
+import contextlib
+import io
+import sys
+import tempfile
+import time
 from pathlib import Path
 from functools import partial
 
@@ -94,7 +98,9 @@ peers = {"snnTorch 1.0.0 import_from_nir": snntorch_peer(),
 ref_counts, ref_logits, labels, xs = {}, [], [], []
 for x, y in loader:
     logits, c = student(x)
-    ref_logits.append(logits); labels.append(y); xs.append(x)
+    ref_logits.append(logits)
+    labels.append(y)
+    xs.append(x)
     for k, v in c.items():
         ref_counts[k] = ref_counts.get(k, 0) + v
 ref = torch.cat(ref_logits)

@@ -273,7 +273,7 @@ def test_compare_digits_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
 
     results = {p.stem: json.loads(p.read_text()) for p in (out / "results").glob("*.json")}
     assert sorted(results) == ["ce-seed0", "ce-seed1", "ckd-released-seed0", "ckd-released-seed1"]
-    for key, rec in results.items():
+    for rec in results.values():
         assert 0.0 <= rec["best_acc"] <= 1.0 and rec["best_acc"] >= rec["last_acc"] - 1e-12
         cfg = rec["config"]
         assert cfg["train"]["seed"] == rec["seed"] and cfg["train"]["lr"] == 0.04

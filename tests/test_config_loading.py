@@ -131,3 +131,20 @@ def test_describe_keys_lists_every_leaf():
     keys = describe_keys()
     assert any(k.startswith("train.lr: float = 0.1") for k in keys)
     assert any(k.startswith("model.neuron.decay") for k in keys)
+
+
+def test_deep_merge_is_the_one_merge():
+    """``config.deep_merge`` (defaults chains and ``eval --config``): ``src`` wins key by key,
+    dicts merge recursively, and a nested dict ``dst`` shares with another mapping is copied."""
+    from spikedistill.config import deep_merge
+
+    shared = {"lr": 0.1, "opt": {"name": "sgd", "momentum": 0.9}}
+    dst = {"train": shared, "model": {"T": 2}, "tags": [1]}
+    deep_merge(dst, {"train": {"opt": {"momentum": 0.8}, "epochs": 3}, "tags": {"a": 1}, "x": None})
+    assert dst == {"train": {"lr": 0.1, "epochs": 3, "opt": {"name": "sgd", "momentum": 0.8}},
+                   "model": {"T": 2}, "tags": {"a": 1}, "x": None}
+    assert shared == {"lr": 0.1, "opt": {"name": "sgd", "momentum": 0.9}}
+    deep_merge(dst, {"model": 5})
+    assert dst["model"] == 5
+    import spikedistill.commands.evaluate as E
+    assert not hasattr(E, "_deep_merge") and E.deep_merge is deep_merge

@@ -1,8 +1,8 @@
 """The layer order (design interface (f)): each layer, imported alone in a fresh interpreter,
 pulls in no module of a higher layer; the config layer does not load torch.
 
-    errors / atomic / plugins / config  <  data  <  neurons  <  models  <  distill  <  engine
-    <  analysis  <  commands / cli
+    errors / atomic / plugins / run_files / config  <  data  <  neurons  <  models  <  distill
+    <  engine  <  analysis  <  commands / cli
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-LAYERS = {"errors": 0, "atomic": 0, "plugins": 0, "config": 0, "data": 1, "neurons": 2,
+LAYERS = {"errors": 0, "atomic": 0, "plugins": 0, "run_files": 0, "config": 0, "data": 1,
+          "neurons": 2,
           "models": 3, "distill": 4, "engine": 5, "analysis": 6, "commands": 7, "cli": 7, "__main__": 7}
 
 
@@ -27,7 +28,8 @@ def layer_of(module: str) -> int:
     return LAYERS[parts[1]] if len(parts) > 1 else 0
 
 
-CHECKED = ["spikedistill.config", "spikedistill.plugins", "spikedistill.data", "spikedistill.neurons",
+CHECKED = ["spikedistill.config", "spikedistill.plugins", "spikedistill.run_files",
+           "spikedistill.data", "spikedistill.neurons",
            "spikedistill.models", "spikedistill.distill", "spikedistill.engine", "spikedistill.analysis"]
 
 
@@ -57,7 +59,8 @@ def test_every_package_module_has_a_layer():
     assert tops - {"__init__"} == set(LAYERS)
 
 
-@pytest.mark.parametrize("module", ["spikedistill.config", "spikedistill.plugins"])
+@pytest.mark.parametrize("module", ["spikedistill.config", "spikedistill.plugins",
+                                    "spikedistill.run_files"])
 def test_config_layer_needs_no_torch_and_no_methods(imported, module):
     loaded = imported[module]
     assert "torch" not in loaded
@@ -65,7 +68,7 @@ def test_config_layer_needs_no_torch_and_no_methods(imported, module):
     assert not [m for m in loaded if m != "torch" and layer_of(m) > 0], loaded
 
 
-@pytest.mark.parametrize("module", CHECKED[2:])
+@pytest.mark.parametrize("module", CHECKED[3:])
 def test_a_layer_imports_no_higher_layer(imported, module):
     own = layer_of(module)
     higher = [m for m in imported[module] if m != "torch" and layer_of(m) > own]

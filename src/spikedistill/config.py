@@ -852,15 +852,19 @@ def read_yaml(path: Union[str, os.PathLike], _chain: Tuple[Path, ...] = ()) -> D
                               f"being read ({loop} -> {parent_path.resolve()}); a defaults chain "
                               "must end in a file without defaults")
         parent = read_yaml(parent_path, chain)
-        _merge(parent, data)
+        deep_merge(parent, data)
         return parent
     return data
 
 
-def _merge(dst: Dict[str, Any], src: Dict[str, Any]) -> None:
+def deep_merge(dst: Dict[str, Any], src: Dict[str, Any]) -> None:
+    """Merge mapping ``src`` into ``dst`` recursively (``src`` wins): ``dst[k] = merge(dst[k],
+    src[k])`` where both are dicts, else ``dst[k] = src[k]``. A nested dict of ``dst`` is copied
+    before it is merged into, so mappings ``dst`` shares with others are left unchanged."""
     for k, v in src.items():
         if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _merge(dst[k], v)
+            dst[k] = dict(dst[k])
+            deep_merge(dst[k], v)
         else:
             dst[k] = v
 

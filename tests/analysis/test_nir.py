@@ -61,7 +61,7 @@ def test_round_trip_parameters(tmp_path):
         np.testing.assert_allclose(node.bias, b, rtol=1e-5, atol=1e-6, err_msg=name)
         assert tuple(node.stride) == conv.stride and tuple(node.padding) == conv.padding
     assert not any(isinstance(n, nir.AvgPool2d) for n in g.nodes.values())
-    for name, lif in lifs.items():
+    for name in lifs:
         node = g.nodes[name]
         assert isinstance(node, nir.LIF), name
         # u = 0.5 u + I, spike if u > 0.5  <=>  Euler(dt = 1e-4 s) of tau dv/dt = -v + r I with

@@ -251,7 +251,8 @@ def test_gpu_check_reports_what_is_unavailable_says(monkeypatch):
     def old_driver():
         import warnings
         warnings.warn("CUDA initialization: The NVIDIA driver on your system is too old "
-                      "(found version 12020).\nPlease update your GPU driver.", UserWarning)
+                      "(found version 12020).\nPlease update your GPU driver.", UserWarning,
+                      stacklevel=2)
         return False
 
     monkeypatch.setattr(gc.torch.cuda, "is_available", old_driver)

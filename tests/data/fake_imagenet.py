@@ -62,7 +62,7 @@ def make_tree(root: Path, *, val: str = "folders", train: str = "folders", per_c
     val_items = []
     n = 0
     for w in wnids:
-        for i in range(val_per_class):
+        for _ in range(val_per_class):
             n += 1
             val_items.append((f"ILSVRC2012_val_{n:08d}", w, jpeg_bytes(rng)))
     rng.shuffle(val_items)            # the official numbering mixes the classes

@@ -17,8 +17,8 @@ from spikedistill.plugins import DATASETS
 
 DATASETS.names()   # discovery first, so the datasets register in their usual order
 from spikedistill.data.sets.imagenet import index_imagenet  # noqa: E402
-from spikedistill.data.stream import decode_rgb, read_sample
-from spikedistill.errors import DataError
+from spikedistill.data.stream import decode_rgb, read_sample  # noqa: E402
+from spikedistill.errors import DataError  # noqa: E402
 
 LAYOUTS = [("folders", "folders"), ("folders", "txt"), ("folders", "csv"), ("folders", "devkit"),
            ("shards", "shards"), ("shards", "folders")]

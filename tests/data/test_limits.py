@@ -5,7 +5,6 @@ allocates more than a few MB."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import struct
 import tarfile

@@ -473,7 +473,10 @@ def test_digits_split_values_and_determinism():
     scaled = np.rint(raw.images * 255 / 16).astype(np.uint8)
     ours = np.concatenate([ds.train.images[:, 0].numpy(), ds.test.images[:, 0].numpy()])
     ours_labels = np.concatenate([ds.train.labels.numpy(), ds.test.labels.numpy()])
-    key = lambda imgs, labs: sorted(zip(labs.tolist(), (i.tobytes() for i in imgs)))
+
+    def key(imgs, labs):
+        return sorted(zip(labs.tolist(), (i.tobytes() for i in imgs)))
+
     assert key(ours, ours_labels) == key(scaled, raw.target)
     sub = load_dataset("digits", train_subset=100, test_subset=50)
     assert np.bincount(sub.train.labels.numpy()).tolist() == [10] * 10 and len(sub.test) == 50

@@ -13,7 +13,7 @@ from spikedistill.distill import build_method
 from spikedistill.distill import functional as Fn
 from spikedistill.errors import ConfigError
 
-from method_helpers import K, batch as _batch, method_cfg as _cfg, pair as _pair  # noqa: E402
+from method_helpers import batch as _batch, method_cfg as _cfg, pair as _pair  # noqa: E402
 
 
 # -- e2KD ------------------------------------------------------------------------------------

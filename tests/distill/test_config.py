@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spikedistill.config import build_config, load_config
-from spikedistill.distill import (CKD_PRESETS, DEFAULT_CKD_PRESET, list_methods, preset_for,
+from spikedistill.distill import (DEFAULT_CKD_PRESET, list_methods, preset_for,
                                   resolve_ckd)
 from spikedistill.errors import ConfigError
 

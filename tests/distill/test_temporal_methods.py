@@ -14,7 +14,7 @@ from spikedistill.distill import functional as Fn
 from spikedistill.distill.context import StepContext
 from spikedistill.errors import ConfigError
 
-from method_helpers import K, batch as _batch, method_cfg as _cfg, pair as _pair  # noqa: E402
+from method_helpers import batch as _batch, method_cfg as _cfg, pair as _pair  # noqa: E402
 
 
 # -- TKS -------------------------------------------------------------------------------------

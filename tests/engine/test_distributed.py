@@ -50,6 +50,20 @@ def test_device_resolution():
         D.resolve_device("tpu")
 
 
+def test_one_device_resolver_names_the_setting(capsys):
+    """The analysis commands use the engine's resolver, their errors naming ``--device``."""
+    from spikedistill.cli import main
+
+    with pytest.raises(ConfigError, match=r"^--device: expected auto, cpu, cuda or cuda:N, got 'tpu'$"):
+        D.resolve_device("tpu", key="--device")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"^--device: 'cuda:1' requested but CUDA is not available"):
+            D.resolve_device("cuda:1", key="--device")
+    for command in (["analyze", "--checkpoint"], ["visualize", "--student"]):
+        assert main(command + ["nowhere.pt", "--device", "tpu"]) == 2
+        assert "--device: expected auto, cpu, cuda or cuda:N, got 'tpu'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_two_process_gloo_training(tmp_path):
     proc = torchrun_two_processes(HERE / "ddp_worker.py", tmp_path, timeout=240)

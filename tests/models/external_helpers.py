@@ -1,6 +1,5 @@
 """Small networks for the ``source: python`` tests (imported as ``external_helpers:...``)."""
 
-import torch
 import torch.nn as nn
 
 from spikedistill.neurons import LIF

@@ -15,9 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 
-from spikedistill.plugins import Registry, import_submodules
+from spikedistill.plugins import import_submodules
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

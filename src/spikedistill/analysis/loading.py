@@ -1,39 +1,21 @@
 """Loading what the analysis commands need: a model from a checkpoint, its run config with
-dotted overrides (``--data.root PATH``), the test loader, the input shape, the device."""
+dotted overrides (``--data.root PATH``), the test loader, the input shape (the device:
+:func:`spikedistill.engine.distributed.resolve_device` with ``key="--device"``)."""
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-import torch
-
 from spikedistill.errors import CheckpointError, ConfigError
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; otherwise ``torch.device(name)``."""
-    if name in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
-    return dev
-
-
 def load_model(path, device, **kwarg_overrides):
-    """``(model in eval mode, meta)`` from a spikedistill checkpoint (a file or a run dir's
-    ``best.pt``/``last.pt``)."""
-    from pathlib import Path
-
+    """``(model in eval mode, meta)`` from a spikedistill checkpoint (a file, or a run directory:
+    its ``best.pt``, else ``last.pt``, :func:`spikedistill.run_files.run_checkpoint`)."""
     from spikedistill.engine import load_model_from_checkpoint
+    from spikedistill.run_files import run_checkpoint
 
-    p = Path(path)
-    if p.is_dir() and (p / "best.pt").is_file():
-        p = p / "best.pt"
-    return load_model_from_checkpoint(p, device, **kwarg_overrides)
+    return load_model_from_checkpoint(run_checkpoint(path), device, **kwarg_overrides)
 
 
 #: ``data`` keys of a stored config that say where data is read and cached: a checkpoint (maybe

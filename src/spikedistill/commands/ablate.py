@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from spikedistill.commands.common import overrides_from_args
+from spikedistill.commands.common import overrides_from_args, resolve_teacher
 from spikedistill.config import Config, load_config, read_yaml
 from spikedistill.errors import ConfigError
 
@@ -166,7 +166,7 @@ def ablate(grid_path, out, teacher=None, overrides: Sequence[str] = (),
     grid = load_grid(grid_path)
     runs = expand_grid(grid_path, overrides, seeds)
     out = Path(out)
-    teacher = C.resolve_teacher(teacher)
+    teacher = resolve_teacher(teacher)
     for name in grid.variants:           # every variant's teacher need, before anything trains
         mine = [r for r in runs if r.variant == name]
         C.check_teacher_for([r.method for r in mine], teacher, mine[0].config)

@@ -41,10 +41,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from spikedistill.analysis.loading import (load_model, parse_int_list, resolve_device,
-                                               run_config, eval_loader)
+    from spikedistill.analysis.loading import load_model, parse_int_list, run_config, eval_loader
     from spikedistill.analysis.report import analyze, to_markdown, write_report
     from spikedistill.commands.common import overrides_from_args
+    from spikedistill.engine.distributed import resolve_device
     from spikedistill.errors import ConfigError
 
     if args.energy_images is not None and args.energy_images < 1:
@@ -56,7 +56,7 @@ def run(args) -> int:
     if args.batches is not None and args.batches < 1:
         raise ConfigError(f"--batches must be a positive integer, got {args.batches}")
     timesteps = parse_int_list(args.timesteps, "--timesteps")
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, key="--device")
     model, meta = load_model(args.checkpoint, device)
     cfg = run_config(meta, overrides_from_args(args))
     loader, splits = eval_loader(cfg, device, args.batch_size, sample=args.batches is not None)

@@ -12,7 +12,8 @@ import sys
 from typing import Any, List, Optional, Sequence
 
 from spikedistill.config import Config, load_config
-from spikedistill.errors import ConfigError
+from spikedistill.errors import CheckpointError, ConfigError
+from spikedistill.run_files import run_checkpoint
 
 
 def add_config_args(parser: argparse.ArgumentParser, *, config_required: bool = False) -> None:
@@ -81,3 +82,19 @@ class CurvesCallback:
 def training_callbacks() -> List[Any]:
     """The callbacks every training command attaches (curves: ``run.plots``)."""
     return [CurvesCallback()]
+
+
+def resolve_teacher(path: Optional[str]) -> Optional[str]:
+    """``--teacher`` of ``distill``, ``compare`` and ``ablate``: a checkpoint file, or a run
+    directory standing for its ``best.pt``, else its ``last.pt``
+    (:func:`spikedistill.run_files.run_checkpoint`); empty -> None. A file that is not there,
+    or a directory with neither, is a ConfigError on ``--teacher``."""
+    if not path:
+        return None
+    try:
+        p = run_checkpoint(path)
+    except CheckpointError as exc:
+        raise ConfigError(f"--teacher: {exc}") from None
+    if not p.is_file():
+        raise ConfigError(f"--teacher: checkpoint '{p}' does not exist (expected RUN_DIR/best.pt)")
+    return str(p)

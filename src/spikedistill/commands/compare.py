@@ -42,7 +42,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from spikedistill.analysis.stats import PairedDifference, paired_difference
 from spikedistill.atomic import atomic_write, atomic_write_text
-from spikedistill.commands.common import add_config_args, load_from_args, training_callbacks
+from spikedistill.commands.common import (add_config_args, load_from_args, resolve_teacher,
+                                          training_callbacks)
 from spikedistill.errors import ConfigError, SpikeDistillError
 
 RESULT_KEYS = ("best_acc", "last_acc", "best_epoch", "loss_means", "teacher_acc", "images_per_s",
@@ -129,21 +130,6 @@ def parse_jobs(jobs: Any) -> int:
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"--jobs: expected a positive integer, got {jobs!r}")
     return jobs
-
-
-def resolve_teacher(path: Optional[str]) -> Optional[str]:
-    """A teacher checkpoint file: a run directory means its ``best.pt`` (else ``last.pt``)."""
-    if not path:
-        return None
-    p = Path(path)
-    if p.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (p / name).is_file():
-                return str(p / name)
-        raise ConfigError(f"--teacher: run directory '{p}' has neither best.pt nor last.pt")
-    if not p.is_file():
-        raise ConfigError(f"--teacher: checkpoint '{p}' does not exist (expected RUN_DIR/best.pt)")
-    return str(p)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from spikedistill.commands.common import overrides_from_args
-from spikedistill.config import build_config, read_yaml
+from spikedistill.config import build_config, deep_merge, read_yaml
 from spikedistill.errors import CheckpointError, DataError
 
 
@@ -24,7 +24,7 @@ def register(sub) -> None:
                        description="top-1 test accuracy of a checkpoint on its dataset's test split",
                        epilog="config keys: --set section.key=value or --section.key value")
     p.add_argument("--checkpoint", required=True, metavar="CKPT",
-                   help="RUN_DIR/best.pt, RUN_DIR/last.pt, or a run directory (best.pt)")
+                   help="RUN_DIR/best.pt, RUN_DIR/last.pt, or a run directory (best.pt, else last.pt)")
     p.add_argument("--config", default=None,
                    help="YAML merged over the checkpoint's config (e.g. another data.root)")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[],
@@ -38,16 +38,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _deep_merge(dst: dict, src: dict) -> None:
-    """Merge mapping ``src`` into ``dst`` recursively (``src`` wins)."""
-    for key, value in src.items():
-        if isinstance(value, dict) and isinstance(dst.get(key), dict):
-            dst[key] = dict(dst[key])
-            _deep_merge(dst[key], value)
-        else:
-            dst[key] = value
-
-
 def run(args) -> int:
     from pathlib import Path
 
@@ -55,20 +45,20 @@ def run(args) -> int:
 
     from spikedistill.analysis.loading import without_data_location
     from spikedistill.engine.checkpoint import (checkpoint_meta, load_checkpoint,
-                                                load_model_from_checkpoint,
-                                                resolve_checkpoint_path)
+                                                load_model_from_checkpoint)
     from spikedistill.engine.distributed import resolve_device
     from spikedistill.engine.trainer import (build_augmentations, eval_loader_for, evaluate,
                                              load_data)
     from spikedistill.models import model_kwargs
+    from spikedistill.run_files import run_checkpoint
 
-    path = resolve_checkpoint_path(args.checkpoint, default_name="best.pt")
+    path = run_checkpoint(args.checkpoint)
     ckpt = load_checkpoint(path)
     saved = dict(ckpt["config"] or {})
     base, dropped = without_data_location(saved)
     saved = dict(base)
     if args.config:
-        _deep_merge(base, read_yaml(args.config))
+        deep_merge(base, read_yaml(args.config))
     cfg_saved = build_config(saved)
     cfg = build_config(base, overrides_from_args(args))
     meta = checkpoint_meta(ckpt)

@@ -17,11 +17,10 @@ uses it: a second run on it stops with the holder's pid and host.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import List, Optional
 
 from spikedistill.commands.common import (add_config_args, load_from_args, overrides_from_args,
-                                          training_callbacks)
+                                          resolve_teacher, training_callbacks)
 from spikedistill.config import Config
 from spikedistill.errors import ConfigError
 
@@ -49,12 +48,6 @@ def register(sub) -> None:
             p.add_argument("--teacher", metavar="CKPT", default=None,
                            help="teacher checkpoint (RUN_DIR/best.pt, or a run directory)")
         p.set_defaults(func=run, command_name=name)
-
-
-def resolve_teacher_path(path: str) -> str:
-    """``RUN_DIR`` -> ``RUN_DIR/best.pt``; a file path is returned unchanged."""
-    p = Path(path).expanduser()
-    return str(p / "best.pt") if p.is_dir() else str(p)
 
 
 def config_from_args(args) -> Config:
@@ -186,7 +179,7 @@ def run(args) -> int:
     cfg = config_from_args(args)
     teacher = getattr(args, "teacher", None)
     if teacher:
-        cfg.teacher.checkpoint = resolve_teacher_path(teacher)
+        cfg.teacher.checkpoint = resolve_teacher(teacher)
     check_command(command, cfg)
     callbacks = training_callbacks()
     if command != "train-teacher":

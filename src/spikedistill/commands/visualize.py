@@ -40,12 +40,13 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from spikedistill.analysis.loading import eval_loader, load_model, resolve_device, run_config
+    from spikedistill.analysis.loading import eval_loader, load_model, run_config
     from spikedistill.analysis.maps import visualize
     from spikedistill.commands.common import overrides_from_args
+    from spikedistill.engine.distributed import resolve_device
     from spikedistill.errors import ConfigError
 
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, key="--device")
     student, meta = load_model(args.student, device)
     if not getattr(student, "is_spiking", False):
         raise ConfigError(f"--student '{args.student}' holds {meta.get('model_name')}, not a "

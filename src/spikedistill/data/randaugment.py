@@ -30,7 +30,7 @@ AutoContrast/Equalize/      no argument
 Invert
 ==========================  ===============================================================
 
-The pixel ops are those of :mod:`spikedistill.data.augment` (the AutoAugment implementation,
+The pixel ops are those of :mod:`spikedistill.data.pixel_ops` (shared with AutoAugment,
 uint8 semantics of torchvision/PIL on float tensors holding 0..255; a factor ``F`` is its
 ``m = F - 1``). Geometric ops fill the uncovered area with timm's ``img_mean =
 round(255 * mean)`` per channel (``fill``); they resample with nearest neighbour and whole-pixel
@@ -51,7 +51,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 
 from spikedistill.config import RANDAUGMENT_INC_OPS, RANDAUGMENT_OPS, RandAugmentSpec, parse_randaugment
-from spikedistill.data import augment as A
+from spikedistill.data import pixel_ops as P
 from spikedistill.errors import ConfigError
 
 #: ops whose argument takes a random sign
@@ -64,7 +64,7 @@ GEOMETRIC = frozenset({"Rotate", "ShearX", "ShearY", "TranslateXRel", "Translate
 
 def level_to_arg(name: str, f: torch.Tensor, sign: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The op argument (see the module table) for levels ``f = M' / 10`` and signs ``+-1`` ``[n]``,
-    in the units the :mod:`~spikedistill.data.augment` op takes (enhance ops: ``m = factor - 1``)."""
+    in the units the :mod:`~spikedistill.data.pixel_ops` op takes (enhance ops: ``m = factor - 1``)."""
     if name == "Rotate":
         return 30.0 * f * sign
     if name in ("ShearX", "ShearY"):
@@ -98,15 +98,15 @@ def op_solarize_add(x: torch.Tensor, add: torch.Tensor) -> torch.Tensor:
 
 
 _BASE: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "AutoContrast": A.op_autocontrast, "Equalize": A.op_equalize, "Invert": A.op_invert,
-    "Rotate": A.op_rotate, "ShearX": A.op_shear_x, "ShearY": A.op_shear_y,
-    "TranslateXRel": A.op_translate_x, "TranslateYRel": A.op_translate_y,
-    "Posterize": A.op_posterize, "PosterizeIncreasing": A.op_posterize,
-    "Solarize": A.op_solarize, "SolarizeIncreasing": A.op_solarize, "SolarizeAdd": op_solarize_add,
-    "Color": A.op_color, "ColorIncreasing": A.op_color, "Contrast": A.op_contrast,
-    "ContrastIncreasing": A.op_contrast, "Brightness": A.op_brightness,
-    "BrightnessIncreasing": A.op_brightness, "Sharpness": A.op_sharpness,
-    "SharpnessIncreasing": A.op_sharpness,
+    "AutoContrast": P.op_autocontrast, "Equalize": P.op_equalize, "Invert": P.op_invert,
+    "Rotate": P.op_rotate, "ShearX": P.op_shear_x, "ShearY": P.op_shear_y,
+    "TranslateXRel": P.op_translate_x, "TranslateYRel": P.op_translate_y,
+    "Posterize": P.op_posterize, "PosterizeIncreasing": P.op_posterize,
+    "Solarize": P.op_solarize, "SolarizeIncreasing": P.op_solarize, "SolarizeAdd": op_solarize_add,
+    "Color": P.op_color, "ColorIncreasing": P.op_color, "Contrast": P.op_contrast,
+    "ContrastIncreasing": P.op_contrast, "Brightness": P.op_brightness,
+    "BrightnessIncreasing": P.op_brightness, "Sharpness": P.op_sharpness,
+    "SharpnessIncreasing": P.op_sharpness,
 }
 
 

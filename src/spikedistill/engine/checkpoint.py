@@ -29,11 +29,10 @@ import torch.nn as nn
 
 from spikedistill.atomic import atomic_write, list_temp_files  # noqa: F401 (re-exported)
 from spikedistill.errors import CheckpointError, torch_load_reason
+from spikedistill.run_files import BEST_NAME, LAST_NAME  # noqa: F401 (re-exported)
 
 FORMAT = "spikedistill-checkpoint"
 FORMAT_VERSION = 1
-BEST_NAME = "best.pt"
-LAST_NAME = "last.pt"
 
 #: Keys every checkpoint must carry.
 REQUIRED_KEYS = ("format", "format_version", "model_name", "model_kwargs", "model", "epoch",

@@ -59,9 +59,11 @@ def env_world() -> tuple:
     return rank, local, world
 
 
-def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
+def resolve_device(spec: str = "auto", local_rank: int = 0,
+                   key: str = "config key 'train.device'") -> torch.device:
     """``auto``: ``cuda:LOCAL_RANK`` when CUDA is available, else CPU; ``cuda`` picks the local
-    rank's GPU; ``cuda:N`` and ``cpu`` are taken as given."""
+    rank's GPU; ``cuda:N`` and ``cpu`` are taken as given. ``key`` names the setting in the
+    error (``config key 'train.device'``, or a command's ``--device``)."""
     spec = (spec or "auto").strip()
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
@@ -69,17 +71,22 @@ def resolve_device(spec: str = "auto", local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"config key 'train.device': {spec!r} requested but CUDA is not "
+            raise ConfigError(f"{key}: {spec!r} requested but CUDA is not "
                               "available on this machine (use auto or cpu)")
         if spec == "cuda":
             index = local_rank % max(1, torch.cuda.device_count())
             return torch.device("cuda", index)
-        dev = torch.device(spec)
+        try:
+            dev = torch.device(spec)
+        except RuntimeError:
+            dev = None
+        if dev is None or dev.type != "cuda":
+            raise ConfigError(f"{key}: expected auto, cpu, cuda or cuda:N, got {spec!r}")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"config key 'train.device': {spec!r} but only "
+            raise ConfigError(f"{key}: {spec!r} but only "
                               f"{torch.cuda.device_count()} CUDA device(s) are visible")
         return dev
-    raise ConfigError(f"config key 'train.device': expected auto, cpu, cuda or cuda:N, got {spec!r}")
+    raise ConfigError(f"{key}: expected auto, cpu, cuda or cuda:N, got {spec!r}")
 
 
 def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistInfo:

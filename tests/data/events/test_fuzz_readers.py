@@ -61,7 +61,7 @@ def fuzz(fmt: str, compression: str = "none", cases: int = CASES, seed: int = 0)
             assert "\n" not in text and name in text, (case, text)
             outcomes["DataError"] += 1
         except Exception as exc:            # noqa: BLE001 - what the test is looking for
-            raise AssertionError(f"{fmt}/{compression} case {case}: {type(exc).__name__}: {exc}")
+            raise AssertionError(f"{fmt}/{compression} case {case}: {type(exc).__name__}: {exc}") from exc
         else:
             assert sorted(ev) == ["p", "t", "x", "y"]
             assert len({len(v) for v in ev.values()}) == 1

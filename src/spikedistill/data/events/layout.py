@@ -131,7 +131,7 @@ def discover(root: os.PathLike, *, T: Optional[int] = None, split_by: str = "num
         groups.setdefault((prefix, suffix), []).append((parts[-2], PurePosixPath(rel).stem, container, member))
     chosen = None
     ranked = []
-    for (prefix, suffix), files in groups.items():
+    for (prefix, suffix), _files in groups.items():
         last = prefix.split("/")[-1] if prefix else ""
         m = _FRAMES_DIR.match(last)
         if m:

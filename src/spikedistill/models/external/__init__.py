@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
-import torch
 import torch.nn as nn
 
 from spikedistill.errors import ConfigError

@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from spikedistill.atomic import atomic_write
 from spikedistill.errors import CheckpointError, ConfigError, torch_load_reason
+from spikedistill.run_files import run_checkpoint
 
 PathLike = Union[str, os.PathLike]
 
@@ -154,9 +155,7 @@ def export_state_dict(checkpoint: PathLike, out_path: PathLike) -> Path:
     (e.g. torchvision's ``resnet18-*.pth``), so it loads as ``teacher.weights`` with
     ``teacher.source=torchvision``. Built-in models' keys are kept as they are. Written
     atomically (:func:`spikedistill.atomic.atomic_write`)."""
-    p = Path(checkpoint)
-    if p.is_dir():
-        p = p / "best.pt" if (p / "best.pt").exists() else p / "last.pt"
+    p = run_checkpoint(checkpoint)
     if not p.is_file():
         raise CheckpointError(f"checkpoint '{p}' does not exist; expected RUN_DIR/best.pt")
     try:
