@@ -263,7 +263,7 @@ def eval_loader_for(splits, batch_size: int, device: torch.device, rank: int = 0
     if is_streamed(splits):
         from spikedistill.data.stream import stream_loader
 
-        return stream_loader(splits, "test", getattr(splits, "data_cfg"), batch_size,
+        return stream_loader(splits, "test", splits.data_cfg, batch_size,
                              augment=augment, device=device, seed=0, rank=rank,
                              world_size=world_size, channels_last=channels_last, shuffle=shuffle)
     part = getattr(splits, split)
