@@ -26,7 +26,7 @@ PARENT = textwrap.dedent("""
     pool_map = workers.pool_map
 
     def spin(_):
-        os.write(1, f"{os.getpid()}\n".encode())   # one write: the two workers' lines never interleave
+        os.write(1, f"{os.getpid()}\\n".encode())   # one write: the two workers' lines never interleave
         while True:          # a worker stuck in Python code (as read_aedat3 was)
             pass
 
