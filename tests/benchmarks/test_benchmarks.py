@@ -80,7 +80,8 @@ def test_lif_kernel_check_catches_a_wrong_kernel():
 
 def test_train_step_benchmark_on_cpu(tmp_path, reference_step):
     data, stdout = _run(["benchmarks/train_step.py", "--T", "1", "--kind", "reference", "ours",
-                         "--dtype", "fp32", "--steps", "2", "--warmup", "1"], tmp_path)
+                         "--dtype", "fp32", "--steps", "2", "--warmup", "1",
+                         "--reference", reference_step.__file__], tmp_path)
     kinds = {r["kind"]: r for r in data["results"]}
     assert set(kinds) == {"reference", "ours"}
     assert all(r["status"] == "ok" for r in kinds.values()), kinds
