@@ -281,8 +281,13 @@ def _split_member(name: str) -> tuple[str, ...]:
     return parts
 
 
+def _is_hidden(part: str) -> bool:
+    """A path part that ImageFolder listings skip: dot files / folders and macOS's ``__MACOSX``."""
+    return part.startswith(".") or part == "__MACOSX"
+
+
 def _is_image_name(parts: Sequence[str]) -> bool:
-    if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
+    if not parts or any(_is_hidden(p) for p in parts):
         return False
     return parts[-1].lower().endswith(IMAGE_EXTENSIONS)
 
@@ -297,7 +302,7 @@ def _refuse_empty_classes(listed, prefix: tuple[str, ...], split: str, with_imag
     folders = set()
     for name, parts in listed:
         if (len(parts) >= depth + 2 and tuple(parts[:depth]) == prefix and parts[depth] == split
-                and not any(p.startswith(".") or p == "__MACOSX" for p in parts[depth:depth + 2])
+                and not any(_is_hidden(p) for p in parts[depth:depth + 2])
                 and (name.endswith("/") or len(parts) >= depth + 3)):
             folders.add(parts[depth + 1])
     empty = sorted(folders - with_images)
