@@ -211,7 +211,7 @@ def parity_check(ref, *, T: int, width_mult: int, batch: int, num_classes: int,
                  "rtol_later": rtol_later, "flip_rtol": flip_rtol, "flip_floor": flip_floor,
                  "root_flip_fraction": root_flip_fraction}
     recorders: List[SpikeRecorder] = []
-    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    flags = backend_flags()
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
         ref_s, ref_t = ref.build_models("resnet19", T, num_classes, width_mult, device, seed)
@@ -278,7 +278,7 @@ def parity_check(ref, *, T: int, width_mult: int, batch: int, num_classes: int,
     finally:
         for r in recorders:
             r.close()
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+        restore_backend_flags(flags)
     return rec
 
 
