@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from spikedistill.analysis.counting import PJ_TO_MJ, count_model
+from spikedistill.analysis.counting import E_AC_PJ, E_MAC_PJ, PJ_TO_MJ, count_model
 from spikedistill.analysis.stats import t_quantile
 from spikedistill.models.contract import is_frames
 
@@ -45,7 +45,7 @@ class CostModel:
 #: Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, 45 nm at
 #: 0.9 V: MAC = multiply + add, AC = add.
 COST_MODELS: Dict[str, CostModel] = {m.name: m for m in (
-    CostModel("45nm_fp32", 4.6, 0.9, "Horowitz ISSCC 2014, 45 nm 0.9 V, 32-bit float: mult 3.7 + "
+    CostModel("45nm_fp32", E_MAC_PJ, E_AC_PJ, "Horowitz ISSCC 2014, 45 nm 0.9 V, 32-bit float: mult 3.7 + "
               "add 0.9 pJ; the SNN papers' constants (Spikformer, SEW, CKDSNN) and this "
               "package's default (counting.E_MAC_PJ / E_AC_PJ)"),
     CostModel("45nm_fp16", 1.5, 0.4, "Horowitz ISSCC 2014, 45 nm, 16-bit float: mult 1.1 + add 0.4 pJ"),
