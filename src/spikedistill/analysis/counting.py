@@ -103,7 +103,7 @@ import torch
 import torch.nn as nn
 
 from spikedistill.analysis.operators import CountRecord, OperatorMode
-from spikedistill.models.contract import DistillModel, is_frames
+from spikedistill.models.contract import is_frames, spiking_modules_of
 
 #: energy per multiply-accumulate / per accumulate, in pJ (45 nm CMOS)
 E_MAC_PJ = 4.6
@@ -116,21 +116,6 @@ POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
 #: pools whose output of spikes stays spike-driven (a fixed window: values k / window)
 WINDOW_POOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 SPIKE_KINDS = ("spike", "pooled_spike", "events")
-
-
-def spiking_modules_of(model: nn.Module) -> List[tuple]:
-    """``(name, module)`` of every spiking layer of ``model``: ``model.spiking_modules()`` for a
-    :class:`DistillModel`; for any other module the contract's default rule plus the declared
-    spiking modules of each ``DistillModel`` inside it (names prefixed with its path)."""
-    if isinstance(model, DistillModel) or hasattr(model, "spiking_modules"):
-        return list(model.spiking_modules())
-    found = {id(m): (n, m) for n, m in DistillModel.spiking_modules(model)}
-    for prefix, sub in model.named_modules():
-        if sub is not model and isinstance(sub, DistillModel):
-            for n, m in sub.spiking_modules():
-                found.setdefault(id(m), (f"{prefix}.{n}" if n else prefix, m))
-    order = {id(m): i for i, (_, m) in enumerate(model.named_modules())}
-    return sorted(found.values(), key=lambda nm: order.get(id(nm[1]), len(order)))
 
 
 def frame_kind(x: torch.Tensor) -> str:

@@ -18,25 +18,19 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from spikedistill.models.contract import spiking_modules_of
+
 __all__ = ["chance_ceiling", "dead_student_text", "firing_rates", "is_at_chance",
            "silent_layers"]
 
 
-def _spiking_modules(model: nn.Module) -> List[tuple]:
-    """``(name, module)`` of the spiking layers: ``model.spiking_modules()``, else every LIF."""
-    if hasattr(model, "spiking_modules"):
-        return list(model.spiking_modules())
-    from spikedistill.neurons import LIF
-
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, LIF)]
-
-
 @torch.no_grad()
 def firing_rates(model: nn.Module, x: torch.Tensor) -> Dict[str, float]:
-    """``{layer: r_l}`` for every spiking layer of ``model`` over one eval-mode forward of
+    """``{layer: r_l}`` for every spiking layer of ``model``
+    (:func:`~spikedistill.models.contract.spiking_modules_of`) over one eval-mode forward of
     ``x``: ``r_l = (1 / N_l) * sum s_l`` (the mean of its output spikes); {} for an ANN. The
     model's train/eval mode is restored."""
-    mods = _spiking_modules(model)
+    mods = spiking_modules_of(model)
     if not mods:
         return {}
     sums: Dict[str, List[float]] = {n: [0.0, 0.0] for n, _ in mods}

@@ -73,6 +73,21 @@ class DistillModel(nn.Module):
         return [(n, m) for n, m in self.named_modules() if isinstance(m, LIF)]
 
 
+def spiking_modules_of(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """``(name, module)`` of every spiking layer of ``model``: ``model.spiking_modules()`` for a
+    :class:`DistillModel`; for any other module the contract's default rule plus the declared
+    spiking modules of each ``DistillModel`` inside it (names prefixed with its path)."""
+    if isinstance(model, DistillModel) or hasattr(model, "spiking_modules"):
+        return list(model.spiking_modules())
+    found = {id(m): (n, m) for n, m in DistillModel.spiking_modules(model)}
+    for prefix, sub in model.named_modules():
+        if sub is not model and isinstance(sub, DistillModel):
+            for n, m in sub.spiking_modules():
+                found.setdefault(id(m), (f"{prefix}.{n}" if n else prefix, m))
+    order = {id(m): i for i, (_, m) in enumerate(model.named_modules())}
+    return sorted(found.values(), key=lambda nm: order.get(id(nm[1]), len(order)))
+
+
 def global_pool(feature: torch.Tensor, time_major: bool) -> torch.Tensor:
     """``[B, C]`` from a map ``[(T,) B, C, H, W]`` (mean over H, W) or tokens ``[(T,) B, N, C]``
     (mean over N); for a time-major (student) feature also the mean over T."""
@@ -259,6 +274,7 @@ def contract_problems(model: nn.Module, x: torch.Tensor) -> List[str]:
 
 
 __all__ = ["DistillModel", "DistillationHead", "add_distillation_head", "contract_problems",
+           "spiking_modules_of",
            "distillation_head", "feature_channel_count", "global_pool",
            "is_frames", "linear_chain_weight", "time_major_input"]
 
