@@ -18,9 +18,12 @@ that fill them, so that ``import spikedistill.config`` pulls in neither torch no
                                        config, section)
     DATASETS   datasets               (the modules of spikedistill.data.sets)
 
-Models have their own registry (:mod:`spikedistill.models.registry`), which discovers the
-modules of :mod:`spikedistill.models.zoo` the same way and loads the plugins through the same
-:func:`load_plugins`.
+and, made by the model layer (its unknown names resolve through :mod:`spikedistill.models.external`):
+
+    MODELS     students and teachers  (:data:`spikedistill.models.registry.MODELS`, the modules of
+                                       spikedistill.models.zoo; entry meta: role, module, params)
+
+All three are instances of the one :class:`Registry`.
 
 Plugins
 -------
@@ -125,14 +128,23 @@ class Registry:
     whose every non-private module (:func:`import_submodules`) is imported once, lazily, before
     the first query, registering the built-in entries; ``providers``: single modules imported
     the same way (before the packages).
+
+    Names outside the registered vocabulary: ``resolve(name)`` returns an entry for a name that
+    is not registered (models: ``"<source>/<arch>"``), or None; such names are not listed by
+    :meth:`names`. ``hint()`` returns what the unknown-name error adds after the registered
+    names (models: the external sources).
     """
 
     def __init__(self, kind: str, key: str, providers: Iterable[str] = (),
-                 packages: Iterable[str] = ()) -> None:
+                 packages: Iterable[str] = (),
+                 resolve: Optional[Callable[[str], Optional[Dict[str, Any]]]] = None,
+                 hint: Optional[Callable[[], str]] = None) -> None:
         self.kind = kind
         self.key = key
         self.providers: Tuple[str, ...] = tuple(providers)
         self.packages: Tuple[str, ...] = tuple(packages)
+        self.resolve = resolve
+        self.hint = hint
         self._entries: Dict[str, Dict[str, Any]] = {}
         self._ready = False
         self._lock = threading.RLock()
@@ -197,14 +209,26 @@ class Registry:
         self._ensure()
         return name in self._entries
 
+    def registered(self) -> List[Tuple[str, Dict[str, Any]]]:
+        """``(name, entry)`` pairs registered so far, loading nothing (for checks made while
+        the built-ins register, which must not start the discovery again)."""
+        with self._lock:
+            return list(self._entries.items())
+
     def entry(self, name: str) -> Dict[str, Any]:
-        """The entry (``{"obj": ..., **meta}``); ConfigError naming :attr:`key` and every
-        registered name when ``name`` is unknown."""
+        """The entry (``{"obj": ..., **meta}``) of a registered name, else :attr:`resolve`'s;
+        ConfigError naming :attr:`key`, every registered name (and :attr:`hint`) when neither
+        knows ``name``."""
         self._ensure()
-        if name not in self._entries:
-            raise ConfigError(f"config key '{self.key}': unknown {self.kind} {name!r}; "
-                              f"registered {self.kind}s: {', '.join(self.names())}")
-        return self._entries[name]
+        if name in self._entries:
+            return self._entries[name]
+        found = self.resolve(name) if self.resolve is not None else None
+        if found is not None:
+            return found
+        hint = self.hint() if self.hint is not None else ""
+        raise ConfigError(f"config key '{self.key}': unknown {self.kind} {name!r}; "
+                          f"registered {self.kind}s: {', '.join(self.names())}"
+                          + (f" ({hint})" if hint else ""))
 
     def get(self, name: str) -> Any:
         """The registered object of ``name`` (see :meth:`entry`)."""

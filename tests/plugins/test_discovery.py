@@ -57,14 +57,13 @@ def test_the_builtin_registries_discover_their_packages():
     from spikedistill.plugins import DATASETS, METHODS
     assert METHODS.packages == ("spikedistill.distill.methods",)
     assert DATASETS.packages == ("spikedistill.data.sets",)
-    assert model_registry.BUILTIN_PACKAGES == ("spikedistill.models.zoo",)
+    assert model_registry.MODELS.packages == ("spikedistill.models.zoo",)
     # every public module of those packages registered something
-    from spikedistill.models.registry import _MODELS, list_models
-    list_models()
+    MODELS = model_registry.MODELS
     registered = {
         "spikedistill.distill.methods": {e["obj"].__module__ for _, e in METHODS.items()},
         "spikedistill.data.sets": {e["obj"].reader.__module__ for _, e in DATASETS.items()},
-        "spikedistill.models.zoo": {e["factory"].__module__ for e in _MODELS.values()},
+        "spikedistill.models.zoo": {e["obj"].__module__ for _, e in MODELS.items()},
     }
     for package, modules in registered.items():
         public = {m.__name__ for m in import_submodules(package)}
@@ -81,7 +80,7 @@ plugins.METHODS.packages += ("sd_extra_methods",)
 plugins.DATASETS.packages += ("sd_extra_sets",)
 out = {"torch_before": "torch" in sys.modules}
 from spikedistill.models import registry as model_registry
-model_registry.BUILTIN_PACKAGES += ("sd_extra_zoo",)
+model_registry.MODELS.packages += ("sd_extra_zoo",)
 out["imported_before"] = sorted(m for m in sys.modules if m.startswith("sd_extra"))
 cfg = C.build_config({}, ["distill.method=onefile", "distill.onefile.weight=0.5",
                           "data.name=onefile_set", "model.name=onefile_net"])

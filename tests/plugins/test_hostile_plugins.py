@@ -46,8 +46,8 @@ def test_exit_and_clashing_plugins_warn_once_each_and_the_rest_works(tmp_path):
     from spikedistill.config import build_config
     with warnings.catch_warnings(record=True) as caught:
         cfg = build_config({}, ["distill.method=goodmethod", "data.name=digits"])
-        from spikedistill.models.registry import _entry
-        factory = _entry("resnet20")["factory"]
+        from spikedistill.models.registry import MODELS
+        factory = MODELS.get("resnet20")
     msgs = sorted(str(w.message) for w in caught if "plugin" in str(w.message))
     from spikedistill.plugins import DATASETS
     spec = DATASETS.get("digits")

@@ -60,6 +60,9 @@ torch.manual_seed(0)
 model = create_model("toy_snn", num_classes=4, in_channels=1, T=cfg.model.T)
 out["contract"] = contract_problems(model, x)
 out["listed"] = ["toyconf" in list_methods(), "toy_snn" in list_models("student")]
+from spikedistill.models import MODELS
+last, entry = MODELS.items()[-1]         # the one Registry: built-ins first, then the plugin's
+out["model_entry"] = [last, entry["role"], entry["module"], "T" in entry["params"]]
 method = build_method(cfg.distill.method, model, None, cfg.distill)
 method.train()
 before = [p.detach().clone() for p in method.trainable_parameters()]
@@ -100,6 +103,7 @@ def test_plugin_model_method_and_frames_dataset_one_step():
     assert out["splits"] == [True, 3, [8, 3, 1, 6, 6], "train-split"]
     assert out["batch"] == [3, 4, 1, 6, 6]                 # time-major [T, B, C, H, W]
     assert out["contract"] == [] and out["listed"] == [True, True]
+    assert out["model_entry"] == ["toy_snn", "student", "toyplug", True]
     assert out["losses"] == ["ce", "conf"]
     assert out["conf_err"] < 1e-6 and out["ce_err"] < 1e-6
     assert out["moved"] is True

@@ -235,7 +235,7 @@ def build_catalog() -> Dict[str, Any]:
     ``distill.<section>`` key)."""
     from spikedistill.config import method_sections
     from spikedistill.data.registry import get_dataset, list_datasets
-    from spikedistill.models.registry import list_models, model_role
+    from spikedistill.models.registry import list_models, model_entry, model_role
     from spikedistill.plugins import METHODS
 
     def first_line(obj: Any) -> str:  # the first sentence of the docstring
@@ -249,9 +249,7 @@ def build_catalog() -> Dict[str, Any]:
         own = ", ".join(f"{k}={v}" for k, v in getattr(spec, "augment", {}).items())
         datasets[name] = (f"{spec.description or name} ({root}"
                           + (f"; its data.augment defaults: {own}" if own else "") + ")")
-    from spikedistill.models.registry import _entry
-
-    models = {name: f"{model_role(name)}: {first_line(_entry(name)['factory'])}".rstrip(": ")
+    models = {name: f"{model_role(name)}: {first_line(model_entry(name)['obj'])}".rstrip(": ")
               for name in list_models()}
     methods = {}
     for name, entry in METHODS.items():

@@ -35,7 +35,7 @@ def register_method(name: str, config: Optional[type] = None, section: Optional[
         if not section.isidentifier() or section in ("method", "ce_weight"):
             raise ValueError(f"method {name!r}: section {section!r} must be an identifier other "
                              "than 'method' and 'ce_weight'")
-        for other, entry in METHODS._entries.items():
+        for other, entry in METHODS.registered():
             if entry.get("section") == section and entry.get("config") is not config:
                 raise ValueError(f"method {name!r}: section distill.{section} already belongs to "
                                  f"method {other!r} with config {entry['config'].__name__}")

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 from spikedistill.errors import ConfigError
-from spikedistill.models.registry import ROLES, create_model, list_models, model_role, register_model
+from spikedistill.models.registry import (MODELS, ROLES, create_model, list_models, model_entry,
+                                          model_params, model_role, register_model)
 
 
 def model_name(model_cfg) -> str:
@@ -65,12 +66,9 @@ def student_options(model_cfg) -> Dict[str, Any]:
     """The architecture options of a registered student that its factory takes:
     ``last_activation`` (spiking ResNets) and ``connect`` (SEW-ResNets; ConfigError naming
     ``model.connect`` when set for a model without a connect function)."""
-    import inspect
-
     from spikedistill.errors import ConfigError
-    from spikedistill.models.registry import _entry
 
-    params = inspect.signature(_entry(model_cfg.name)["factory"]).parameters
+    params = model_params(model_cfg.name)
     out: Dict[str, Any] = {}
     if "last_activation" in params:
         out["last_activation"] = model_cfg.last_activation
@@ -110,6 +108,6 @@ def export_state_dict(checkpoint, out_path):
     return _export(checkpoint, out_path)
 
 
-__all__ = ["ROLES", "build_model", "build_teacher", "config_role", "create_model",
-           "export_state_dict", "list_models", "model_kwargs", "model_name", "model_role",
-           "register_model"]
+__all__ = ["MODELS", "ROLES", "build_model", "build_teacher", "config_role", "create_model",
+           "export_state_dict", "list_models", "model_entry", "model_kwargs", "model_name",
+           "model_params", "model_role", "register_model"]
