@@ -123,6 +123,40 @@ def test_listed_choices_are_what_the_validation_enforces():
     assert choices["model.source"] == list(C.MODEL_SOURCES)
 
 
+#: every vocabulary of the config layer (the allowed values of its keys)
+VOCABULARIES = ("SURROGATES", "NEURON_BACKENDS", "LAST_ACTIVATIONS", "TEACHER_MODES",
+                "TRANSLATE_FILLS", "PIPELINES", "DECODERS", "BAD_IMAGE_ACTIONS",
+                "BATCH_SIZE_MODES", "OPTIMIZERS", "SCHEDULERS", "AMP_MODES",
+                "CKD_NORMALIZE_CHOICES", "CKD_SCALING_CHOICES", "CKD_TEACHER_MAP_CHOICES",
+                "CKD_STUDENT_MAP_CHOICES", "CKD_NLD_MODE_CHOICES", "CKD_PRESET_CHOICES",
+                "MODEL_SOURCES", "TEACHER_FRAMES", "SEW_CONNECTS", "RANDAUGMENT_ALL_OPS")
+
+
+def test_keys_print_every_vocabulary_and_optional_keys_accept_null():
+    """``config --keys`` shows each vocabulary beside a key (also for keys whose default is
+    null, and for lists, each element); a listed optional choice accepts null and each value
+    and rejects any other."""
+    constraints = S.core_constraints()
+    constraints.update({r["key"]: r["allowed"] for r in S.read_catalog()["keys"]})
+    shown = set(constraints.values())
+    for name in VOCABULARIES:
+        values = " | ".join(map(str, getattr(C, name)))
+        assert {f"one of {values}", f"null or one of {values}", f"each one of {values}"} & shown, name
+    assert constraints["model.connect"] == "null or one of ADD | IAND | AND"
+    assert constraints["data.augment.randaugment_ops"].startswith("each one of AutoContrast | ")
+    optional = {k: v[len("null or one of "):].split(" | ") for k, v in constraints.items()
+                if v.startswith("null or one of ")}
+    assert {"model.connect", "distill.ckd.preset", "distill.ckd.samd.teacher_map",
+            "distill.ckd.nld.mode", "distill.catkd.pair"} <= set(optional)
+    for key, values in optional.items():
+        with pytest.raises(ConfigError, match=f"config key '{key}': expected one of"):
+            C.build_config(overrides=[f"{key}=not-a-choice"])
+        C.build_config(overrides=[f"{key}=null"])
+        C.build_config(overrides=[f"{key}={values[0]}"])
+    with pytest.raises(ConfigError, match=r"'data.augment.randaugment_ops\[1\]': expected one of"):
+        C.build_config(overrides=["data.augment.randaugment_ops=[Rotate, Twist]"])
+
+
 def test_vocabularies_match_their_consumers():
     from spikedistill.neurons.lif import BACKENDS
     from spikedistill.neurons.surrogate import SURROGATES

@@ -107,12 +107,21 @@ def check_registered(registry: Any, value: Any, key: str, what: str) -> bool:
     return value in registry
 
 
-def check_choice(value: Any, choices: Sequence[Any], key: str) -> None:
-    """Raise ConfigError unless ``value`` is one of ``choices``."""
-    _record(key, "one of " + " | ".join(map(str, choices)))
+def check_choice(value: Any, choices: Sequence[Any], key: str, *, optional: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is one of ``choices`` (or None, with ``optional``)."""
+    _record(key, ("null or " if optional else "") + "one of " + " | ".join(map(str, choices)))
+    if optional and value is None:
+        return
     if value not in choices:
         raise ConfigError(f"config key '{key}': expected one of {', '.join(map(str, choices))}, "
                           f"got {value!r}")
+
+
+def check_each_choice(values: Sequence[Any], choices: Sequence[Any], key: str) -> None:
+    """Raise ConfigError naming ``key[i]`` unless every ``values[i]`` is one of ``choices``."""
+    _record(key, "each one of " + " | ".join(map(str, choices)))
+    for i, value in enumerate(values):
+        check_choice(value, choices, f"{key}[{i}]")
 
 
 def check_range(value: Any, key: str, *, low: Optional[float] = None,
@@ -226,8 +235,8 @@ class ModelConfig:
         check_range(self.T, _k(prefix, "T"), high=MAX_T)
         check_range(self.width_mult, _k(prefix, "width_mult"), low=1)
         check_choice(self.last_activation, LAST_ACTIVATIONS, _k(prefix, "last_activation"))
+        check_choice(self.connect, SEW_CONNECTS, _k(prefix, "connect"), optional=True)
         if self.connect is not None:
-            check_choice(self.connect, SEW_CONNECTS, _k(prefix, "connect"))
             if self.source != "spikedistill":
                 raise ConfigError(f"config key '{_k(prefix, 'connect')}': model.connect is for "
                                   "the registered SEW-ResNets; a network of another library takes "
@@ -377,8 +386,7 @@ class AugmentConfig:
                 raise ConfigError(f"config key '{_k(prefix, 'autoaugment')}': RandAugment "
                                   f"({_k(prefix, 'randaugment')}={self.randaugment!r}) replaces "
                                   "AutoAugment; set data.augment.autoaugment=false")
-        for i, op in enumerate(self.randaugment_ops):
-            check_choice(op, RANDAUGMENT_ALL_OPS, f"{_k(prefix, 'randaugment_ops')}[{i}]")
+        check_each_choice(self.randaugment_ops, RANDAUGMENT_ALL_OPS, _k(prefix, "randaugment_ops"))
         check_range(self.random_erasing, _k(prefix, "random_erasing"), low=0.0, high=1.0)
         # the area fraction of the erased box lies in (0, 1]; its aspect ratio is positive
         check_interval(self.erasing_scale, _k(prefix, "erasing_scale"), low=0.0, high=1.0)
@@ -502,6 +510,7 @@ class TrainConfig:
 def _check_checkpoint_stages(value: Any, key: str) -> None:
     """``train.checkpoint_stages``: ``all`` or distinct stage numbers >= 1 (the upper bound,
     the model's stage count, is checked when the model is built)."""
+    _record(key, "all, or distinct stage numbers >= 1")
     if isinstance(value, str):
         if value != "all":
             raise ConfigError(f"config key '{key}': expected 'all' or a list of stage numbers "

@@ -60,8 +60,7 @@ class BKDSNNConfig:
     def validate(self, prefix: str = "") -> None:
         check_range(self.tau, _k(prefix, "tau"), low=0.0, low_open=True)
         check_range(self.kd_weight, _k(prefix, "kd_weight"), low=0.0)
-        if self.feature_weight is not None:
-            check_range(self.feature_weight, _k(prefix, "feature_weight"), low=0.0)
+        check_range(self.feature_weight, _k(prefix, "feature_weight"), low=0.0)
         check_choice(self.setting, tuple(BKDSNN_FEATURE_WEIGHTS), _k(prefix, "setting"))
         check_choice(self.logit_loss, LOGIT_LOSSES, _k(prefix, "logit_loss"))
         check_range(self.mask_ratio, _k(prefix, "mask_ratio"), low=0.0, high=1.0)

@@ -55,8 +55,7 @@ class CATKDConfig:
     pair: Optional[str] = None       # a released pair: sets weight, resolution, normalize
 
     def validate(self, prefix: str = "") -> None:
-        if self.pair is not None:
-            check_choice(self.pair, tuple(CATKD_PAIRS), _k(prefix, "pair"))
+        check_choice(self.pair, tuple(CATKD_PAIRS), _k(prefix, "pair"), optional=True)
         check_range(self.weight, _k(prefix, "weight"), low=0.0)
         if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) \
                 or self.resolution < 1:

@@ -89,11 +89,9 @@ class SAMDConfig:
     log_eps: Optional[float] = None      # added to both probabilities before the log (0: exact)
 
     def validate(self, prefix: str = "") -> None:
-        if self.normalize is not None:
-            check_choice(self.normalize, NORMALIZE_CHOICES, _k(prefix, "normalize"))
+        check_choice(self.normalize, NORMALIZE_CHOICES, _k(prefix, "normalize"), optional=True)
         check_choice(self.scaling, SCALING_CHOICES, _k(prefix, "scaling"))
-        if self.teacher_map is not None:
-            check_choice(self.teacher_map, TEACHER_MAP_CHOICES, _k(prefix, "teacher_map"))
+        check_choice(self.teacher_map, TEACHER_MAP_CHOICES, _k(prefix, "teacher_map"), optional=True)
         check_choice(self.student_map, STUDENT_MAP_CHOICES, _k(prefix, "student_map"))
         check_range(self.tau, _k(prefix, "tau"), low=0.0, low_open=True)
         check_range(self.log_eps, _k(prefix, "log_eps"), low=0.0)
@@ -114,8 +112,7 @@ class NLDConfig:
     tau: float = 2.0
 
     def validate(self, prefix: str = "") -> None:
-        if self.mode is not None:
-            check_choice(self.mode, NLD_MODE_CHOICES, _k(prefix, "mode"))
+        check_choice(self.mode, NLD_MODE_CHOICES, _k(prefix, "mode"), optional=True)
         check_range(self.weight, _k(prefix, "weight"), low=0.0)
         check_range(self.sigma, _k(prefix, "sigma"), low=0.0, low_open=True)
         check_range(self.tau, _k(prefix, "tau"), low=0.0, low_open=True)
@@ -138,8 +135,7 @@ class CKDConfig:
     nld: NLDConfig = field(default_factory=NLDConfig)
 
     def validate(self, prefix: str = "") -> None:
-        if self.preset is not None:
-            check_choice(self.preset, PRESET_CHOICES, _k(prefix, "preset"))
+        check_choice(self.preset, PRESET_CHOICES, _k(prefix, "preset"), optional=True)
         check_range(self.beta, _k(prefix, "beta"), low=0.0)
         check_range(self.gamma, _k(prefix, "gamma"), low=0.0)
 

@@ -51,8 +51,7 @@ class KDSNNConfig:
     def validate(self, prefix: str = "") -> None:
         check_range(self.tau, _k(prefix, "tau"), low=0.0, low_open=True)
         check_range(self.kd_weight, _k(prefix, "kd_weight"), low=0.0)
-        if self.feature_weight is not None:
-            check_range(self.feature_weight, _k(prefix, "feature_weight"), low=0.0)
+        check_range(self.feature_weight, _k(prefix, "feature_weight"), low=0.0)
         check_choice(self.setting, tuple(BKDSNN_FEATURE_WEIGHTS), _k(prefix, "setting"))
         check_choice(self.reduction, Fn.FEATURE_REDUCTIONS, _k(prefix, "reduction"))
         _check_stage(self.stage, _k(prefix, "stage"))
