@@ -499,7 +499,6 @@ class StreamSplits:
     frames: bool = False
     T: Optional[int] = None
     pipeline: str = "stream"
-    data_cfg: Any = None      # the data section it came from (worker settings of its loaders)
 
     @property
     def input_shape(self) -> Tuple[int, int, int]:
@@ -652,7 +651,7 @@ def load_stream(data_cfg, index: Optional[StreamIndex] = None) -> StreamSplits:
     return StreamSplits(name=data_cfg.name, train=StreamSplit(train), test=StreamSplit(test),
                         num_classes=k, class_names=list(index.class_names), in_channels=3,
                         image_size=size, mean=tuple(mean), std=tuple(std), source=index.source,
-                        info=info, data_cfg=data_cfg)
+                        info=info)
 
 
 def stream_loader(splits: StreamSplits, split: str, data_cfg, batch_size: int, *,
