@@ -27,7 +27,7 @@ from spikedistill.neurons import LIF
 run_dir, bs = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 150
 model, meta = load_model(run_dir, "cpu")
 cfg = run_config(meta)
-loader, splits = eval_loader(cfg, "cpu", bs)
+loader, _ = eval_loader(cfg, "cpu", bs)
 path = export_nir(model, Path(tempfile.mkdtemp()) / "student.nir", (1, 8, 8))
 graph = nir.read(str(path))
 T = int(graph.metadata["T"])

@@ -77,8 +77,8 @@ def time_stream(args, workers: int, decode: str, device: torch.device) -> dict:
 
 def time_steps(args, pipeline: str, device: torch.device) -> dict:
     """Training steps/s of spiking_resnet20 (width 1, T 1) fed by the pipeline."""
-    from spikedistill.engine.build import (build_distiller, build_loaders, build_optimizer,
-                                           load_data)
+    from spikedistill.data.pipeline import open_pipeline
+    from spikedistill.engine.build import build_distiller, build_optimizer
     from spikedistill.engine.loop import train_step
     from spikedistill.models import create_model
 
@@ -88,9 +88,11 @@ def time_steps(args, pipeline: str, device: torch.device) -> dict:
         extra.append(f"data.train_subset={args.memory_subset}")
     cfg = _cfg(args, extra)
     t_load = time.perf_counter()
-    splits = load_data(cfg)
+    pipe = open_pipeline(cfg.data)
+    splits = pipe.splits
     t_load = time.perf_counter() - t_load
-    train, _ = build_loaders(cfg, splits, device, 0, 1, args.batch_size)
+    train, _ = pipe.loaders(args.batch_size, cfg.train.eval_batch_size, device,
+                            seed=cfg.train.seed, channels_last=cfg.train.channels_last)
     model = create_model("spiking_resnet20", num_classes=splits.num_classes, in_channels=3,
                          width_mult=1, T=1).to(device)
     distiller = build_distiller(cfg, model, None, device)

@@ -5,7 +5,7 @@ the demo's (``src/spikedistill/commands/demo_configs/``) goes through the real
 :func:`~spikedistill.engine.run_training` (data -> student -> teacher -> method -> optimiser ->
 one step -> evaluation -> checkpoint) with its own model name, method and data kind (images or
 event frames, the dataset's channels and classes). Only the sizes shrink: the data are generated
-(``load_data`` is replaced by tiny uint8 splits of the recipe's shape), images are 16 px
+(``open_pipeline`` is replaced by tiny uint8 splits of the recipe's shape), images are 16 px
 (32 px for ImageNet's SEW-ResNet), widths and T are cut, and a teacher the recipe expects is a
 random one of the recipe's kind (a spikedistill ResNet-20 checkpoint, or a torchvision
 state-dict file). So a recipe that cannot start (a key the engine refuses, a model that does not
@@ -22,6 +22,7 @@ import torch
 
 from spikedistill.config import Config, load_config
 from spikedistill.data.datasets import DatasetSplits, Split
+from spikedistill.data.pipeline import MemoryPipeline
 from spikedistill.distill import method_requires_teacher
 from spikedistill.models import config_role
 from spikedistill.plugins import DATASETS
@@ -79,6 +80,12 @@ def _fake_load_data(cfg: Config) -> DatasetSplits:
                          T=shape[0] if spec.frames else None)
 
 
+def _fake_pipeline(cfg: Config):
+    """The trainer's ``open_pipeline(data_cfg, T=...)`` replaced: :func:`_fake_load_data` in a
+    memory pipeline (the run's whole config is bound by :func:`_run_one_step`)."""
+    return lambda data_cfg, T=None: MemoryPipeline(_fake_load_data(cfg), data_cfg)
+
+
 def _teacher_overrides(cfg: Config, tmp: Path) -> List[str]:
     """A random teacher of the kind the recipe expects (nothing when its method needs none)."""
     if config_role(cfg.model) == "teacher" or not method_requires_teacher(cfg.distill.method):
@@ -106,11 +113,11 @@ def _teacher_overrides(cfg: Config, tmp: Path) -> List[str]:
 def _run_one_step(path: Path, tmp: Path, overrides: List[str], monkeypatch) -> None:
     from spikedistill.engine import trainer
 
-    monkeypatch.setattr(trainer, "load_data", _fake_load_data)
     base = load_config(path, overrides)
     ov = overrides + SMALL + _shrink(base) + [f"run.out_dir={tmp}", "run.name=step"]
     cfg = load_config(path, ov)
     cfg = load_config(path, ov + _teacher_overrides(cfg, tmp))
+    monkeypatch.setattr(trainer, "open_pipeline", _fake_pipeline(cfg))
     result = trainer.run_training(cfg)
     assert result.epochs == 1 and result.method == base.distill.method
     assert result.model_name == base.model.name or base.model.source != "spikedistill"

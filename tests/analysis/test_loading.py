@@ -37,10 +37,10 @@ def test_sampled_loader_mixes_classes_and_covers_the_test_set_once(tmp_path):
     cfg = load_config(None, ["data.name=imagefolder", f"data.root={tmp_path / 'tree'}",
                              f"data.cache_dir={tmp_path / 'cache'}"])
     batch = 2 * PER_CLASS
-    in_order, splits = eval_loader(cfg, "cpu", batch)
+    in_order, pipe = eval_loader(cfg, "cpu", batch)
     sampled, _ = eval_loader(cfg, "cpu", batch, sample=True)
     n = CLASSES * PER_CLASS
-    assert len(splits.test) == n
+    assert len(pipe.splits.test) == n
     # in order, the first batch of the class-sorted split holds two classes only
     ids, labels = _ids(in_order)
     assert ids == list(range(n)) and labels == [i // PER_CLASS for i in range(n)]

@@ -114,7 +114,7 @@ def test_loader_with_translation_resumes_exactly():
 
 
 def test_config_switches_reach_the_augmentation():
-    from spikedistill.engine.build import build_augmentations
+    from spikedistill.data.pipeline import MemoryPipeline
 
     cfg = load_config(None, ["data.augment.translate=5", "data.augment.translate_fill=zero",
                              "data.augment.autoaugment=false"])
@@ -123,7 +123,7 @@ def test_config_switches_reach_the_augmentation():
     class Splits:
         mean, std = (0.5,), (0.5,)
 
-    train_aug, test_aug = build_augmentations(cfg, Splits())
+    train_aug, test_aug = MemoryPipeline(Splits(), cfg.data).augmentations()
     assert train_aug.translate == 5 and train_aug.translate_fill == "zero"
     assert test_aug.translate == 0           # evaluation never moves the frames
     with pytest.raises(ConfigError, match="'data.augment.translate'"):

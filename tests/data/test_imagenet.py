@@ -87,12 +87,12 @@ def test_the_devkit_ids_map_through_meta_mat(tmp_path):
 
 
 def test_memory_and_stream_read_the_same_images(tmp_path):
-    from spikedistill.engine.build import load_data
+    from spikedistill.data.pipeline import open_pipeline
 
     make_tree(tmp_path, val="txt")
     common = ["data.name=imagenet", f"data.root={tmp_path}", "data.image_size=24"]
-    mem = load_data(build_config({}, common + ["data.pipeline=memory"]))
-    st = load_data(build_config({}, common + ["data.pipeline=stream"]))
+    mem = open_pipeline(build_config({}, common + ["data.pipeline=memory"]).data).splits
+    st = open_pipeline(build_config({}, common + ["data.pipeline=stream"]).data).splits
     assert mem.num_classes == st.num_classes == 3
     assert torch.equal(mem.train.labels, st.train.labels) and torch.equal(mem.test.labels, st.test.labels)
     assert tuple(mem.train.images.shape[1:]) == st.input_shape == (3, 24, 24)

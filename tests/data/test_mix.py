@@ -177,13 +177,14 @@ def test_errors_name_the_key():
 
 
 def test_built_into_the_train_loader_only():
-    from spikedistill.data import load_from_config
-    from spikedistill.engine.build import build_loaders
+    from spikedistill.data.pipeline import open_pipeline
 
     cfg = load_config(None, ["data.augment.mixup=0.8", "data.augment.cutmix=1.0",
                              "data.augment.autoaugment=false", "train.batch_size=16"])
-    splits = load_from_config(cfg.data)
-    train, test = build_loaders(cfg, splits, torch.device("cpu"), 0, 1, 16)
+    pipe = open_pipeline(cfg.data)
+    splits = pipe.splits
+    train, test = pipe.loaders(16, cfg.train.eval_batch_size, torch.device("cpu"),
+                               seed=cfg.train.seed)
     assert isinstance(train.mix, BatchMixer) and train.mix.num_classes == splits.num_classes
     assert test.mix is None
     x, y = next(iter(train))

@@ -163,19 +163,20 @@ def test_spikformer_op_subset_and_errors():
 
 def test_config_hook_into_the_train_transform():
     from spikedistill.data import load_from_config
-    from spikedistill.engine.build import build_augmentations
+    from spikedistill.data.pipeline import MemoryPipeline
 
     over = ["data.augment.autoaugment=false", "data.augment.randaugment=rand-m9-n1-mstd0.4-inc1",
             f"data.augment.randaugment_ops={SPIKFORMER_OPS}".replace("'", "")]
     cfg = load_config(None, over)
     splits = load_from_config(cfg.data)
-    train_aug, test_aug = build_augmentations(cfg, splits)
+    train_aug, test_aug = MemoryPipeline(splits, cfg.data).augmentations()
     ra = train_aug._randaugment
     assert isinstance(ra, RandAugment) and list(ra.ops) == SPIKFORMER_OPS
     assert ra.fill == fill_from_mean(splits.mean) and test_aug._randaugment is None
     x = splits.train.images[:16]
     a = train_aug(x, torch.Generator().manual_seed(0))
-    off = build_augmentations(load_config(None, ["data.augment.autoaugment=false"]), splits)[0]
+    off = MemoryPipeline(splits, load_config(None, ["data.augment.autoaugment=false"]).data
+                         ).augmentations()[0]
     b = off(x, torch.Generator().manual_seed(0))
     assert a.shape == b.shape and not torch.equal(a, b)
     # CIFAR's AutoAugment (its dataset default) and RandAugment exclude each other; the digits'

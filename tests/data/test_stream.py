@@ -250,23 +250,23 @@ def test_auto_picks_stream_above_the_memory_limit(tree):
 def test_auto_builds_the_index_once(tree, monkeypatch):
     # deciding 'auto' walks the tree; loading the streamed splits reuses that index
     import spikedistill.data.stream as S
-    from spikedistill.engine.build import load_data
+    from spikedistill.data.pipeline import open_pipeline
 
     calls = []
     real = S.index_from_config
     monkeypatch.setattr(S, "index_from_config", lambda cfg: calls.append(1) or real(cfg))
     cfg = build_config({}, ["data.name=imagenet", f"data.root={tree}", "data.image_size=32",
                             "data.memory_limit_gib=1e-9"])
-    splits = load_data(cfg)
-    assert getattr(splits, "pipeline", None) == "stream" and len(splits.train) == 18
+    pipe = open_pipeline(cfg.data)
+    assert pipe.kind == "stream" and len(pipe.splits.train) == 18
     assert len(calls) == 1
 
 
 def test_stream_refuses_what_cannot_stream(tmp_path):
-    from spikedistill.engine.build import load_data
+    from spikedistill.data.pipeline import open_pipeline
 
     with pytest.raises(ConfigError, match="data.pipeline.*'digits' cannot stream"):
-        load_data(build_config({}, ["data.name=digits", "data.pipeline=stream"]))
+        open_pipeline(build_config({}, ["data.name=digits", "data.pipeline=stream"]).data)
     with pytest.raises(ConfigError, match="data.pipeline.*expected one of memory, stream, auto"):
         build_config({}, ["data.pipeline=disk"])
     archive = tmp_path / "x.tar.gz"
@@ -276,7 +276,7 @@ def test_stream_refuses_what_cannot_stream(tmp_path):
 
 
 def test_imagefolder_and_cifar_folders_stream(tmp_path):
-    from spikedistill.engine.build import load_data
+    from spikedistill.data.pipeline import open_pipeline
 
     root = tmp_path / "if"
     make_tree(root)                                   # train/ + val/ class folders: an ImageFolder
@@ -285,9 +285,9 @@ def test_imagefolder_and_cifar_folders_stream(tmp_path):
                            + (["data.image_size=16"] if name == "imagefolder" else []))
         if name == "cifar10":   # cifar10 declares 10 classes: the 3-class tree is refused
             with pytest.raises(DataError, match="has 3 classes but cifar10 has 10"):
-                load_data(cfg)
+                open_pipeline(cfg.data)
             continue
-        s = load_data(cfg)
+        s = open_pipeline(cfg.data).splits
         assert cfg.data.pipeline == "stream" and s.input_shape == (3, 16, 16)
         assert s.info["normalization"] == "train-sample" and len(s.mean) == 3
         assert all(0.0 < v < 1.0 for v in s.mean + s.std)
@@ -338,11 +338,12 @@ def test_train_resume_distill_and_evaluate_streamed(tree, tmp_path):
     assert (tmp_path / "kd" / "teacher.json").is_file()
 
     # the evaluate command on the streamed test set equals the trainer's last accuracy
-    from spikedistill.engine.trainer import eval_loader_for, evaluate, load_data
+    from spikedistill.data.pipeline import open_pipeline
+    from spikedistill.engine.trainer import evaluate
 
     cfg = _cfg(tmp_path, tree, "x")
-    splits = load_data(cfg)
-    acc = evaluate(full.model, eval_loader_for(splits, 4, torch.device("cpu")), "cpu", "fp32")
+    acc = evaluate(full.model, open_pipeline(cfg.data).eval_loader(4, torch.device("cpu")), "cpu",
+                   "fp32")
     assert acc == full.last_acc
 
 

@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_helpers import tiny_config  # noqa: E402
 
 from spikedistill.engine import checkpoint as ck  # noqa: E402
-from spikedistill.engine.trainer import eval_loader_for, evaluate, load_data, run_training  # noqa: E402
+from spikedistill.data.pipeline import open_pipeline  # noqa: E402
+from spikedistill.engine.trainer import evaluate, run_training  # noqa: E402
 
 
 class Crash(RuntimeError):
@@ -45,11 +46,11 @@ def main() -> None:
     report["replicas_identical"] = all(torch.equal(gathered[0], g) for g in gathered)
 
     # the all-reduced accuracy equals a single-process evaluation of the same weights
-    splits = load_data(tiny_config(out, "x", extra))
-    single = evaluate(full.model, eval_loader_for(splits, 8, torch.device("cpu")), "cpu", "fp32",
+    pipe = open_pipeline(tiny_config(out, "x", extra).data)
+    single = evaluate(full.model, pipe.eval_loader(8, torch.device("cpu")), "cpu", "fp32",
                       reduce=False)
     report["single_process_acc"] = single
-    report["test_size"] = len(splits.test)
+    report["test_size"] = len(pipe.splits.test)
 
     # crash after epoch 1 (on every rank), then resume the distributed run
     def hook(epoch, record):

@@ -19,7 +19,8 @@ from spikedistill.plugins import METHODS
 from spikedistill.distill.base import CrossEntropy
 from spikedistill.distill.context import StepContext
 from spikedistill.engine import checkpoint as ck
-from spikedistill.engine.trainer import eval_loader_for, load_data, run_training
+from spikedistill.data.pipeline import open_pipeline
+from spikedistill.engine.trainer import run_training
 from spikedistill.errors import CheckpointError, ConfigError
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "spikedistill"
@@ -185,11 +186,11 @@ def _external_cfg(tmp_path, name, weights, extra=()):
 
 
 def _manual_accuracy(model, cfg):
-    splits = load_data(cfg)
+    pipe = open_pipeline(cfg.data)
     correct = total = 0
     model.eval()
     with torch.no_grad():
-        for x, y in eval_loader_for(splits, 17, torch.device("cpu")):
+        for x, y in pipe.eval_loader(17, torch.device("cpu")):
             correct += int((model(x).argmax(dim=1) == y).sum())
             total += int(y.numel())
     return correct / total

@@ -14,8 +14,9 @@ from spikedistill.commands.common import training_callbacks
 from spikedistill.config import build_config
 from spikedistill.engine import checkpoint as ck
 from spikedistill.engine.logging import read_metrics_csv
+from spikedistill.data.pipeline import open_pipeline
 from spikedistill.engine.trainer import (build_optimizer, build_scheduler, evaluate,
-                                         per_rank_batch, run_training, eval_loader_for)
+                                         per_rank_batch, run_training)
 from spikedistill.errors import CheckpointError, ConfigError, DataError, SpikeDistillError
 
 
@@ -68,9 +69,8 @@ def test_run_records_and_result(tmp_path):
     assert saved.to_dict() == cfg.to_dict()
     # best.pt rebuilds to a model whose accuracy is the recorded best
     model, meta = ck.load_model_from_checkpoint(run / "best.pt")
-    from spikedistill.engine.trainer import load_data
-    splits = load_data(cfg)
-    acc = evaluate(model, eval_loader_for(splits, 32, torch.device("cpu")), "cpu", "fp32")
+    acc = evaluate(model, open_pipeline(cfg.data).eval_loader(32, torch.device("cpu")), "cpu",
+                   "fp32")
     assert acc == pytest.approx(res.best_acc) and meta["best_acc"] == res.best_acc
 
 

@@ -47,22 +47,29 @@ def run_config(meta: Dict[str, Any], overrides: Sequence[str] = ()):
     return build_config(without_data_location(cfg)[0], overrides)
 
 
+def open_data(cfg):
+    """The run config's data pipeline (:func:`spikedistill.data.pipeline.open_pipeline`), a
+    frame dataset read with the student's ``model.T`` as training read it."""
+    from spikedistill.data.pipeline import open_pipeline
+    from spikedistill.models import input_frames
+
+    return open_pipeline(cfg.data, T=input_frames(cfg.model))
+
+
 def eval_loader(cfg, device, batch_size: Optional[int] = None, *, sample: bool = False):
-    """``(normalised test loader, dataset splits)`` of the run config's dataset.
+    """``(normalised test loader, data pipeline)`` of the run config's dataset
+    (:class:`~spikedistill.data.pipeline.DataPipeline`; its ``splits`` hold the data).
 
     In order by default. With ``sample=True`` the test set is visited in one fixed random
     permutation (seed 0): the first few batches are then a representative sample rather than
     the first classes of a class-sorted test split (CIFAR's ImageFolder copies are sorted, so the
     first 2,048 images are two classes).
     """
-    from spikedistill.engine import eval_loader_for
-    from spikedistill.engine.trainer import load_data
-
-    splits = load_data(cfg)
+    pipe = open_data(cfg)
     bs = int(batch_size or cfg.train.eval_batch_size)
     if bs < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {bs}")
-    return eval_loader_for(splits, bs, device, shuffle=sample), splits
+    return pipe.eval_loader(bs, device, shuffle=sample), pipe
 
 
 KNOWN_SIZES = {"cifar10": 32, "cifar100": 32}
@@ -89,9 +96,8 @@ def input_shape(model, cfg, given: Optional[str] = None) -> Tuple[int, int, int]
             model.model_kwargs.get("in_channels", 3))
     size = cfg.data.image_size or KNOWN_SIZES.get(cfg.data.name)
     if size is None:
-        from spikedistill.engine.trainer import load_data
         try:
-            size = load_data(cfg).image_size
+            size = open_data(cfg).image_size
         except Exception as exc:  # noqa: BLE001 - the dataset is only needed for its size
             raise ConfigError(f"cannot tell the input size of data.name={cfg.data.name!r} "
                               f"({exc}); pass --input-shape C,H,W") from None

@@ -59,11 +59,11 @@ def run(args) -> int:
     device = resolve_device(args.device, key="--device")
     model, meta = load_model(args.checkpoint, device)
     cfg = run_config(meta, overrides_from_args(args))
-    loader, splits = eval_loader(cfg, device, args.batch_size, sample=args.batches is not None)
+    loader, pipe = eval_loader(cfg, device, args.batch_size, sample=args.batches is not None)
     affine = None
-    if splits.train.images.dim() == 5:    # frames: event counts normalised by the loader
+    if pipe.frames_per_sample is not None:    # frames: event counts normalised by the loader
         from spikedistill.analysis.counting import loader_affine
-        affine = loader_affine(splits.mean, splits.std)
+        affine = loader_affine(pipe.splits.mean, pipe.splits.std)
     teacher = None
     if args.teacher:
         teacher, _ = load_model(args.teacher, device)

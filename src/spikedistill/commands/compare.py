@@ -764,7 +764,7 @@ def add_timestep_accuracies(base_cfg, records: Sequence[Dict[str, Any]], out: Pa
     import torch
 
     from spikedistill.analysis.timesteps import accuracy_by_timestep
-    from spikedistill.engine.build import build_augmentations, eval_loader_for, load_data
+    from spikedistill.data.pipeline import open_pipeline
     from spikedistill.engine.checkpoint import load_model_from_checkpoint
     from spikedistill.engine.distributed import resolve_device
 
@@ -772,9 +772,11 @@ def add_timestep_accuracies(base_cfg, records: Sequence[Dict[str, Any]], out: Pa
     if not todo:
         return
     device = resolve_device(base_cfg.train.device)
-    splits = load_data(base_cfg)
-    _, test_aug = build_augmentations(base_cfg, splits)
-    loader = eval_loader_for(splits, base_cfg.train.eval_batch_size, device, augment=test_aug)
+    from spikedistill.models import input_frames
+
+    pipe = open_pipeline(base_cfg.data, T=input_frames(base_cfg.model))
+    loader = pipe.eval_loader(base_cfg.train.eval_batch_size, device,
+                              augment=pipe.augmentations()[1])
     for rec in todo:
         key = run_key(rec["method"], rec["seed"])
         model, _ = load_model_from_checkpoint(Path(rec["run_dir"]) / "best.pt", device)

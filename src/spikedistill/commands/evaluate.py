@@ -47,9 +47,9 @@ def run(args) -> int:
     from spikedistill.engine.checkpoint import (checkpoint_meta, load_checkpoint,
                                                 load_model_from_checkpoint)
     from spikedistill.engine.distributed import resolve_device
-    from spikedistill.engine.trainer import (build_augmentations, eval_loader_for, evaluate,
-                                             load_data)
-    from spikedistill.models import model_kwargs
+    from spikedistill.data.pipeline import open_pipeline
+    from spikedistill.engine.loop import evaluate
+    from spikedistill.models import input_frames, model_kwargs
     from spikedistill.run_files import run_checkpoint
 
     path = run_checkpoint(args.checkpoint)
@@ -65,33 +65,31 @@ def run(args) -> int:
     del ckpt
 
     try:
-        splits = load_data(cfg)
+        pipe = open_pipeline(cfg.data, T=input_frames(cfg.model))
     except DataError as exc:
         if cfg.data.root in (None, "") and "root" in dropped:
             raise DataError(f"{exc}; the checkpoint's stored data.root ({dropped['root']}) is "
                             "not used: pass --data.root PATH") from None
         raise
-    K = int(meta["model_kwargs"].get("num_classes", splits.num_classes))
-    if K != splits.num_classes:
+    splits = pipe.splits
+    K = int(meta["model_kwargs"].get("num_classes", pipe.num_classes))
+    if K != pipe.num_classes:
         raise CheckpointError(f"checkpoint '{path}' predicts {K} classes but dataset "
-                              f"'{cfg.data.name}' has {splits.num_classes}")
+                              f"'{cfg.data.name}' has {pipe.num_classes}")
     C = meta["model_kwargs"].get("in_channels")
-    stacked = (splits.in_channels * int(splits.train.images.shape[1])
-               if splits.train.images.dim() == 5 and cfg.teacher.frames == "stack" else None)
-    if isinstance(C, int) and C != splits.in_channels and C != stacked:
+    if isinstance(C, int) and C not in (pipe.in_channels, pipe.ann_in_channels(cfg.teacher.frames)):
         raise CheckpointError(f"checkpoint '{path}' takes {C}-channel images but dataset "
-                              f"'{cfg.data.name}' has {splits.in_channels} channels")
+                              f"'{cfg.data.name}' has {pipe.in_channels} channels")
     # constructor arguments the overrides changed (T, neuron, last activation, ...)
-    before = model_kwargs(cfg_saved.model, K, splits.in_channels) if saved else {}
-    after = model_kwargs(cfg.model, K, splits.in_channels) if saved else {}
+    before = model_kwargs(cfg_saved.model, K, pipe.in_channels) if saved else {}
+    after = model_kwargs(cfg.model, K, pipe.in_channels) if saved else {}
     changed = {k: v for k, v in after.items() if before.get(k) != v}
     device = resolve_device(cfg.train.device)
     model, _ = load_model_from_checkpoint(path, device, **changed)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
-    _, test_aug = build_augmentations(cfg, splits)
-    loader = eval_loader_for(splits, cfg.train.eval_batch_size, device, augment=test_aug,
-                             channels_last=cfg.train.channels_last)
+    loader = pipe.eval_loader(cfg.train.eval_batch_size, device, augment=pipe.augmentations()[1],
+                              channels_last=cfg.train.channels_last)
     acc = evaluate(model, loader, device, cfg.train.amp, reduce=False, frames=cfg.teacher.frames)
     T = getattr(model, "T", None) if getattr(model, "is_spiking", False) else None
     info = {"checkpoint": str(path), "model": meta["model_name"], "T": T,

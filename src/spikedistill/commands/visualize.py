@@ -57,8 +57,9 @@ def run(args) -> int:
             cfg.teacher.checkpoint = str(args.teacher)
         else:
             cfg.teacher.weights = str(args.teacher)
-    loader, splits = eval_loader(cfg, device, max(1, min(int(args.n), 512)), sample=True)
-    teacher = build_run_teacher(cfg, splits, device)
+    loader, pipe = eval_loader(cfg, device, max(1, min(int(args.n), 512)), sample=True)
+    splits = pipe.splits
+    teacher = build_run_teacher(cfg, pipe, device)
     if teacher is None:
         raise ConfigError("visualize needs a teacher: pass --teacher TEACHER/best.pt, or "
                           "--set teacher.source=torchvision teacher.arch=ARCH "
@@ -72,10 +73,11 @@ def run(args) -> int:
     return 0
 
 
-def build_run_teacher(cfg, splits, device):
-    """The teacher of ``cfg`` as training builds it (any source), or None without one."""
-    from spikedistill.engine.build import ann_in_channels, build_teacher, input_shape_of
+def build_run_teacher(cfg, pipe, device):
+    """The teacher of ``cfg`` as training builds it (any source) for the data of ``pipe``
+    (:class:`~spikedistill.data.pipeline.DataPipeline`), or None without one."""
+    from spikedistill.engine.build import build_teacher
 
-    teacher, _ = build_teacher(cfg, int(splits.num_classes), input_shape_of(splits), device,
-                               ann_in_channels(cfg, splits))
+    teacher, _ = build_teacher(cfg, pipe.num_classes, pipe.input_shape, device,
+                               pipe.ann_in_channels(cfg.teacher.frames))
     return teacher

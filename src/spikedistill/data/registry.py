@@ -10,6 +10,10 @@ uint8 images ``[N, C, H, W]`` (``frames=False``) or ``[N, T, C, H, W]`` (``frame
 ``(RawDataset, info)``; a reader that already cut the subsets (the ImageFolder partial decode)
 says so with ``info["subset"] = "applied"``.
 
+``stream``: for a dataset that can also stream from disk (``data.pipeline: stream``,
+:mod:`spikedistill.data.stream`), ``stream(request) -> StreamIndex`` lists its files without
+decoding them; it lives in the dataset's own module, beside the reader.
+
 ``mean``/``std``: per-channel normalisation constants for pixels in [0, 1]; None means
 :func:`~spikedistill.data.datasets.load_dataset` computes them from the training split (after
 subsetting and resizing). ``data.mean`` / ``data.std`` in the config win over both.
@@ -50,6 +54,8 @@ class DatasetSpec:
     always has (None: read from the data, e.g. an ImageFolder). ``frames``: samples are frame
     sequences ``[T, C, H, W]`` with ``T`` frames. ``needs_root``: ``data.root`` is required
     (``root_hint`` says what it should point at). ``options``: the keys ``data.kwargs`` may hold.
+    ``stream``: the stream source (``request -> StreamIndex``), None for a dataset that is only
+    read into memory.
     """
 
     name: str
@@ -69,6 +75,7 @@ class DatasetSpec:
     #: this dataset's default ``data.augment`` keys: they replace the global defaults (the
     #: CIFAR recipe) for every key a config does not set (:func:`spikedistill.config.build_config`)
     augment: Dict[str, Any] = field(default_factory=dict)
+    stream: Optional[Callable[[ReadRequest], Any]] = None
 
 
 def register_dataset(name: str, *, num_classes: Optional[int] = None,
@@ -77,8 +84,10 @@ def register_dataset(name: str, *, num_classes: Optional[int] = None,
                      mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
                      frames: bool = False, T: Optional[int] = None, needs_root: bool = True,
                      root_hint: str = "a folder or archive", options: Sequence[str] = (),
-                     description: str = "", augment: Optional[Dict[str, Any]] = None):
-    """Decorator registering ``reader(request) -> RawDataset`` as dataset ``name``."""
+                     description: str = "", augment: Optional[Dict[str, Any]] = None,
+                     stream: Optional[Callable[[ReadRequest], Any]] = None):
+    """Decorator registering ``reader(request) -> RawDataset`` as dataset ``name`` (and
+    ``stream(request) -> StreamIndex`` as its stream source, if it can stream)."""
     if (mean is None) != (std is None):
         raise ValueError(f"dataset {name!r}: give mean and std together")
     if frames and (T is None or T < 1):
@@ -92,7 +101,7 @@ def register_dataset(name: str, *, num_classes: Optional[int] = None,
             std=tuple(float(v) for v in std) if std is not None else None,
             frames=bool(frames), T=T, needs_root=needs_root, root_hint=root_hint,
             options=tuple(options), description=description or (reader.__doc__ or "").strip(),
-            augment=dict(augment or {}))
+            augment=dict(augment or {}), stream=stream)
         DATASETS.register(name, spec)
         return reader
 

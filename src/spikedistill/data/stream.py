@@ -33,8 +33,10 @@ is named, and refused (``data.on_bad_image: error``, the default) or skipped wit
 
 ``data.pipeline: auto`` streams when the decoded uint8 splits would exceed
 ``data.memory_limit_gib`` (:func:`estimate_decoded_bytes`) and the dataset can stream
-(:func:`register_stream_source`: ``imagenet``, ``imagefolder``, and ``cifar10``/``cifar100``
-given as an ImageFolder folder); otherwise it keeps the in-memory path.
+(its registry entry has a ``stream`` source, :func:`~spikedistill.data.registry.register_dataset`,
+written in the dataset's own module: ``imagenet``, ``imagefolder``, and ``cifar10``/``cifar100``
+given as an ImageFolder folder); otherwise it keeps the in-memory path. This module is the
+generic machinery only: :func:`folder_index` is the ImageFolder listing those modules use.
 """
 
 from __future__ import annotations
@@ -497,30 +499,30 @@ class StreamSplits:
     frames: bool = False
     T: Optional[int] = None
     pipeline: str = "stream"
-    data_cfg: Any = None      # the data section it came from (worker settings of its loaders)
 
     @property
     def input_shape(self) -> Tuple[int, int, int]:
         return (self.in_channels, self.image_size, self.image_size)
 
 
-#: dataset name -> ``source(request) -> StreamIndex``
-STREAM_SOURCES: Dict[str, Callable] = {}
+def stream_source(name: str) -> Optional[Callable]:
+    """The stream source (``request -> StreamIndex``) of dataset ``name``'s registry entry
+    (``register_dataset(..., stream=...)``); None for a dataset that cannot stream or is not
+    registered."""
+    from spikedistill.plugins import DATASETS
 
-
-def register_stream_source(name: str):
-    """Decorator: ``fn(request: ReadRequest) -> StreamIndex`` lists dataset ``name``'s files."""
-    def deco(fn):
-        STREAM_SOURCES[name] = fn
-        return fn
-    return deco
+    return DATASETS.get(name).stream if name in DATASETS else None
 
 
 def can_stream(name: str) -> bool:
+    return stream_source(name) is not None
+
+
+def streaming_datasets() -> List[str]:
+    """Names of the registered datasets that can stream, sorted."""
     from spikedistill.plugins import DATASETS
 
-    DATASETS.names()          # discovery: data/sets modules register their stream sources
-    return name in STREAM_SOURCES
+    return sorted(name for name, entry in DATASETS.items() if entry["obj"].stream is not None)
 
 
 def _request(data_cfg):
@@ -537,14 +539,14 @@ def index_from_config(data_cfg) -> StreamIndex:
     from spikedistill.plugins import DATASETS
 
     spec = DATASETS.get(data_cfg.name)
-    if not can_stream(data_cfg.name):
+    if spec.stream is None:
         raise ConfigError(f"config key 'data.pipeline': dataset {data_cfg.name!r} cannot stream "
-                          f"(stream sources: {', '.join(sorted(STREAM_SOURCES))}); use "
+                          f"(stream sources: {', '.join(streaming_datasets())}); use "
                           "data.pipeline=memory")
     if spec.needs_root and not data_cfg.root:
         raise ConfigError(f"config key 'data.root': dataset {data_cfg.name!r} needs "
                           f"{spec.root_hint}")
-    return STREAM_SOURCES[data_cfg.name](_request(data_cfg))
+    return spec.stream(_request(data_cfg))
 
 
 def _sample_sizes(files: FileList, k: int = 32) -> List[Tuple[int, int]]:
@@ -649,7 +651,7 @@ def load_stream(data_cfg, index: Optional[StreamIndex] = None) -> StreamSplits:
     return StreamSplits(name=data_cfg.name, train=StreamSplit(train), test=StreamSplit(test),
                         num_classes=k, class_names=list(index.class_names), in_channels=3,
                         image_size=size, mean=tuple(mean), std=tuple(std), source=index.source,
-                        info=info, data_cfg=data_cfg)
+                        info=info)
 
 
 def stream_loader(splits: StreamSplits, split: str, data_cfg, batch_size: int, *,
@@ -676,7 +678,8 @@ def stream_loader(splits: StreamSplits, split: str, data_cfg, batch_size: int, *
 
 
 # --------------------------------------------------------------------------------------------
-# the generic ImageFolder source (imagefolder, and cifar10/cifar100 as a folder)
+# the generic ImageFolder listing (the stream source of imagefolder, and of cifar10/cifar100
+# given as a folder: data/sets/imagefolder.py, data/sets/cifar.py)
 # --------------------------------------------------------------------------------------------
 
 def folder_index(root: Path) -> StreamIndex:
@@ -707,22 +710,3 @@ def folder_index(root: Path) -> StreamIndex:
                         "test/ class folders, or an uncompressed .tar of one)")
     raise DataError(f"ImageFolder root {root}: streaming reads a folder or an uncompressed .tar; "
                     "unpack a compressed archive first (tar xzf ARCHIVE -C FOLDER)")
-
-
-@register_stream_source("imagefolder")
-def _imagefolder_source(request) -> StreamIndex:
-    return folder_index(Path(request.root))
-
-
-def _cifar_source(request) -> StreamIndex:
-    from spikedistill.data.sets.cifar import detect_source
-
-    kind, path = detect_source(request.name, Path(request.root).expanduser())
-    if kind != "imagefolder":
-        raise DataError(f"{request.name} root {path} holds the pickled batches; they are read into "
-                        "memory (data.pipeline=memory), streaming needs an ImageFolder folder")
-    return folder_index(path)
-
-
-register_stream_source("cifar10")(_cifar_source)
-register_stream_source("cifar100")(_cifar_source)

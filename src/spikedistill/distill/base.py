@@ -13,7 +13,7 @@ either; an ANN teacher sees frames as :attr:`Distiller.teacher_frames` says (``t
 teacher on every frame (the folded ``[T*B, C, H, W]`` batch) and averages its logits and each
 feature over T: ``z_t = 1/T sum_t z_t(x[t])``, ``F_t = 1/T sum_t F_t(x[t])``; ``stack`` feeds one
 image of ``T*C`` channels, channel ``t*C + c`` holding ``x[t, :, c]`` (the teacher's first conv is
-built with ``T*C`` input channels: :func:`spikedistill.engine.build.model_in_channels`).
+built with ``T*C`` input channels: :meth:`spikedistill.data.pipeline.DataPipeline.ann_in_channels`).
 
 The teacher is frozen by default (``teacher_mode="frozen"``): ``eval()``, ``requires_grad_(False)``
 and run under :func:`torch.inference_mode`. ``teacher_mode="released"`` reproduces the released

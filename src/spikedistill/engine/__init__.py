@@ -14,10 +14,9 @@ from spikedistill.engine.checkpoint import (BEST_NAME, FORMAT, FORMAT_VERSION, L
 from spikedistill.engine.distributed import DistInfo, init_distributed
 from spikedistill.engine.callbacks import Callback
 from spikedistill.engine.loop import train_one_epoch, train_step
-from spikedistill.engine.trainer import (RunResult, config_for_resume, evaluate, run_training,
-                                         eval_loader_for)
+from spikedistill.engine.trainer import RunResult, config_for_resume, evaluate, run_training
 
 __all__ = ["Callback", "train_one_epoch", "train_step", "BEST_NAME", "FORMAT", "FORMAT_VERSION", "LAST_NAME", "DistInfo", "RunResult",
            "atomic_torch_save", "checkpoint_meta", "config_for_resume", "evaluate",
            "init_distributed", "load_checkpoint", "load_model_from_checkpoint", "run_training",
-           "save_checkpoint", "eval_loader_for"]
+           "save_checkpoint"]

@@ -1,6 +1,7 @@
-"""Building a run: data, student, teacher (any source, with provenance), method, optimiser,
-schedule, precision. Each function has one job; :mod:`spikedistill.engine.trainer` calls them
-in order.
+"""Building a run: student, teacher (any source, with provenance), method, optimiser,
+schedule, precision, and the per-rank batch. Each function has one job;
+:mod:`spikedistill.engine.trainer` calls them in order. The data come from the data pipeline
+(:mod:`spikedistill.data.pipeline`).
 """
 
 from __future__ import annotations
@@ -120,181 +121,6 @@ def per_rank_batch(train_cfg, world_size: int) -> Tuple[int, int]:
     return bs, bs * world_size
 
 
-def load_data(cfg: Config):
-    """The dataset described by ``cfg.data``: CPU uint8 tensors (``data.pipeline: memory``) or
-    an index of files streamed from disk (``stream``, :mod:`spikedistill.data.stream`).
-
-    ``auto`` is resolved here from the data alone (:func:`~spikedistill.data.stream.
-    choose_pipeline`), so a resume of the same data resolves it the same way; the config is
-    left as given (``splits.info["pipeline"]`` / the splits' type say which one ran). A frame
-    dataset with a ``T`` option gets the student's ``model.T`` (a teacher run keeps the
-    dataset's own T).
-    """
-    from spikedistill.data import load_from_config
-    from spikedistill.data.stream import choose_pipeline, load_stream
-    from spikedistill.models import config_role
-
-    pipeline, index = choose_pipeline(cfg.data)    # auto: the index it built is reused
-    if pipeline == "stream":
-        if cfg.data.val_fraction:
-            raise ConfigError("config key 'data.val_fraction': a validation split is held out of "
-                              "in-memory data only; this dataset streams (data.pipeline)")
-        return load_stream(cfg.data, index=index)
-    student_T = cfg.model.T if config_role(cfg.model) == "student" else None
-    return load_from_config(cfg.data, T=student_T)
-
-
-DATA_SPLIT_RECORD = "data_split.txt"
-
-
-def write_data_split(run_dir, splits, *, resume: bool = False):
-    """Copy the exact train/test file list the dataset reader used into ``RUN_DIR/data_split.txt``
-    (atomically) and return its path; None for a dataset without one.
-
-    A reader that splits recordings itself (the event datasets, :mod:`spikedistill.data.events.split`)
-    names its list in ``splits.info["split_file"]`` (``train<TAB><class>/<name>`` lines); that
-    file's text is the record, so ``data.kwargs={split: file, split_file: RUN_DIR/data_split.txt}``
-    reproduces the run's split on another machine. ``resume``: the run continues in ``run_dir``,
-    and a record there that lists another split is an error (the run would go on with other data).
-    """
-    from pathlib import Path
-
-    from spikedistill.atomic import atomic_write_text
-    from spikedistill.errors import DataError
-
-    source = (getattr(splits, "info", None) or {}).get("split_file")
-    if not source:
-        return None
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(f"{source}: cannot read the split list the dataset wrote ({exc.strerror})") from None
-    target = Path(run_dir) / DATA_SPLIT_RECORD
-    if resume and target.is_file():
-        from spikedistill.data.events.split import parse_split_text
-
-        if parse_split_text(target.read_text(encoding="utf-8"), target) != parse_split_text(text, source):
-            raise DataError(f"{target}: the run was trained on another train/test split than the one "
-                            f"data.{splits.name} gives now ({source}); resume with the same data.kwargs "
-                            f"or pass split: file, split_file: {target}")
-    return atomic_write_text(target, text)
-
-
-def is_streamed(splits) -> bool:
-    """True for a dataset of :func:`load_data` that streams from disk."""
-    return getattr(splits, "pipeline", "memory") == "stream"
-
-
-def build_augmentations(cfg: Config, splits):
-    """``(train transform, test transform)`` from the ``data.augment`` switches and the
-    dataset's mean/std (the test transform only normalises, or only scales to [0, 1] when
-    ``data.augment.normalize`` is off)."""
-    from dataclasses import asdict
-
-    from spikedistill.data import BatchAugment, build_augment
-
-    switches = asdict(cfg.data.augment)
-    switches["erasing_scale"] = tuple(switches["erasing_scale"])
-    if is_streamed(splits):
-        # crop and flip are per-sample transforms in the workers (RandomResizedCrop + flip);
-        # the device keeps the batch part (AutoAugment / erasing if switched on, normalisation)
-        switches.update(random_crop=False, hflip=False)
-    for key in ("mixup", "cutmix", "mix_prob", "switch_prob", "mix_off_epoch"):
-        switches.pop(key)                      # batch-level: build_mixer, not the per-sample chain
-    train_aug = build_augment(True, splits.mean, splits.std, **switches)
-    if cfg.data.augment.normalize:
-        test_aug = build_augment(False, splits.mean, splits.std)
-    else:
-        test_aug = BatchAugment(mean=tuple(splits.mean), std=tuple(splits.std), normalize=False)
-    return train_aug, test_aug
-
-
-def build_mixer(cfg: Config, splits):
-    """The train loader's Mixup / CutMix (:class:`spikedistill.data.mix.BatchMixer`) when
-    ``data.augment.mixup`` or ``data.augment.cutmix`` is positive, else None."""
-    from spikedistill.data.mix import BatchMixer
-
-    if not BatchMixer.enabled(cfg.data.augment):
-        return None
-    return BatchMixer(cfg.data.augment, splits.num_classes)
-
-
-def build_loaders(cfg: Config, splits, device: torch.device, rank: int, world_size: int,
-                  batch: int):
-    """``(train_loader, test_loader)`` on ``device``.
-
-    The train loader shuffles with ``(train.seed, epoch)``, shards over ranks (equal batch
-    counts) and augments; the test loader iterates this rank's disjoint shard of the test set in
-    order with normalisation only, so all-reduced counts cover every test image exactly once.
-    """
-    from spikedistill.data import DeviceLoader
-
-    train_aug, test_aug = build_augmentations(cfg, splits)
-    if is_streamed(splits):
-        from spikedistill.data.stream import stream_loader
-
-        train = stream_loader(splits, "train", cfg.data, batch, augment=train_aug, device=device,
-                              seed=cfg.train.seed, rank=rank, world_size=world_size,
-                              channels_last=cfg.train.channels_last, mix=build_mixer(cfg, splits))
-        test = stream_loader(splits, "test", cfg.data, cfg.train.eval_batch_size,
-                             augment=test_aug, device=device, seed=0, rank=rank,
-                             world_size=world_size, channels_last=cfg.train.channels_last)
-        return train, test
-    train = DeviceLoader(splits.train.images, splits.train.labels, batch, shuffle=True,
-                         drop_last=True, augment=train_aug, device=device, seed=cfg.train.seed,
-                         rank=rank, world_size=world_size, channels_last=cfg.train.channels_last,
-                         mix=build_mixer(cfg, splits))
-    test = eval_loader_for(splits, cfg.train.eval_batch_size, device, rank, world_size,
-                           test_aug, channels_last=cfg.train.channels_last)
-    return train, test
-
-
-def eval_loader_for(splits, batch_size: int, device: torch.device, rank: int = 0,
-                    world_size: int = 1, augment=None, *, channels_last: bool = False,
-                    shuffle: bool = False, split: str = "test"):
-    """An evaluation loader over this rank's shard of ``splits.test`` (``split="val"``: of
-    ``splits.val``, the held-out validation images), normalised with the dataset's mean/std
-    unless ``augment`` is given: in order, or with ``shuffle`` in one fixed permutation (seed 0,
-    epoch 0)."""
-    from spikedistill.data import DeviceLoader, build_augment
-
-    if augment is None:
-        augment = build_augment(False, splits.mean, splits.std)
-    if is_streamed(splits):
-        from spikedistill.data.stream import stream_loader
-
-        return stream_loader(splits, "test", splits.data_cfg, batch_size,
-                             augment=augment, device=device, seed=0, rank=rank,
-                             world_size=world_size, channels_last=channels_last, shuffle=shuffle)
-    part = getattr(splits, split)
-    return DeviceLoader(part.images, part.labels, batch_size, shuffle=shuffle,
-                        drop_last=False, augment=augment, device=device, seed=0, rank=rank,
-                        world_size=world_size, channels_last=channels_last)
-
-
-def model_in_channels(cfg: Config, splits) -> int:
-    """Input channels of the network ``cfg.model`` trains: the dataset's ``C``, or ``T*C`` for
-    an ANN (``train-teacher``) on frames ``[N, T, C, H, W]`` with ``teacher.frames: stack``
-    (it sees the T frames stacked as channels, :func:`spikedistill.distill.base.teacher_input`)."""
-    from spikedistill.models import model_role
-
-    ann = cfg.model.source in ("torchvision", "timm") or (
-        cfg.model.source == "spikedistill" and model_role(cfg.model.name) == "teacher")
-    return ann_in_channels(cfg, splits) if ann else int(splits.in_channels)
-
-
-def ann_in_channels(cfg: Config, splits) -> int:
-    """Input channels of an ANN on this data as ``teacher.frames`` shows it: ``T*C`` for
-    ``stack`` on frames ``[N, T, C, H, W]``, else the dataset's ``C``."""
-    C = int(splits.in_channels)
-    if is_streamed(splits):          # streamed data are images, never frames
-        return C
-    images = splits.train.images
-    if cfg.teacher.frames != "stack" or images.dim() != 5:
-        return C
-    return C * int(images.shape[1])
-
-
 def first_layer_in_channels(model: nn.Module) -> Optional[int]:
     """``in_channels`` of the first convolution of ``model`` (module order), None without one."""
     for m in model.modules():
@@ -305,7 +131,8 @@ def first_layer_in_channels(model: nn.Module) -> Optional[int]:
 
 def check_teacher_input(cfg: Config, teacher: nn.Module, want: int, label: str) -> None:
     """ConfigError unless the teacher's first convolution takes the ``want`` channels that
-    ``teacher.frames`` gives it (``stack``: ``T*C``, see :func:`ann_in_channels`)."""
+    ``teacher.frames`` gives it (``stack``: ``T*C``, see
+    :meth:`spikedistill.data.pipeline.DataPipeline.ann_in_channels`)."""
     got = first_layer_in_channels(teacher)
     if got is None or got == want:
         return
@@ -315,14 +142,6 @@ def check_teacher_input(cfg: Config, teacher: nn.Module, want: int, label: str) 
             if cfg.teacher.frames == "stack" else "use the teacher.frames it was trained with")
     raise ConfigError(f"config key 'teacher.frames': {how}, but {label}'s first convolution "
                       f"takes {got}; {hint}")
-
-
-def input_shape_of(splits) -> Tuple[int, int, int]:
-    """``(C, H, W)`` of one training sample (images ``[N, C, H, W]`` or frames
-    ``[N, T, C, H, W]``)."""
-    if is_streamed(splits):
-        return tuple(splits.input_shape)
-    return tuple(int(s) for s in splits.train.images.shape[-3:])
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ epochs and at the end, and records the run in its directory::
     RUN_DIR/best.pt         on every new best validation accuracy (data.val_fraction), else test
     RUN_DIR/run.lock        while the run is alive: its pid, host and start time
 
-The parts live in their own modules: :mod:`~spikedistill.engine.build` (data, models, method,
+The parts live in their own modules: the data pipeline :mod:`spikedistill.data.pipeline`
+(loaders, input shape and channels), :mod:`~spikedistill.engine.build` (models, method,
 optimiser, schedule), :mod:`~spikedistill.engine.state` (run directory, checkpoints, resume),
 :mod:`~spikedistill.engine.loop` (``train_step``, ``train_one_epoch``, ``evaluate``) and
 :mod:`~spikedistill.engine.callbacks` (records, progress bar, epoch hooks). Accuracies are
@@ -47,14 +48,14 @@ import torch.nn as nn
 
 from spikedistill.config import Config, build_config, save_config
 from spikedistill.engine import distributed as D
-from spikedistill.engine.build import (ann_in_channels, autocast_context, build_augmentations,
-                                       build_distiller, model_in_channels, build_grad_scaler, build_loaders, build_optimizer,
+from spikedistill.data.pipeline import open_pipeline
+from spikedistill.engine.build import (autocast_context,
+                                       build_distiller, build_grad_scaler, build_optimizer,
                                        build_scheduler, build_student, build_teacher,
-                                       configure_determinism, determinism_flags, eval_loader_for, input_shape_of,
-                                       load_data, per_rank_batch, resolve_amp, restore_determinism,
+                                       configure_determinism, determinism_flags,
+                                       per_rank_batch, resolve_amp, restore_determinism,
                                        seed_everything,
-                                       teacher_label, trainable_parameters, wrap_for_training,
-                                       write_data_split)
+                                       teacher_label, trainable_parameters, wrap_for_training)
 from spikedistill.engine.callbacks import (PROGRESS_EVERY, Callback, CallbackList, CompileTimeCallback,
                                            EpochHookCallback, engine_callbacks)
 from spikedistill.engine.checkpoint import BEST_NAME, LAST_NAME, check_same_model, save_checkpoint
@@ -245,10 +246,15 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
     batch, global_batch = per_rank_batch(tc, world)
 
     # data
-    splits = load_data(cfg)
-    K = int(splits.num_classes)
-    shape = input_shape_of(splits)
-    train_loader, test_loader = build_loaders(cfg, splits, device, info.rank, world, batch)
+    from spikedistill.models import input_frames
+
+    pipe = open_pipeline(cfg.data, T=input_frames(cfg.model))
+    splits = pipe.splits
+    K = pipe.num_classes
+    shape = pipe.input_shape
+    train_loader, test_loader = pipe.loaders(batch, tc.eval_batch_size, device, seed=tc.seed,
+                                             rank=info.rank, world_size=world,
+                                             channels_last=tc.channels_last)
     steps_per_epoch = len(train_loader)
     if tc.max_steps_per_epoch and tc.max_steps_per_epoch > 0:
         steps_per_epoch = min(steps_per_epoch, int(tc.max_steps_per_epoch))
@@ -258,12 +264,14 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
                           f"process over {world} process(es)")
 
     # models and method
-    student = build_student(cfg, K, model_in_channels(cfg, splits), shape)
+    student = build_student(cfg, K, pipe.in_channels_for(trains_a_teacher(cfg), cfg.teacher.frames),
+                            shape)
     if ckpt is not None:
         check_same_model(ckpt, student.model_name, student.model_kwargs)
     teacher, provenance = (None, None)
     if not trains_a_teacher(cfg):
-        teacher, provenance = build_teacher(cfg, K, shape, device, ann_in_channels(cfg, splits))
+        teacher, provenance = build_teacher(cfg, K, shape, device,
+                                             pipe.ann_in_channels(cfg.teacher.frames))
     distiller = build_distiller(cfg, student, teacher, device)
     teacher_acc: Optional[float] = None
     if teacher is not None:
@@ -289,9 +297,9 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
         restore_optimisation(run, ckpt)
     run.train_loader, run.test_loader = train_loader, test_loader
     if getattr(splits, "val", None) is not None:
-        run.val_loader = eval_loader_for(splits, tc.eval_batch_size, device, info.rank, world,
-                                         build_augmentations(cfg, splits)[1],
-                                         channels_last=tc.channels_last, split="val")
+        run.val_loader = pipe.eval_loader(tc.eval_batch_size, device, info.rank, world,
+                                          pipe.augmentations()[1],
+                                          channels_last=tc.channels_last, split="val")
 
     # run directory and the records written once
     if run_dir is None:
@@ -300,7 +308,7 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
     if info.is_main:
         run.run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run.run_dir / "config.yaml")
-        write_data_split(run.run_dir, splits, resume=ckpt is not None)
+        pipe.write_split_record(run.run_dir, resume=ckpt is not None)
         if run.teacher_info is not None:
             write_teacher_record(run.run_dir, run.teacher_info)
     _log(f"run {run.run_dir}: {student.model_name} "
@@ -443,8 +451,8 @@ def fit(run: RunState, callbacks: CallbackList, t_start: float) -> RunResult:
     return result
 
 
-__all__ = ["PROGRESS_EVERY", "Callback", "RunResult", "autocast_context", "build_augmentations",
+__all__ = ["PROGRESS_EVERY", "Callback", "RunResult", "autocast_context",
            "build_optimizer", "build_scheduler", "check_teacher", "config_for_resume",
-           "eval_loader_for", "evaluate", "fit", "load_data", "make_run_dir", "per_rank_batch",
+           "evaluate", "fit", "make_run_dir", "per_rank_batch",
            "resolve_amp", "run_training", "seed_everything", "setup_run", "sync",
            "train_one_epoch", "train_step"]

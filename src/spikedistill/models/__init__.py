@@ -31,6 +31,13 @@ def config_role(model_cfg) -> Optional[str]:
     return model_role(model_name(model_cfg))
 
 
+def input_frames(model_cfg) -> Optional[int]:
+    """The number of frames a frame dataset with a ``T`` option is read with for this ``model``
+    section (:func:`spikedistill.data.pipeline.open_pipeline`): a student's ``model.T``; None
+    (the dataset's own T) for a teacher or a ``python`` source."""
+    return model_cfg.T if config_role(model_cfg) == "student" else None
+
+
 def model_kwargs(model_cfg, num_classes: int, in_channels: int,
                  input_shape: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Keyword arguments for :func:`create_model` from a ``model`` config section.
@@ -109,5 +116,5 @@ def export_state_dict(checkpoint, out_path):
 
 
 __all__ = ["MODELS", "ROLES", "build_model", "build_teacher", "config_role", "create_model",
-           "export_state_dict", "list_models", "model_entry", "model_kwargs", "model_name",
-           "model_params", "model_role", "register_model"]
+           "export_state_dict", "input_frames", "list_models", "model_entry", "model_kwargs",
+           "model_name", "model_params", "model_role", "register_model"]

@@ -14,7 +14,7 @@ import torch
 from spikedistill.data import load_dataset
 from spikedistill.data.events import write_events
 from spikedistill.data.events.split import read_split_file
-from spikedistill.engine.build import DATA_SPLIT_RECORD, write_data_split
+from spikedistill.data.pipeline import DATA_SPLIT_RECORD, write_data_split
 from spikedistill.errors import DataError
 
 

@@ -3,6 +3,8 @@
 ``root`` is the pickle folder (``cifar-10-batches-py`` / ``cifar-100-python``) or its parent, or
 an ImageFolder tree as a folder or archive (e.g. the JPEG copy ``cifar10-jpeg.tar.gz``), or a
 folder holding such an archive. Normalisation: CIFAR's constants (as released), for both.
+Streaming (``data.pipeline: stream``): the ImageFolder copy, given as a folder or an uncompressed
+``.tar`` (:func:`stream_source`); the pickles are always read into memory.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from spikedistill.data import readers
 from spikedistill.data.registry import ReadRequest, register_dataset
 from spikedistill.data.sets._folder import read_cached_folder
+from spikedistill.data.stream import StreamIndex, folder_index
 from spikedistill.errors import DataError
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -52,9 +55,20 @@ def _read(request: ReadRequest, pickles) -> tuple[readers.RawDataset, dict]:
     return data, info
 
 
+def stream_source(request: ReadRequest) -> StreamIndex:
+    """The files of a CIFAR ImageFolder copy (:func:`~spikedistill.data.stream.folder_index`);
+    DataError for the pickled batches, which have no files to stream."""
+    kind, path = detect_source(request.name, Path(request.root).expanduser())
+    if kind != "imagefolder":
+        raise DataError(f"{request.name} root {path} holds the pickled batches; they are read into "
+                        "memory (data.pipeline=memory), streaming needs an ImageFolder folder")
+    return folder_index(path)
+
+
 @register_dataset("cifar10", num_classes=10, in_channels=3, image_size=32, mean=CIFAR_MEAN,
                   std=CIFAR_STD, root_hint=f"a folder holding {readers.CIFAR10_FOLDER}/ or the "
-                  "archive cifar10-jpeg.tar.gz", description="CIFAR-10 (pickles or ImageFolder)")
+                  "archive cifar10-jpeg.tar.gz", description="CIFAR-10 (pickles or ImageFolder)",
+                  stream=stream_source)
 def read_cifar10(request: ReadRequest):
     """CIFAR-10: 50,000 train / 10,000 test 32x32 colour images of 10 classes."""
     return _read(request, readers.read_cifar10_pickles)
@@ -62,7 +76,7 @@ def read_cifar10(request: ReadRequest):
 
 @register_dataset("cifar100", num_classes=100, in_channels=3, image_size=32, mean=CIFAR_MEAN,
                   std=CIFAR_STD, root_hint=f"a folder holding {readers.CIFAR100_FOLDER}/",
-                  description="CIFAR-100 (pickles or ImageFolder)")
+                  description="CIFAR-100 (pickles or ImageFolder)", stream=stream_source)
 def read_cifar100(request: ReadRequest):
     """CIFAR-100: 50,000 train / 10,000 test 32x32 colour images of 100 fine classes."""
     return _read(request, readers.read_cifar100_pickles)

@@ -6,6 +6,8 @@ from the dataset's name, the source's fingerprint and the options that change th
 (``image_size``). With ``train_subset``/``test_subset`` and no full decode cached yet, only the
 chosen images are decoded. Normalisation: no constants are registered, so ``load_dataset``
 computes the mean/std of the training split (or ``data.mean``/``data.std`` give them).
+Streaming (``data.pipeline: stream``): a folder or an uncompressed ``.tar``, listed by
+:func:`~spikedistill.data.stream.folder_index` (:func:`stream_source`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,16 @@ from pathlib import Path
 from spikedistill.data import readers
 from spikedistill.data.registry import ReadRequest, register_dataset
 from spikedistill.data.sets._folder import read_cached_folder
+from spikedistill.data.stream import StreamIndex, folder_index
+
+
+def stream_source(request: ReadRequest) -> StreamIndex:
+    """The files of the ImageFolder tree ``request.root`` (folder or uncompressed ``.tar``)."""
+    return folder_index(Path(request.root))
 
 
 @register_dataset("imagefolder", root_hint="an ImageFolder folder or archive",
-                  description="any ImageFolder tree (folder, tar, zip)")
+                  description="any ImageFolder tree (folder, tar, zip)", stream=stream_source)
 def read(request: ReadRequest) -> tuple[readers.RawDataset, dict]:
     """Any ImageFolder tree; the class names are its folder names."""
     root = Path(request.root).expanduser()

@@ -40,8 +40,7 @@ import numpy as np
 from spikedistill.data import readers
 from spikedistill.data.registry import ReadRequest, register_dataset
 from spikedistill.data.stream import (IMAGENET_MEAN, IMAGENET_STD, FileList, StreamIndex,
-                                      build_transform, decode_rgb, read_sample,
-                                      register_stream_source, tar_members)
+                                      build_transform, decode_rgb, read_sample, tar_members)
 from spikedistill.errors import DataError
 
 DEVKIT = "ILSVRC2012_devkit_t12"
@@ -261,14 +260,14 @@ def index_imagenet(root: Path, options: Optional[dict] = None) -> StreamIndex:
     return StreamIndex(class_names, train, test, source=str(root), info=info)
 
 
-@register_stream_source("imagenet")
 def stream_source(request: ReadRequest) -> StreamIndex:
+    """The files of the ImageNet tree ``request.root`` (:func:`index_imagenet`)."""
     return index_imagenet(Path(request.root), request.options)
 
 
 @register_dataset("imagenet", in_channels=3, image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                   root_hint="an ImageNet folder (train/<wnid>/*.JPEG or train-*.tar shards, and val/)",
-                  options=("val_labels", "devkit"),
+                  options=("val_labels", "devkit"), stream=stream_source,
                   description="ILSVRC2012 / any ImageNet-style tree (folders, flat val, tar shards)")
 def read(request: ReadRequest):
     """ImageNet decoded into memory (small trees; the real set streams: data.pipeline=stream)."""
