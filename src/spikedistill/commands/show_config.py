@@ -86,6 +86,8 @@ KEY_HELP = {
     "train.eval_batch_size": "batch size of evaluation",
     "distill.method": "distillation method (listed at the end)",
     "distill.ce_weight": "weight of CE(z_s, y) in every method",
+    "distill.warmup_epochs": "ramp every loss term but ce linearly from 0 to its weight over "
+                             "these epochs (per step; 0: off; mdistiller's DKD warmup)",
     "distill.bkdsnn.tau": "KD temperature",
     "distill.bkdsnn.kd_weight": "weight of the logit KD term",
     "distill.bkdsnn.feature_weight": "weight of the blurred feature term",
@@ -172,8 +174,8 @@ def _section_constraints(cls: type, prefix: str) -> Dict[str, str]:
     """The constraints every validator of ``cls`` (and its nested sections) checks, recorded
     on the defaults."""
     found: Dict[str, str] = {}
-    if cls is DistillConfig:  # only its own two keys here (the sections come from the registry)
-        stub = SimpleNamespace(method="ce", ce_weight=1.0)
+    if cls is DistillConfig:  # only its own keys here (the sections come from the registry)
+        stub = SimpleNamespace(method="ce", ce_weight=1.0, warmup_epochs=0.0)
         found.update(record_constraints(lambda: DistillConfig.validate(stub, prefix)))
         return found
     default = cls()
@@ -186,7 +188,7 @@ def _section_constraints(cls: type, prefix: str) -> Dict[str, str]:
 
 
 def core_constraints() -> Dict[str, str]:
-    """The constraints of every key of the core sections (``distill``: its own two keys)."""
+    """The constraints of every key of the core sections (``distill``: its own keys)."""
     found: Dict[str, str] = {}
     for name, tp in _schema(Config):
         found.update(_section_constraints(tp, name))
@@ -195,13 +197,13 @@ def core_constraints() -> Dict[str, str]:
 
 def _rows(cls: type, prefix: str, constraints: Dict[str, str]) -> List[Dict[str, str]]:
     """One row per dotted key below ``cls``: key, type, default, help, allowed. The
-    ``distill`` section yields only ``method`` and ``ce_weight`` (its sub-sections come from
-    :func:`build_catalog`)."""
+    ``distill`` section yields only its own keys (``method``, ``ce_weight``,
+    ``warmup_epochs``; its sub-sections come from :func:`build_catalog`)."""
     rows: List[Dict[str, str]] = []
     comments = field_comments(cls) if dataclasses.is_dataclass(cls) else {}
     if cls is DistillConfig:
-        schema, defaults = [("method", str), ("ce_weight", float)], {"method": "ce",
-                                                                      "ce_weight": 1.0}
+        schema = [("method", str), ("ce_weight", float), ("warmup_epochs", float)]
+        defaults = {"method": "ce", "ce_weight": 1.0, "warmup_epochs": 0.0}
     elif cls is Config:  # no leaf keys (and building its default would load the methods)
         schema, defaults = _schema(cls), {}
     else:

@@ -339,13 +339,16 @@ def method_sections() -> Dict[str, type]:
 
 class DistillConfig:
     """The ``distill`` section: ``method`` (a registered method), ``ce_weight`` (weight of
-    ``CE(z_s, y)`` in every method) and one sub-section per registered method config
-    (``distill.kd``, ``distill.ckd``, ...: see :func:`method_sections`).
+    ``CE(z_s, y)`` in every method), ``warmup_epochs`` (a linear ramp of every other loss
+    term, see :func:`spikedistill.engine.loop.distill_scale`) and one sub-section per
+    registered method config (``distill.kd``, ``distill.ckd``, ...: see
+    :func:`method_sections`).
 
     ``DistillConfig(method="kd", kd=KDConfig(tau=2))``: sections not given take their defaults.
     """
 
-    def __init__(self, method: str = "ce", ce_weight: float = 1.0, **sections: Any) -> None:
+    def __init__(self, method: str = "ce", ce_weight: float = 1.0, warmup_epochs: float = 0.0,
+                 **sections: Any) -> None:
         known = method_sections()
         unknown = [k for k in sections if k not in known]
         if unknown:
@@ -353,18 +356,21 @@ class DistillConfig:
                               f"'distill': {', '.join(n for n, _ in self.config_fields())}")
         self.method = method
         self.ce_weight = ce_weight
+        self.warmup_epochs = warmup_epochs
         for name, cls in known.items():
             setattr(self, name, sections[name] if name in sections else cls())
 
     @classmethod
     def config_fields(cls) -> List[Tuple[str, Any]]:
         """``(name, type)`` of every key, the method sections included."""
-        return [("method", str), ("ce_weight", float), *method_sections().items()]
+        return [("method", str), ("ce_weight", float), ("warmup_epochs", float),
+                *method_sections().items()]
 
     def validate(self, prefix: str = "") -> None:
         if not check_registered(METHODS, self.method, _k(prefix, "method"), "method"):
             METHODS.entry(self.method)   # "config key 'distill.method': unknown method ..."
         check_range(self.ce_weight, _k(prefix, "ce_weight"), low=0.0)
+        check_range(self.warmup_epochs, _k(prefix, "warmup_epochs"), low=0.0)
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and _to_plain(self) == _to_plain(other)

@@ -46,15 +46,33 @@ def takes_context(distiller) -> bool:
                                   for p in params.values())
 
 
+def distill_scale(step: int, warmup_steps: int) -> float:
+    """``s = min(1, (step + 1) / warmup_steps)`` for the 0-based global ``step`` (1 when
+    ``warmup_steps`` is 0): the factor of every loss term but ``ce`` during
+    ``distill.warmup_epochs`` (mdistiller's DKD warm-up, ``min(epoch / warmup, 1)``, taken per
+    step instead of per epoch)."""
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, (step + 1) / warmup_steps)
+
+
+def scale_distill_terms(losses: Losses, scale: float) -> Losses:
+    """``{ce: L_ce} + {i: s L_i for every other term i}`` (the same dict when ``s = 1``)."""
+    if scale == 1.0:
+        return losses
+    return {k: (v if k == "ce" else v * scale) for k, v in losses.items()}
+
+
 def train_step(distiller, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, *,
                scheduler: Any = None, scaler: Any = None, device: torch.device,
                amp_dtype: Optional[torch.dtype] = None, ctx: Optional[StepContext] = None,
-               pass_ctx: bool = True, clear_teacher_grads: bool = False
-               ) -> Tuple[torch.Tensor, Losses, torch.Tensor]:
+               pass_ctx: bool = True, clear_teacher_grads: bool = False,
+               distill_factor: float = 1.0) -> Tuple[torch.Tensor, Losses, torch.Tensor]:
     """One optimisation step; returns ``(logits z_s, losses {name: L_i}, L = sum_i L_i)``.
 
     ``(z_s, {L_i}) = distiller.forward_train(x, y, ctx=ctx)`` under autocast (``amp_dtype``),
-    then ``grad L`` (scaled by ``scaler`` for fp16), the optimiser step, and one scheduler step.
+    every term but ``ce`` times ``distill_factor`` (:func:`distill_scale`), then ``grad L``
+    (scaled by ``scaler`` for fp16), the optimiser step, and one scheduler step.
     ``clear_teacher_grads`` drops the gradients that backward leaves on a train-mode
     (``teacher.mode=released``) teacher, which no optimiser owns.
     """
@@ -66,6 +84,7 @@ def train_step(distiller, x: torch.Tensor, y: torch.Tensor, optimizer: torch.opt
     if not losses:
         raise SpikeDistillError(f"method '{getattr(distiller, 'method_name', '?')}' returned "
                                 "no losses")
+    losses = scale_distill_terms(losses, distill_factor)
     total = None
     for v in losses.values():
         total = v if total is None else total + v
@@ -145,10 +164,12 @@ def train_one_epoch(distiller, loader, optimizer: torch.optim.Optimizer, *, epoc
                     epochs: int, steps_per_epoch: int, device: torch.device,
                     amp_dtype: Optional[torch.dtype] = None, scheduler: Any = None,
                     scaler: Any = None, clear_teacher_grads: bool = False,
-                    on_step_end: Optional[StepHook] = None) -> EpochResult:
+                    on_step_end: Optional[StepHook] = None,
+                    distill_warmup_steps: int = 0) -> EpochResult:
     """Train (0-based) ``epoch``: at most ``steps_per_epoch`` :func:`train_step` calls, each
-    with its :class:`StepContext`; ``on_step_end(step_in_epoch, meter)`` after each. A
-    non-finite mean loss is a SpikeDistillError naming the term."""
+    with its :class:`StepContext` and its :func:`distill_scale` over ``distill_warmup_steps``;
+    ``on_step_end(step_in_epoch, meter)`` after each. A non-finite mean loss is a
+    SpikeDistillError naming the term."""
     if hasattr(loader, "set_epoch"):
         loader.set_epoch(epoch)
     distiller.train()
@@ -164,7 +185,9 @@ def train_one_epoch(distiller, loader, optimizer: torch.optim.Optimizer, *, epoc
         logits, losses, total = train_step(distiller, x, y, optimizer, scheduler=scheduler,
                                            scaler=scaler, device=device, amp_dtype=amp_dtype,
                                            ctx=ctx, pass_ctx=pass_ctx,
-                                           clear_teacher_grads=clear_teacher_grads)
+                                           clear_teacher_grads=clear_teacher_grads,
+                                           distill_factor=distill_scale(ctx.step,
+                                                                        distill_warmup_steps))
         meter.add(logits, y, losses, total)
         if on_step_end is not None:
             on_step_end(step, meter)

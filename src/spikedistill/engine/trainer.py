@@ -392,7 +392,9 @@ def fit(run: RunState, callbacks: CallbackList, t_start: float) -> RunResult:
                               scheduler=run.scheduler, scaler=run.scaler,
                               clear_teacher_grads=(run.teacher is not None
                                                    and cfg.teacher.mode == "released"),
-                              on_step_end=step_hook)
+                              on_step_end=step_hook,
+                              distill_warmup_steps=round(cfg.distill.warmup_epochs
+                                                         * run.steps_per_epoch))
         loss_means = res.loss_means
         train_images += res.images
         train_time += res.time_s
