@@ -46,8 +46,7 @@ def test_recipe_builds_and_steps_on_a_mixed_batch(method):
     student = create_model("spikformer_4_384", num_classes=100, T=1)
     teacher = create_model("resnet19", num_classes=100, width_mult=1)
     d = build_method(method, student, teacher if method_requires_teacher(method) else None,
-                     cfg.distill)
-    d.label_smoothing = cfg.train.label_smoothing
+                     cfg.distill, label_smoothing=cfg.train.label_smoothing)
     d.train()
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(2, 3, 32, 32, generator=g), torch.tensor([3, 7])

@@ -102,7 +102,7 @@ def test_cat_loss_golden_pooling_and_normalisation():
 def test_catkd_defaults_follow_the_released_config_and_loss_matches_by_hand():
     student, teacher = _pair()
     d = build_method("catkd", student, teacher, _cfg("catkd"))
-    assert (d.cc.weight, d.cc.resolution, d.cc.normalize, d.cc.kd_weight) == (15.0, 2, False, 0.0)
+    assert (d.section.weight, d.section.resolution, d.section.normalize, d.section.kd_weight) == (15.0, 2, False, 0.0)
     d.train()
     x, y = _batch()
     _, losses = d(x, y)

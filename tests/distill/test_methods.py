@@ -332,7 +332,7 @@ def test_run_teacher_mean_frame_and_per_step_by_hand():
     z, feats = d.run_teacher(x)
     assert torch.allclose(z, z_mean, atol=1e-6) and len(feats) == 3
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(feats, f_mean))
-    d.teacher_frames = "per_step"
+    d = build_method("kd", student, teacher, _cfg("kd"), teacher_frames="per_step")
     z, feats = d.run_teacher(x)
     assert torch.allclose(z, sum(p[0] for p in per) / 3, atol=1e-5)
     for i, f in enumerate(feats):
@@ -343,17 +343,15 @@ def test_run_teacher_mean_frame_and_per_step_by_hand():
     xi, _ = _batch()
     with torch.no_grad():
         assert torch.allclose(d.run_teacher(xi, return_features=False), teacher(xi), atol=1e-6)
-    d.teacher_frames = "median"
-    with pytest.raises(ConfigError, match="teacher.frames"):
-        d.run_teacher(x)
+    with pytest.raises(ConfigError, match="teacher.frames"):       # checked at construction
+        build_method("kd", student, teacher, _cfg("kd"), teacher_frames="median")
 
 
 @pytest.mark.parametrize("frames", ["mean", "per_step"])
 @pytest.mark.parametrize("method", ["kd", "ckd", "ckd-paper"])
 def test_one_step_on_frames(method, frames):
     student, teacher = _pair(T=2)
-    d = build_method(method, student, teacher, _cfg(method))
-    d.teacher_frames = frames
+    d = build_method(method, student, teacher, _cfg(method), teacher_frames=frames)
     d.train()
     x, (_, y) = _frames(T=2), _batch()
     before = [p.detach().clone() for p in student.parameters()]
@@ -363,7 +361,7 @@ def test_one_step_on_frames(method, frames):
     if method == "kd":
         with torch.no_grad():
             t = d.run_teacher(x, return_features=False)
-        assert torch.allclose(losses["kd"], d.kd_cfg.weight * kd_loss(logits, t, tau=d.kd_cfg.tau))
+        assert torch.allclose(losses["kd"], d.section.weight * kd_loss(logits, t, tau=d.section.tau))
     sum(losses.values()).backward()
     torch.optim.SGD(student.parameters(), lr=0.1).step()
     assert any(not torch.equal(p.detach(), b) for p, b in zip(student.parameters(), before))
@@ -372,8 +370,8 @@ def test_one_step_on_frames(method, frames):
 
 def test_gradcam_per_step_is_the_mean_of_the_per_frame_maps():
     student, teacher = _pair()
-    d = build_method("ckd-paper", student, teacher, _cfg("ckd-paper"))   # gradcam_label
-    d.teacher_frames = "per_step"
+    d = build_method("ckd-paper", student, teacher, _cfg("ckd-paper"),   # gradcam_label
+                     teacher_frames="per_step")
     x, (_, y) = _frames(T=2), _batch()
     t_logits, _, maps, classes = d._teacher(x, y)
     want = []

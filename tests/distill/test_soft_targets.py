@@ -32,8 +32,7 @@ def _distiller(method="ce", smoothing=0.0, *overrides):
                            distill_head=method == "deit")
     teacher = create_model("resnet20", num_classes=K, width_mult=1)
     d = build_method(method, student, teacher if method_requires_teacher(method) else None,
-                     _cfg(method, *overrides))
-    d.label_smoothing = smoothing
+                     _cfg(method, *overrides), label_smoothing=smoothing)
     return d
 
 
@@ -55,8 +54,7 @@ def test_one_hot_soft_targets_equal_int_labels_and_int_path_is_unchanged(eps):
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(6, K, generator=gen) * 3
     y = torch.randint(0, K, (6,), generator=gen)
-    d = CrossEntropy(torch.nn.Identity())
-    d.label_smoothing = eps
+    d = CrossEntropy(torch.nn.Identity(), label_smoothing=eps)
     hard = d.cross_entropy(z, y)
     assert torch.equal(hard, F.cross_entropy(z, y, label_smoothing=eps))   # numbers unchanged
     soft = d.cross_entropy(z, F.one_hot(y, K).float())
@@ -72,8 +70,7 @@ def test_smoothing_once_equals_timm_soft_target_ce_of_mixup_target(lam):
     gen = torch.Generator().manual_seed(1)
     z = torch.randn(6, K, generator=gen)
     y = torch.randint(0, K, (6,), generator=gen)
-    d = CrossEntropy(torch.nn.Identity())
-    d.label_smoothing = eps
+    d = CrossEntropy(torch.nn.Identity(), label_smoothing=eps)
     ours = d.cross_entropy(z, mix_targets(y, lam, K))            # the loader's unsmoothed target
     ref = SoftTargetCrossEntropy()(z, mixup_target(y, K, lam, smoothing=eps))
     torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
@@ -112,8 +109,8 @@ def test_every_method_one_step_with_mixup(method):
     if method in ("tser-kd", "tdd", "seal-kd"):  # CE on every timestep z_s[t] (tser-kd: / tau, times 1 - alpha)
         with torch.no_grad():
             z = d.student(x, timestep_logits=True)
-            z = z / d.tc.tau if method == "tser-kd" and d.tc.tau_on_ce else z
-        weight = 1 - d.tc.alpha if method == "tser-kd" else 1.0          # tdd, seal-kd: 1
+            z = z / d.section.tau if method == "tser-kd" and d.section.tau_on_ce else z
+        weight = 1 - d.section.alpha if method == "tser-kd" else 1.0          # tdd, seal-kd: 1
         want = weight * torch.stack([soft_cross_entropy(z[t], y, 0.1)
                                                for t in range(z.shape[0])]).mean()
         torch.testing.assert_close(losses["ce"], d.ce_weight * want)
@@ -121,7 +118,7 @@ def test_every_method_one_step_with_mixup(method):
         with torch.no_grad():
             z = d.student(x)
             distillation_head(d.student).pop_kd()
-        want = (1 - d.tc.alpha) * soft_cross_entropy(z, y, 0.1)
+        want = (1 - d.section.alpha) * soft_cross_entropy(z, y, 0.1)
         torch.testing.assert_close(losses["ce"], d.ce_weight * want)
     else:
         torch.testing.assert_close(losses["ce"], d.ce_weight * soft_cross_entropy(logits, y, 0.1))

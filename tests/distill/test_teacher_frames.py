@@ -49,8 +49,7 @@ def test_the_three_views_of_an_ann_teacher():
                 ("mean", plain, lambda: plain(x.mean(0))),
                 ("per_step", plain, lambda: plain(x.flatten(0, 1)).view(T, B, 4).mean(0)),
                 ("stack", stacked, lambda: stacked(x.transpose(0, 1).reshape(B, T * C, H, W)))):
-            d = build_method("kd", student, teacher, cfg)
-            d.teacher_frames = frames
+            d = build_method("kd", student, teacher, cfg, teacher_frames=frames)
             z_t = d.run_teacher(x, return_features=False)
             assert torch.allclose(z_t, expect(), atol=1e-5), frames
 
@@ -61,8 +60,8 @@ def test_cross_entropy_trains_an_ann_on_frames_as_it_will_teach(frames):
     x, y = _x(2), torch.tensor([0, 3])
     cin = T * C if frames == "stack" else C
     ann = create_model("resnet20", num_classes=4, in_channels=cin)
-    d = build_method("ce", ann, None, build_config({}, ["distill.method=ce"]).distill)
-    d.teacher_frames = frames
+    d = build_method("ce", ann, None, build_config({}, ["distill.method=ce"]).distill,
+                     teacher_frames=frames)
     d.train()
     logits, losses = d(x, y)
     xin, steps = teacher_input(x, frames)

@@ -118,7 +118,7 @@ FILES = {
             def forward_train(self, x, y, ctx=None):
                 logits = self.student(x)
                 return logits, {"ce": self.cross_entropy(logits, y),
-                                "l2": self.cfg.onefile.weight * logits.pow(2).mean()}
+                                "l2": self.section.weight * logits.pow(2).mean()}
     """},
     "sd_extra_sets": {"onefile_set.py": """
         import numpy as np

@@ -24,6 +24,7 @@ running stats) and outside ``no_grad`` — its parameters are still never update
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
@@ -31,6 +32,7 @@ import torch.nn as nn
 
 from spikedistill.config import TEACHER_FRAMES  # how an ANN teacher sees frames (teacher.frames)
 from spikedistill.distill.functional import hard_labels  # noqa: F401  (class indices of int or soft targets)
+from spikedistill.distill.registry import read_section
 from spikedistill.errors import ConfigError
 
 Losses = Dict[str, torch.Tensor]
@@ -103,38 +105,79 @@ def unwrap(module: nn.Module) -> nn.Module:
 class Distiller(nn.Module):
     """Base class: a student, an optional teacher and optional trainable extras.
 
-    Subclasses set ``requires_teacher`` and implement :meth:`forward_train`.
-    The engine sets :attr:`label_smoothing` (``train.label_smoothing``) and
-    :attr:`teacher_frames` (``teacher.frames``) after :func:`build_method`.
+    Subclasses set ``requires_teacher`` and implement :meth:`forward_train`. A method is
+    configured completely by its constructor, and nothing is written onto it afterwards:
+
+    - ``cfg``: the ``distill`` section; the method's own ``distill.<section>`` is read once with
+      :func:`~spikedistill.distill.registry.read_section` and a copy kept in :attr:`section`
+      (after :meth:`resolve_section`, e.g. CKDSNN's presets), ``cfg.ce_weight`` in
+      :attr:`ce_weight`; later changes to ``cfg`` do not reach the method;
+    - ``teacher_mode`` (``teacher.mode``), ``label_smoothing`` (``train.label_smoothing``) and
+      ``teacher_frames`` (``teacher.frames``): read-only properties.
+
+    A subclass that needs its own constructor takes and forwards them unchanged:
+    ``def __init__(self, student, teacher=None, cfg=None, **settings):
+    super().__init__(student, teacher, cfg, **settings)``.
     """
 
     requires_teacher: bool = False
-    #: how the teacher sees frames ``[T, B, C, H, W]``: ``mean`` or ``per_step`` (see module doc)
-    teacher_frames: str = "mean"
 
     def __init__(self, student: nn.Module, teacher: Optional[nn.Module] = None, cfg=None,
-                 teacher_mode: str = "frozen"):
+                 teacher_mode: str = "frozen", *, label_smoothing: float = 0.0,
+                 teacher_frames: str = "mean"):
         super().__init__()
         if teacher_mode not in ("frozen", "released"):
             raise ConfigError(f"config key 'teacher.mode': expected frozen or released, got {teacher_mode!r}")
+        if teacher_frames not in TEACHER_FRAMES:
+            raise ConfigError(f"config key 'teacher.frames': expected one of "
+                              f"{', '.join(TEACHER_FRAMES)}, got {teacher_frames!r}")
+        if isinstance(label_smoothing, bool) or not 0.0 <= float(label_smoothing) < 1.0:
+            raise ConfigError(f"config key 'train.label_smoothing': expected a value in "
+                              f"[0.0, 1.0), got {label_smoothing!r}")
         if self.requires_teacher and teacher is None:
             raise ConfigError(f"method '{type(self).method_name}' needs a teacher: pass "
                               "--teacher RUN_DIR/best.pt (or set teacher.checkpoint)")
         self.student = student
         self.teacher = teacher
-        self.cfg = cfg
-        self.teacher_mode = teacher_mode
+        self.cfg = copy.deepcopy(cfg)
+        self._teacher_mode = teacher_mode
+        self._teacher_frames = str(teacher_frames)
+        self._label_smoothing = float(label_smoothing)
+        self._ce_weight = float(getattr(cfg, "ce_weight", 1.0)) if cfg is not None else 1.0
+        section = read_section(self.cfg, type(self).method_name)
+        self.section = self.resolve_section(section) if section is not None else None
         self.extras = nn.ModuleDict()
         if teacher is not None:
             for p in teacher.parameters():
                 p.requires_grad_(teacher_mode == "released")
             teacher.train(teacher_mode == "released")
 
+    def resolve_section(self, section):
+        """The settings the method runs with, from its ``distill.<section>`` (a private copy):
+        the section itself; CKDSNN fills its preset's switches here."""
+        return section
+
+    @property
+    def teacher_mode(self) -> str:
+        """``frozen`` or ``released`` (``teacher.mode``, module doc)."""
+        return self._teacher_mode
+
+    @property
+    def teacher_frames(self) -> str:
+        """How the teacher sees frames ``[T, B, C, H, W]`` (``teacher.frames``, module doc)."""
+        return self._teacher_frames
+
+    @property
+    def label_smoothing(self) -> float:
+        """``eps`` of :meth:`cross_entropy` (``train.label_smoothing``)."""
+        return self._label_smoothing
+
     method_name: str = "base"
 
     @property
     def ce_weight(self) -> float:
-        return float(getattr(self.cfg, "ce_weight", 1.0)) if self.cfg is not None else 1.0
+        """The weight of ``CE(z_s, y)`` (``distill.ce_weight``)."""
+        return self._ce_weight
 
     def train(self, mode: bool = True) -> "Distiller":
         """Put the student and extras in ``mode``; a frozen teacher always stays in eval."""
@@ -180,11 +223,9 @@ class Distiller(nn.Module):
     def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``ce_weight * CE(z_s, y)`` for int labels ``y [B]`` or soft targets ``y [B, K]``
         (Mixup / CutMix, :mod:`spikedistill.data.mix`): see :func:`soft_cross_entropy`.
-        ``train.label_smoothing`` (:attr:`label_smoothing`, set by the engine) is applied once,
-        to either kind of target."""
+        ``train.label_smoothing`` (:attr:`label_smoothing`, given at construction) is applied
+        once, to either kind of target."""
         return self.ce_weight * soft_cross_entropy(logits, y, self.label_smoothing)
-
-    label_smoothing: float = 0.0
 
     def forward_train(self, x: torch.Tensor, y: torch.Tensor,
                       ctx=None) -> Tuple[torch.Tensor, Losses]:

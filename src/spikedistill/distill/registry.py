@@ -9,7 +9,9 @@
 ``config`` is a dataclass (fields with defaults, optionally ``validate(prefix)``); its instance
 is ``cfg.distill.<section>`` (``section`` defaults to the method's name). Methods that share a
 section must register the same class. ``build_method`` hands the whole ``distill`` section to
-the method, which reads its own sub-section (``cfg.<section>``) and ``cfg.ce_weight``.
+the method; the base :class:`~spikedistill.distill.base.Distiller` reads the method's own
+sub-section with :func:`read_section` (a copy, in ``self.section``) and ``cfg.ce_weight`` once,
+at construction.
 
 The entries live in :data:`spikedistill.plugins.METHODS` (torch-free), so that the config
 layer can list the sections without importing this package at import time.
@@ -69,6 +71,22 @@ def method_section(name: str) -> Optional[str]:
     return METHODS.entry(name)["section"]
 
 
+def read_section(cfg, name: str):
+    """The settings method ``name`` reads: its ``distill.<section>`` dataclass taken from ``cfg``
+    (the ``distill`` section), or that dataclass's defaults when ``cfg`` is None or lacks the
+    section; None for a method registered without a section (``ce``) or not registered at all.
+
+    This is the one way a method reads its section (:class:`~spikedistill.distill.base.Distiller`
+    calls it at construction and keeps a copy in ``self.section``)."""
+    if name not in METHODS:
+        return None
+    entry = METHODS.entry(name)
+    if entry.get("section") is None:
+        return None
+    value = getattr(cfg, entry["section"], None) if cfg is not None else None
+    return value if value is not None else entry["config"]()
+
+
 def method_sections() -> Dict[str, type]:
     """``{section: config class}`` of every registered method, in registration order."""
     out: Dict[str, type] = {}
@@ -79,11 +97,15 @@ def method_sections() -> Dict[str, type]:
 
 
 def build_method(name: str, student: Any, teacher: Any = None, cfg=None,
-                 teacher_mode: str = "frozen"):
-    """Instantiate method ``name``; ``cfg`` is the ``distill`` config section (or None for
-    the defaults)."""
+                 teacher_mode: str = "frozen", *, label_smoothing: float = 0.0,
+                 teacher_frames: str = "mean"):
+    """Instantiate method ``name``, configured completely by its constructor: ``cfg`` is the
+    ``distill`` config section (or None for the defaults), ``teacher_mode`` ``teacher.mode``,
+    ``label_smoothing`` ``train.label_smoothing`` and ``teacher_frames`` ``teacher.frames``
+    (see :class:`~spikedistill.distill.base.Distiller`)."""
     factory = get_method(name)
     if cfg is None:
         from spikedistill.config import DistillConfig
         cfg = DistillConfig(method=name)
-    return factory(student, teacher, cfg, teacher_mode=teacher_mode)
+    return factory(student, teacher, cfg, teacher_mode=teacher_mode,
+                   label_smoothing=label_smoothing, teacher_frames=teacher_frames)

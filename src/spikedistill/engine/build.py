@@ -302,14 +302,15 @@ def build_teacher(cfg: Config, num_classes: int, input_shape: Tuple[int, int, in
 
 def build_distiller(cfg: Config, student: nn.Module, teacher: Optional[nn.Module],
                     device: torch.device):
-    """The method ``distill.method`` around ``student`` and ``teacher`` on ``device``, with the
-    engine-owned settings (``train.label_smoothing``, ``teacher.frames``) applied."""
+    """The method ``distill.method`` around ``student`` and ``teacher`` on ``device``, configured
+    by its constructor with ``distill``, ``teacher.mode``, ``train.label_smoothing`` and
+    ``teacher.frames``."""
     from spikedistill.distill import build_method
 
     distiller = build_method(cfg.distill.method, student, teacher, cfg.distill,
-                             teacher_mode=cfg.teacher.mode)
-    distiller.label_smoothing = float(cfg.train.label_smoothing)
-    distiller.teacher_frames = str(cfg.teacher.frames)
+                             teacher_mode=cfg.teacher.mode,
+                             label_smoothing=float(cfg.train.label_smoothing),
+                             teacher_frames=str(cfg.teacher.frames))
     distiller.to(device)
     if cfg.train.channels_last:
         for module in distiller.trainable_modules().values():

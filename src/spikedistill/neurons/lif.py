@@ -20,7 +20,8 @@ SpikingJelly fires at ``H >= V_th``, we at ``H > V_th`` unless ``fire_at_thresho
 only where ``H`` equals the threshold exactly, which in Spikformer's attention LIF is common (its
 input ``(Q K^T) V / 8`` is a multiple of 1/8, so ``h = 0.5`` happens), so Spikformer sets it.
 
-:func:`lif_multistep` is the pure function; :class:`LIF` is the ``nn.Module`` wrapper. The
+:func:`lif_multistep` is the pure function; :class:`LIF` is the ``nn.Module`` wrapper; both
+take the parameters as one :class:`~spikedistill.neurons.parameters.LIFParameters`. The
 ``torch`` backend is the reference; ``triton`` runs the whole time loop in one fused kernel
 (CUDA, see :mod:`spikedistill.neurons.triton_lif`); ``auto`` uses Triton on CUDA when it is
 importable and supports the surrogate, else torch. When the kernel cannot compile or launch
@@ -31,37 +32,46 @@ and runs the torch loop from then on; an explicit ``triton`` raises
 
 from __future__ import annotations
 
+from typing import Any, Dict, Optional
+
 import torch
 import torch.nn as nn
 
 from spikedistill.config import NEURON_BACKENDS
 from spikedistill.errors import ConfigError
-from spikedistill.neurons.surrogate import get_surrogate, spike
+from spikedistill.neurons.parameters import LIFParameters, NeuronLike
+from spikedistill.neurons.surrogate import spike
 
 BACKENDS = NEURON_BACKENDS  # the vocabulary of model.neuron.backend (spikedistill.config)
 
 
-def input_scale(decay: float, decay_input: bool) -> float:
-    """``c`` of ``h = decay * u + c * x``: ``1 - decay`` (= 1/tau) with ``decay_input``, else 1."""
-    return 1.0 - float(decay) if decay_input else 1.0
+def _params(params: Optional[NeuronLike], fields: Dict[str, Any],
+            backend: Optional[str] = None) -> LIFParameters:
+    """The record of a call: ``params`` (a :class:`LIFParameters` or a mapping of its fields)
+    with the keyword ``fields`` of the older signatures on top; ``backend`` is the function's
+    default for a call made with keywords only that names none."""
+    if backend is not None and params is None and "backend" not in fields:
+        fields = dict(fields, backend=backend)
+    return LIFParameters.of(params, **fields)
 
 
-def lif_multistep_torch(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0,
-                        surrogate: str = "triangle", alpha: float = 1.0,
-                        detach_reset: bool = False, decay_input: bool = False,
-                        fire_at_threshold: bool = False) -> torch.Tensor:
-    """Reference Python loop over T of the LIF equations above; returns spikes like ``x``.
+def lif_multistep_torch(x: torch.Tensor, params: Optional[NeuronLike] = None,
+                        **fields: Any) -> torch.Tensor:
+    """Reference Python loop over T of the LIF equations above with the neuron ``params``
+    (:class:`~spikedistill.neurons.parameters.LIFParameters`; its fields may also be given one
+    by one as keywords, ``decay=0.5, threshold=1.0, ...``); returns spikes like ``x``.
 
     The membrane is kept in fp32 whatever ``x``'s dtype (bf16 rounding of ``h`` would flip
     spikes near the threshold), so this loop and the Triton kernel give identical spikes."""
+    p = _params(params, fields)
     xf = x.float()
-    c = input_scale(decay, decay_input)
+    decay, threshold, c = p.decay, p.threshold, p.input_scale
     u = torch.zeros_like(xf[0])
     out = []
     for t in range(xf.shape[0]):
         h = decay * u + (xf[t] if c == 1.0 else c * xf[t])
-        s = spike(h - threshold, surrogate, alpha, inclusive=fire_at_threshold)
-        keep = 1.0 - (s.detach() if detach_reset else s)
+        s = spike(h - threshold, p.surrogate, p.alpha, inclusive=p.fire_at_threshold)
+        keep = 1.0 - (s.detach() if p.detach_reset else s)
         u = keep * h
         out.append(s)
     return torch.stack(out, dim=0).to(x.dtype)
@@ -110,30 +120,26 @@ def resolve_backend(backend: str, x: torch.Tensor, surrogate: str = "triangle") 
     return "torch"
 
 
-def lif_multistep(x: torch.Tensor, *, decay: float = 0.5, threshold: float = 1.0,
-                  surrogate: str = "triangle", alpha: float = 1.0, detach_reset: bool = False,
-                  backend: str = "torch", decay_input: bool = False,
-                  fire_at_threshold: bool = False) -> torch.Tensor:
-    """Multi-step LIF on time-major ``x`` ``[T, B, ...]``; returns spikes (0/1) of ``x``'s shape
-    and dtype. Equations in the module docstring."""
+def lif_multistep(x: torch.Tensor, params: Optional[NeuronLike] = None,
+                  **fields: Any) -> torch.Tensor:
+    """Multi-step LIF on time-major ``x`` ``[T, B, ...]`` with the neuron ``params``
+    (:class:`~spikedistill.neurons.parameters.LIFParameters`, or its fields as keywords:
+    ``lif_multistep(x, decay=0.5, threshold=1.0)``; called with keywords only, the backend
+    defaults to ``torch``); returns spikes (0/1) of ``x``'s shape and dtype. Equations in the
+    module docstring."""
     if x.dim() < 2:
         raise ValueError(f"lif_multistep expects a time-major tensor [T, B, ...], got shape "
                          f"{tuple(x.shape)}")
-    get_surrogate(surrogate)
-    if resolve_backend(backend, x, surrogate) == "triton":
+    p = _params(params, fields, backend="torch").validate()
+    if resolve_backend(p.backend, x, p.surrogate) == "triton":
         from spikedistill.neurons import triton_lif
         try:
-            return triton_lif.lif_multistep_triton(
-                x, decay=decay, threshold=threshold, surrogate=surrogate, alpha=alpha,
-                detach_reset=detach_reset, decay_input=decay_input,
-                fire_at_threshold=fire_at_threshold, fallback=backend == "auto")
+            return triton_lif.lif_multistep_triton(x, p, fallback=p.backend == "auto")
         except triton_lif.TritonLaunchError as exc:
-            if backend != "auto":
+            if p.backend != "auto":
                 raise
             triton_lif.note_fallback(str(exc))
-    return lif_multistep_torch(x, decay=decay, threshold=threshold, surrogate=surrogate,
-                               alpha=alpha, detach_reset=detach_reset, decay_input=decay_input,
-                               fire_at_threshold=fire_at_threshold)
+    return lif_multistep_torch(x, p)
 
 
 class LIF(nn.Module):
@@ -142,31 +148,28 @@ class LIF(nn.Module):
     Analysis code finds spiking layers by this class (``isinstance(m, LIF)``).
     """
 
-    def __init__(self, decay: float = 0.5, threshold: float = 1.0, surrogate: str = "triangle",
-                 alpha: float = 1.0, detach_reset: bool = False, backend: str = "auto",
-                 decay_input: bool = False, fire_at_threshold: bool = False):
+    def __init__(self, params: Optional[NeuronLike] = None, **fields: Any):
+        """``LIF(LIFParameters(...))``, ``LIF({"decay": 0.5, ...})`` (a model's ``neuron``
+        mapping) or ``LIF(decay=0.5, threshold=1.0, ...)``: the record, kept in :attr:`params`."""
         super().__init__()
-        get_surrogate(surrogate)
-        if backend not in BACKENDS:
-            raise ConfigError(f"neuron backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-        self.decay = float(decay)
-        self.threshold = float(threshold)
-        self.surrogate = surrogate
-        self.alpha = float(alpha)
-        self.detach_reset = bool(detach_reset)
-        self.backend = backend
-        self.decay_input = bool(decay_input)
-        self.fire_at_threshold = bool(fire_at_threshold)
+        self.params = LIFParameters.of(params, **fields).validate()
+
+    # the record's fields, read-only (analysis and NIR export read them off the module)
+    decay = property(lambda self: self.params.decay)
+    threshold = property(lambda self: self.params.threshold)
+    surrogate = property(lambda self: self.params.surrogate)
+    alpha = property(lambda self: self.params.alpha)
+    detach_reset = property(lambda self: self.params.detach_reset)
+    backend = property(lambda self: self.params.backend)
+    decay_input = property(lambda self: self.params.decay_input)
+    fire_at_threshold = property(lambda self: self.params.fire_at_threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return lif_multistep(x, decay=self.decay, threshold=self.threshold,
-                             surrogate=self.surrogate, alpha=self.alpha,
-                             detach_reset=self.detach_reset, backend=self.backend,
-                             decay_input=self.decay_input,
-                             fire_at_threshold=self.fire_at_threshold)
+        return lif_multistep(x, self.params)
 
     def extra_repr(self) -> str:
-        return (f"decay={self.decay}, threshold={self.threshold}, surrogate={self.surrogate}, "
-                f"alpha={self.alpha}, detach_reset={self.detach_reset}, backend={self.backend}"
-                + (", decay_input=True" if self.decay_input else "")
-                + (", fire_at_threshold=True" if self.fire_at_threshold else ""))
+        p = self.params
+        return (f"decay={p.decay}, threshold={p.threshold}, surrogate={p.surrogate}, "
+                f"alpha={p.alpha}, detach_reset={p.detach_reset}, backend={p.backend}"
+                + (", decay_input=True" if p.decay_input else "")
+                + (", fire_at_threshold=True" if p.fire_at_threshold else ""))

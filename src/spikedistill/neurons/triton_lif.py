@@ -67,9 +67,11 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
+
+from spikedistill.neurons.parameters import LIFParameters, NeuronLike
 
 try:  # Triton is optional: the package must import on machines without it.
     import triton
@@ -264,27 +266,29 @@ def _reset_launch_failure() -> None:
     _LAUNCH_FAILURE = None
 
 
-def lif_backward_torch(grad_spikes: torch.Tensor, v: torch.Tensor, decay: float,
-                       threshold: float, surrogate: str, alpha: float, detach_reset: bool,
-                       in_scale: float = 1.0) -> torch.Tensor:
+def lif_backward_torch(grad_spikes: torch.Tensor, v: torch.Tensor,
+                       params: LIFParameters) -> torch.Tensor:
     """The backward kernel's BPTT in torch, from the saved ``v = h - threshold`` ([T, ...],
-    spikes recovered as ``s = [v > 0]``), fp32 arithmetic, t = T-1 .. 0 with gu = 0 at T-1::
+    spikes recovered as ``s = [v > 0]``), fp32 arithmetic, t = T-1 .. 0 with gu = 0 at T-1,
+    ``c`` = ``params.input_scale``::
 
         dL/dh[t] = (gs[t] - gu * h[t]) * sg(v[t]) + gu * (1 - s[t])    (no "- gu * h" term
                                                                            with detach_reset)
-        dL/dx[t] = in_scale * dL/dh[t],     gu <- decay * dL/dh[t]
+        dL/dx[t] = c * dL/dh[t],     gu <- decay * dL/dh[t]
 
     Returns dL/dx in ``v``'s dtype and layout."""
     from spikedistill.neurons.surrogate import get_surrogate
 
-    sg_fn = get_surrogate(surrogate)
+    sg_fn = get_surrogate(params.surrogate)
+    decay, threshold, alpha, in_scale = params.decay, params.threshold, params.alpha, \
+        params.input_scale
     vf, gs = v.float(), grad_spikes.float()
     grad_x = torch.empty_like(v)
     gu = torch.zeros_like(vf[0])
     for t in range(v.shape[0] - 1, -1, -1):
         sg = sg_fn(vf[t], alpha)
         not_spike = (vf[t] <= 0).float()
-        if detach_reset:
+        if params.detach_reset:
             gh = gs[t] * sg + gu * not_spike
         else:  # sg == 0 masked as in the kernel (an overflowed 16-bit v must not give inf * 0)
             gh = torch.where(sg > 0, (gs[t] - gu * (vf[t] + threshold)) * sg,
@@ -349,8 +353,7 @@ class _LIFMultistepTriton(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, decay, threshold, surrogate_id, alpha, detach_reset, in_scale=1.0,
-                inclusive=False, fallback=False):
+    def forward(ctx, x, params, fallback=False):
         if not _time_major_dense(x):
             x = x.contiguous()
         T = x.shape[0]
@@ -361,23 +364,23 @@ class _LIFMultistepTriton(torch.autograd.Function):
         if n > 0:
             try:
                 with _device_guard(x):
-                    _lif_fwd_kernel[_grid(n)](x, spikes, v, n, T, float(decay),
-                                              float(threshold), float(in_scale),
+                    _lif_fwd_kernel[_grid(n)](x, spikes, v, n, T, params.decay,
+                                              params.threshold, params.input_scale,
                                               STORE_V=need_grad, BLOCK_SIZE=BLOCK,
-                                              INCLUSIVE=bool(inclusive), num_warps=NUM_WARPS)
+                                              INCLUSIVE=params.fire_at_threshold,
+                                              num_warps=NUM_WARPS)
             except Exception as exc:  # noqa: BLE001 - compile / launch failures of any kind
                 raise _launch_error("forward", x, exc) from exc
         if need_grad:
             ctx.save_for_backward(v)
-        ctx.params = (float(decay), float(threshold), int(surrogate_id), float(alpha),
-                      bool(detach_reset), float(in_scale))
+        ctx.params = params
         ctx.fallback = bool(fallback)
         return spikes
 
     @staticmethod
     def backward(ctx, grad_spikes):
         (v,) = ctx.saved_tensors
-        decay, threshold, surrogate_id, alpha, detach_reset, in_scale = ctx.params
+        p = ctx.params
         T = v.shape[0]
         n = v.numel() // T if T > 0 else 0
         gs = grad_spikes
@@ -386,38 +389,29 @@ class _LIFMultistepTriton(torch.autograd.Function):
                                      device=v.device).copy_(grad_spikes)
         grad_x = _like(v)
         if n > 0 and ctx.fallback and _LAUNCH_FAILURE is not None:
-            return _backward_in_torch(gs, v, ctx.params), *([None] * 8)
+            return lif_backward_torch(gs, v, p), None, None
         if n > 0:
             try:
                 with _device_guard(v):
-                    _lif_bwd_kernel[_grid(n)](gs, v, grad_x, n, T, (T - 1) * n, decay,
-                                              threshold, alpha, in_scale,
-                                              SURROGATE=surrogate_id,
-                                              DETACH_RESET=detach_reset, BLOCK_SIZE=BLOCK,
+                    _lif_bwd_kernel[_grid(n)](gs, v, grad_x, n, T, (T - 1) * n, p.decay,
+                                              p.threshold, p.alpha, p.input_scale,
+                                              SURROGATE=SUPPORTED_SURROGATES[p.surrogate],
+                                              DETACH_RESET=p.detach_reset, BLOCK_SIZE=BLOCK,
                                               num_warps=NUM_WARPS)
             except Exception as exc:  # noqa: BLE001 - compile / launch failures of any kind
                 err = _launch_error("backward", v, exc)
                 if not ctx.fallback:
                     raise err from exc
                 note_fallback(str(err))
-                return _backward_in_torch(gs, v, ctx.params), *([None] * 8)
-        return grad_x, None, None, None, None, None, None, None, None
+                return lif_backward_torch(gs, v, p), None, None
+        return grad_x, None, None
 
 
-_SURROGATE_NAMES = {i: name for name, i in SUPPORTED_SURROGATES.items()}
-
-
-def _backward_in_torch(gs: torch.Tensor, v: torch.Tensor, params) -> torch.Tensor:
-    decay, threshold, surrogate_id, alpha, detach_reset, in_scale = params
-    return lif_backward_torch(gs, v, decay, threshold, _SURROGATE_NAMES[surrogate_id], alpha,
-                              detach_reset, in_scale)
-
-
-def lif_multistep_triton(x: torch.Tensor, decay: float = 0.5, threshold: float = 1.0,
-                         surrogate: str = "triangle", alpha: float = 1.0,
-                         detach_reset: bool = False, decay_input: bool = False,
-                         fire_at_threshold: bool = False, fallback: bool = False) -> torch.Tensor:
-    """Multi-step LIF on time-major ``x: [T, ...]`` with the fused Triton kernels.
+def lif_multistep_triton(x: torch.Tensor, params: Optional[NeuronLike] = None,
+                         fallback: bool = False, **fields: Any) -> torch.Tensor:
+    """Multi-step LIF on time-major ``x: [T, ...]`` with the fused Triton kernels and the
+    neuron ``params`` (:class:`~spikedistill.neurons.parameters.LIFParameters`, or its fields
+    as keywords: ``decay=0.5, threshold=1.0, ...``; ``backend`` is ignored here).
 
     Returns spikes (0./1.) of x's shape and dtype.  See the module docstring for the equations,
     the surrogates and the backward pass.  ``x`` must be fp32, bf16 or fp16 on CUDA (or on the
@@ -427,17 +421,15 @@ def lif_multistep_triton(x: torch.Tensor, decay: float = 0.5, threshold: float =
     :class:`TritonLaunchError`; with ``fallback`` a failing backward kernel is replaced by
     :func:`lif_backward_torch` (one warning).
     """
-    if surrogate not in SUPPORTED_SURROGATES:
+    p = LIFParameters.of(params, **fields)
+    if p.surrogate not in SUPPORTED_SURROGATES:
         raise ValueError(f"surrogate must be one of {sorted(SUPPORTED_SURROGATES)}, "
-                         f"got {surrogate!r}")
+                         f"got {p.surrogate!r}")
     if not isinstance(x, torch.Tensor) or x.dim() < 1:
         raise ValueError("x must be a time-major tensor [T, ...] with at least one dimension")
     if x.dtype not in _SUPPORTED_DTYPES:
         raise TypeError(f"x must be float32, bfloat16 or float16, got {x.dtype}")
-    if not (alpha > 0 and math.isfinite(alpha)):
-        raise ValueError(f"alpha must be a positive finite number, got {alpha}")
+    if not (p.alpha > 0 and math.isfinite(p.alpha)):
+        raise ValueError(f"alpha must be a positive finite number, got {p.alpha}")
     _require_triton(x)
-    in_scale = 1.0 - float(decay) if decay_input else 1.0
-    return _LIFMultistepTriton.apply(x, decay, threshold, SUPPORTED_SURROGATES[surrogate],
-                                     alpha, detach_reset, in_scale, bool(fire_at_threshold),
-                                     bool(fallback))
+    return _LIFMultistepTriton.apply(x, p, bool(fallback))

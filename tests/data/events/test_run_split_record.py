@@ -119,8 +119,7 @@ def test_an_ann_trained_with_ce_sees_frames_as_teacher_frames_says(frames):
     torch.manual_seed(0)
     ann = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 4 * 4, 3))
     ann.is_spiking = False
-    ce = CrossEntropy(ann)
-    ce.teacher_frames = frames
+    ce = CrossEntropy(ann, teacher_frames=frames)
     x = torch.rand(5, 6, 2, 4, 4)            # [T, B, C, H, W]
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     logits, losses = ce.forward_train(x, y)

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from typing import List
 
-from spikedistill.distill.methods._common import _section, _TeacherStudent, resolve_stage  # noqa: F401
+from spikedistill.distill.methods._common import _TeacherStudent, resolve_stage  # noqa: F401
 from spikedistill.plugins import import_submodules
 
 

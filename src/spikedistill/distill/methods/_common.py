@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from spikedistill.config import DistillConfig
 from spikedistill.distill.base import Distiller, map_tensors, unwrap
 from spikedistill.errors import ConfigError
 
@@ -19,13 +18,6 @@ def _check_stage(stage: int, key: str) -> None:
     if stage == 0:
         raise ConfigError(f"config key '{key}': stages are numbered from 1 (or from the end with "
                           "-1 = last); got 0")
-
-
-def _section(cfg, name: str):
-    sub = getattr(cfg, name, None)
-    if sub is None:
-        sub = getattr(DistillConfig(), name)
-    return sub
 
 
 def resolve_stage(stage: int, n_stages: int, key: str) -> int:

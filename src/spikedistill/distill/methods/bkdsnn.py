@@ -35,7 +35,7 @@ import torch.nn as nn
 from spikedistill.config import check_choice, check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
-from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
+from spikedistill.distill.methods._common import _k, _TeacherStudent
 from spikedistill.errors import ConfigError
 
 __all__ = ["BKDSNN", "BKDSNNConfig", "BKDSNN_FEATURE_WEIGHTS"]
@@ -79,9 +79,8 @@ class BKDSNNConfig:
 class BKDSNN(_TeacherStudent):
     """BKDSNN (module doc): losses ``ce``, ``kd`` (WSLD or KD) and ``bkd`` (blurred feature)."""
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        self.bc = _section(cfg, "bkdsnn")
+    def __init__(self, student, teacher=None, cfg=None, **settings):
+        super().__init__(student, teacher, cfg, **settings)
         c_s, c_t = self._channels("model")[-1], self._channels("teacher")[-1]
         if c_s != c_t:
             self.extras["align"] = nn.Conv2d(c_s, c_t, kernel_size=1).to(self._device())
@@ -97,7 +96,7 @@ class BKDSNN(_TeacherStudent):
         f_s = Fn.time_average(feats[-1])
         self._same_size(f_s, t_feats[-1], "model.features", "BKDSNN's restored-feature MSE "
                         "(last taps)")
-        c = self.bc
+        c = self.section
         channels = t_feats[-1].shape[1]
         mask = Fn.channel_mask(f_s.shape[0], channels, c.mask_ratio, device=f_s.device)
         align = self.extras["align"] if "align" in self.extras else None

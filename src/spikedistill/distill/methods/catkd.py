@@ -26,7 +26,7 @@ from typing import Optional
 from spikedistill.config import check_choice, check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
-from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
+from spikedistill.distill.methods._common import _k, _TeacherStudent
 from spikedistill.errors import ConfigError
 
 __all__ = ["CATKD", "CATKDConfig", "CATKD_PAIRS"]
@@ -70,13 +70,9 @@ class CATKD(_TeacherStudent):
     """CAT-KD: MSE between the pooled class activation maps of all K classes of student and
     teacher (module doc); the CAMs come from ``classifier_weight()`` of each network."""
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        self.cc = _section(cfg, "catkd")
-
     def settings(self):
         """``(weight, resolution, normalize)``: the released pair's when ``pair`` is set."""
-        c = self.cc
+        c = self.section
         if c.pair is not None:
             return CATKD_PAIRS[c.pair]
         return c.weight, c.resolution, c.normalize
@@ -86,7 +82,7 @@ class CATKD(_TeacherStudent):
         t_logits, t_feats = self.teacher_targets(x)
         a_s = Fn.class_activation_maps(Fn.time_average(feats[-1]), self._s.classifier_weight())
         a_t = Fn.class_activation_maps(t_feats[-1], self._t.classifier_weight().detach())
-        c = self.cc
+        c = self.section
         weight, resolution, normalize = self.settings()
         losses = {"ce": self.cross_entropy(logits, y),
                   "cat": weight * Fn.cat_loss(a_s, a_t, resolution=resolution, normalize=normalize)}

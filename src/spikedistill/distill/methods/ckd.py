@@ -33,7 +33,8 @@ from spikedistill.errors import ConfigError
 
 __all__ = ["CKD", "CKDConfig", "CKDPaper", "CKDReleased", "CKD_PRESETS", "DEFAULT_CKD_PRESET",
            "METHOD_PRESETS", "NLDConfig", "NLDOnly", "SAMDConfig", "SAMDOnly", "cam_teacher_maps",
-           "gradcam_teacher_maps", "preset_for", "resolve_ckd", "student_samd_map"]
+           "gradcam_teacher_maps", "preset_for", "resolve_ckd", "resolve_ckd_section",
+           "student_samd_map"]
 
 
 # the switches' vocabularies live in the config layer (spikedistill.config)
@@ -142,9 +143,13 @@ class CKDConfig:
 
 def preset_for(cfg: DistillConfig, method: Optional[str] = None) -> str:
     """The CKDSNN preset that ``method`` (default ``cfg.method``) uses (see the module docstring)."""
-    method = cfg.method if method is None else method
+    return _preset_of(cfg.ckd, cfg.method if method is None else method)
+
+
+def _preset_of(section: CKDConfig, method: str) -> str:
+    """The preset of ``method`` given its ``distill.ckd`` section (:func:`preset_for`)."""
     fixed = METHOD_PRESETS.get(method)
-    chosen = cfg.ckd.preset
+    chosen = section.preset
     if fixed is not None:
         if chosen is not None and chosen != fixed:
             raise ConfigError(f"config key 'distill.ckd.preset': method {method!r} fixes the "
@@ -160,8 +165,14 @@ def resolve_ckd(cfg: DistillConfig, method: Optional[str] = None) -> CKDConfig:
 
     Fields the user set (non-null) are kept: the preset never overrides them.
     """
-    preset = preset_for(cfg, method)
-    out = copy.deepcopy(cfg.ckd)
+    return resolve_ckd_section(cfg.ckd, cfg.method if method is None else method)
+
+
+def resolve_ckd_section(section: CKDConfig, method: str) -> CKDConfig:
+    """A copy of the ``distill.ckd`` ``section`` with every ``null`` switch filled from the preset
+    of ``method`` (:func:`resolve_ckd`; the user's non-null fields are kept)."""
+    preset = _preset_of(section, method)
+    out = copy.deepcopy(section)
     out.preset = preset
     for section, values in CKD_PRESETS[preset].items():
         sub = getattr(out, section)
@@ -233,17 +244,16 @@ class CKD(_TeacherStudent):
 
     Switches left ``null`` come from the preset (``distill.ckd.preset``, or the method name for
     ``ckd-released`` / ``ckd-paper``; see the module docstring). The resolved
-    switches are in :attr:`settings`. With several SAMD stages the loss is their mean.
+    switches are in :attr:`section` (also :attr:`settings`). With several SAMD stages the loss
+    is their mean.
     """
 
     use_samd = True
     use_nld = True
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        cfg = cfg if isinstance(cfg, DistillConfig) else DistillConfig(method=self.method_name)
-        self.settings = resolve_ckd(cfg, method=self.method_name)
-        sc = self.settings.samd
+    def __init__(self, student, teacher=None, cfg=None, **settings):
+        super().__init__(student, teacher, cfg, **settings)
+        sc = self.section.samd
         self.stages: List[int] = []
         if not self.use_samd:
             return
@@ -263,6 +273,15 @@ class CKD(_TeacherStudent):
                 f"config key 'distill.ckd.samd.student_map': the student CAM exists only at "
                 f"the last stage ({n}); for stage(s) {non_last} use spike_sum")
 
+    def resolve_section(self, section: CKDConfig) -> CKDConfig:
+        """``distill.ckd`` with the preset's switches filled (:func:`resolve_ckd_section`)."""
+        return resolve_ckd_section(section, self.method_name)
+
+    @property
+    def settings(self) -> CKDConfig:
+        """The resolved ``distill.ckd`` switches (:attr:`section`)."""
+        return self.section
+
     # -- maps ---------------------------------------------------------------------------------
 
     def _teacher_with_gradcam(self, x: torch.Tensor, y: torch.Tensor):
@@ -272,12 +291,12 @@ class CKD(_TeacherStudent):
         Frames with ``teacher_frames="per_step"``: the class comes from the time-averaged logits
         and the map is the mean of the per-frame maps, ``M_t = 1/T sum_t GradCAM(z_t(x[t]),
         F_t(x[t]))`` (logits and features are averaged over T as in :meth:`run_teacher`)."""
-        return gradcam_teacher_maps(self.teacher, x, y, self.settings.samd.teacher_map,
+        return gradcam_teacher_maps(self.teacher, x, y, self.section.samd.teacher_map,
                                     self.stages, self.teacher_frames,
                                     frozen=self.teacher_mode == "frozen")
 
     def _teacher(self, x, y):
-        if self.use_samd and self.settings.samd.teacher_map.startswith("gradcam"):
+        if self.use_samd and self.section.samd.teacher_map.startswith("gradcam"):
             return self._teacher_with_gradcam(x, y)
         t_logits, t_feats = self.teacher_targets(x)
         classes = t_logits.argmax(dim=1)       # the released code's CAM class: teacher argmax
@@ -288,11 +307,11 @@ class CKD(_TeacherStudent):
         return t_logits, t_feats, maps, classes
 
     def _student_map(self, feats, idx: int, classes: torch.Tensor) -> torch.Tensor:
-        w = self._s.classifier_weight() if self.settings.samd.student_map == "cam" else None
-        return student_samd_map(feats, idx, self.settings.samd.student_map, w, classes)
+        w = self._s.classifier_weight() if self.section.samd.student_map == "cam" else None
+        return student_samd_map(feats, idx, self.section.samd.student_map, w, classes)
 
     def samd(self, feats, teacher_maps: Dict[int, torch.Tensor], classes) -> torch.Tensor:
-        sc = self.settings.samd
+        sc = self.section.samd
         terms = []
         for idx in self.stages:
             m_s, m_t = self._student_map(feats, idx, classes), teacher_maps[idx]
@@ -308,7 +327,7 @@ class CKD(_TeacherStudent):
         return torch.stack(terms).mean()
 
     def nld(self, logits, t_logits) -> torch.Tensor:
-        nc = self.settings.nld
+        nc = self.section.nld
         return Fn.nld_loss(logits, t_logits, tau=nc.tau, mode=nc.mode, weight=nc.weight,
                            sigma=nc.sigma)
 
@@ -317,9 +336,9 @@ class CKD(_TeacherStudent):
         t_logits, _, t_maps, classes = self._teacher(x, y)
         losses = {"ce": self.cross_entropy(logits, y)}
         if self.use_samd:
-            losses["samd"] = self.settings.beta * self.samd(feats, t_maps, classes)
+            losses["samd"] = self.section.beta * self.samd(feats, t_maps, classes)
         if self.use_nld:
-            losses["nld"] = self.settings.gamma * self.nld(logits, t_logits)
+            losses["nld"] = self.section.gamma * self.nld(logits, t_logits)
         return logits, losses
 
 

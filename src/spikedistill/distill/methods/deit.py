@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from spikedistill.config import check_choice, check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
-from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
+from spikedistill.distill.methods._common import _k, _TeacherStudent
 from spikedistill.errors import ConfigError
 from spikedistill.models.contract import distillation_head
 
@@ -54,9 +54,8 @@ class DeiT(_TeacherStudent):
     """DeiT (module doc): losses ``ce`` (``(1 - alpha)`` times the class head's CE) and ``kd``
     (``alpha`` times the distillation head's term); returns the average of both heads."""
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        self.tc = _section(cfg, "deit")
+    def __init__(self, student, teacher=None, cfg=None, **settings):
+        super().__init__(student, teacher, cfg, **settings)
         if distillation_head(self._s) is None:
             raise ConfigError("config key 'model.distill_head': method deit trains a second "
                               "(distillation) head; set model.distill_head: true")
@@ -66,7 +65,7 @@ class DeiT(_TeacherStudent):
         z = self.student(x)
         z_kd = head.pop_kd(like=z) if head.training else z
         t_logits = self.teacher_targets(x, return_features=False)
-        c = self.tc
+        c = self.section
         dist = Fn.deit_distillation_loss(z_kd, t_logits, kind=c.type, tau=c.tau)
         return (z + z_kd) / 2, {"ce": (1.0 - c.alpha) * self.cross_entropy(z, y),
                                 "kd": c.alpha * dist}

@@ -28,7 +28,7 @@ import torch
 from spikedistill.config import check_choice, check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method, teacher_input, time_mean
-from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
+from spikedistill.distill.methods._common import _k, _TeacherStudent
 from spikedistill.errors import ConfigError
 
 __all__ = ["E2KD", "E2KDConfig"]
@@ -58,10 +58,6 @@ class E2KD(_TeacherStudent):
     explanations taken for the teacher's predicted class ``c = argmax z_t``: ``E_t`` the
     teacher's Grad-CAM on its last stage, ``E_s = ReLU(W_s[c] . mean_t F_s)`` (module doc)."""
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        self.ec = _section(cfg, "e2kd")
-
     def _teacher_explained(self, x):
         """Teacher logits and the Grad-CAM ``(B, H, W)`` of its predicted class (frames with
         ``per_step``: the mean of the per-frame maps, the class from the averaged logits)."""
@@ -80,7 +76,7 @@ class E2KD(_TeacherStudent):
         t_logits, e_t, classes = self._teacher_explained(x)
         e_s = Fn.class_activation_map(Fn.time_average(feats[-1]), self._s.classifier_weight(),
                                       classes)
-        c = self.ec
+        c = self.section
         size = tuple(x.shape[-2:]) if c.map_size == "input" else None
         if size is None and e_s.shape != e_t.shape:
             raise ConfigError(f"config key 'model.features': e2KD compares the student's and the "

@@ -9,7 +9,7 @@ import torch.nn as nn
 from spikedistill.config import check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
-from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
+from spikedistill.distill.methods._common import _k, _TeacherStudent
 from spikedistill.errors import ConfigError
 
 __all__ = ["EnOF", "EnOFConfig"]
@@ -35,9 +35,8 @@ class EnOF(_TeacherStudent):
     (``extras["adapter"]``) is added only when the feature sizes differ. RepAct is the model
     option ``model.last_activation=relu``."""
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        self.ec = _section(cfg, "enof")
+    def __init__(self, student, teacher=None, cfg=None, **settings):
+        super().__init__(student, teacher, cfg, **settings)
         if not isinstance(self._t.classifier, nn.Linear):
             raise ConfigError(f"config key 'teacher.classifier': EnOF passes the student feature "
                               f"through the teacher's classifier, which must be a Linear, not "
@@ -53,5 +52,5 @@ class EnOF(_TeacherStudent):
         if "adapter" in self.extras:
             pooled = self.extras["adapter"](pooled)
         fc = self._t.classifier
-        laf = Fn.laf_loss(pooled, t_logits, fc.weight, fc.bias, tau=self.ec.tau)
-        return logits, {"ce": self.cross_entropy(logits, y), "laf": self.ec.weight * laf}
+        laf = Fn.laf_loss(pooled, t_logits, fc.weight, fc.bias, tau=self.section.tau)
+        return logits, {"ce": self.cross_entropy(logits, y), "laf": self.section.weight * laf}

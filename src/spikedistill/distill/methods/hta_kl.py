@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from spikedistill.config import check_choice, check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
-from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
+from spikedistill.distill.methods._common import _k, _TeacherStudent
 from spikedistill.distill.methods._temporal import timestep_logits
 
 __all__ = ["HTAKL", "HTAKLAscending", "HTAKLConfig"]
@@ -60,19 +60,15 @@ class HTAKLConfig:
 class HTAKL(_TeacherStudent):
     """HTA-KL (module doc): losses ``ce`` and ``hta``."""
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        self.hc = _section(cfg, "hta_kl")
-
     def _rule(self):
         """``(rule, detach_weights)`` of the head/tail split (the config's)."""
-        return self.hc.rule, self.hc.detach_weights
+        return self.section.rule, self.section.detach_weights
 
     def forward_train(self, x, y, ctx=None):
         z = timestep_logits(self.student, x)
         logits = z.mean(dim=0)
         t_logits = self.teacher_targets(x, return_features=False)
-        c = self.hc
+        c = self.section
         s = z if c.per_timestep else logits
         rule, detach = self._rule()
         return logits, {"ce": self.cross_entropy(logits, y),

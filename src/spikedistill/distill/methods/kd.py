@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from spikedistill.config import check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
-from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
+from spikedistill.distill.methods._common import _k, _TeacherStudent
 
 __all__ = ["KD", "KDConfig"]
 
@@ -29,13 +29,9 @@ class KD(_TeacherStudent):
     """Hinton KD: ``CE + weight * tau^2 KL(softmax(z_t/tau) || softmax(z_s/tau))``
     (``distill.kd.tau``, ``distill.kd.weight``)."""
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        self.kd_cfg = _section(cfg, "kd")
-
     def forward_train(self, x, y, ctx=None):
         logits = self.student(x)
         t_logits = self.teacher_targets(x, return_features=False)
-        c = self.kd_cfg
+        c = self.section
         return logits, {"ce": self.cross_entropy(logits, y),
                         "kd": c.weight * Fn.kd_loss(logits, t_logits, tau=c.tau)}

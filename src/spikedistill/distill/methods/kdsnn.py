@@ -28,7 +28,7 @@ import torch.nn as nn
 from spikedistill.config import check_choice, check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
-from spikedistill.distill.methods._common import (_check_stage, _k, _section, _TeacherStudent,
+from spikedistill.distill.methods._common import (_check_stage, _k, _TeacherStudent,
                                                   resolve_stage)
 from spikedistill.distill.methods.bkdsnn import BKDSNN_FEATURE_WEIGHTS
 
@@ -68,10 +68,9 @@ class KDSNN(_TeacherStudent):
     """KDSNN (module doc): losses ``ce``, ``kd`` and ``feat`` at ``distill.kdsnn.stage``; ``A``
     a 1x1 conv adapter (``extras["adapter"]``) where the channel counts differ."""
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        self.kc = _section(cfg, "kdsnn")
-        self.stage = resolve_stage(self.kc.stage, self._n_stages(), "distill.kdsnn.stage")
+    def __init__(self, student, teacher=None, cfg=None, **settings):
+        super().__init__(student, teacher, cfg, **settings)
+        self.stage = resolve_stage(self.section.stage, self._n_stages(), "distill.kdsnn.stage")
         c_s, c_t = self._channels("model")[self.stage], self._channels("teacher")[self.stage]
         if c_s != c_t:
             self.extras["adapter"] = nn.Conv2d(c_s, c_t, kernel_size=1).to(self._device())
@@ -83,7 +82,7 @@ class KDSNN(_TeacherStudent):
         self._same_size(f_s, t_feats[self.stage], "distill.kdsnn.stage", "KDSNN's feature MSE")
         if "adapter" in self.extras:
             f_s = self.extras["adapter"](f_s)
-        c = self.kc
+        c = self.section
         feat = Fn.feature_mse_loss(f_s, t_feats[self.stage], reduction=c.reduction)
         return logits, {"ce": self.cross_entropy(logits, y),
                         "kd": c.kd_weight * Fn.kd_loss(logits, t_logits, tau=c.tau),

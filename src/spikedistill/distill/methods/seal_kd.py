@@ -28,7 +28,7 @@ import torch
 from spikedistill.config import check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
-from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
+from spikedistill.distill.methods._common import _k, _TeacherStudent
 from spikedistill.distill.methods._temporal import (timestep_and_teacher_logits,
                                                     timestep_cross_entropy)
 
@@ -53,13 +53,9 @@ class SeAlKDConfig:
 class SeAlKD(_TeacherStudent):
     """SeAl-KD (module doc): losses ``ce``, ``ela`` and ``sta``."""
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        self.sc = _section(cfg, "seal_kd")
-
     def forward_train(self, x, y, ctx=None):
         z, t_logits = timestep_and_teacher_logits(self, x)
-        c = self.sc
+        c = self.section
         steps = range(z.shape[0])
         ce = timestep_cross_entropy(self.cross_entropy, z, y)
         ela = []

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from spikedistill.config import check_choice, check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import Distiller, register_method
-from spikedistill.distill.methods._common import _k, _section
+from spikedistill.distill.methods._common import _k
 from spikedistill.distill.methods._temporal import timestep_logits
 
 __all__ = ["StrongWeakConfig", "Strong2Weak", "Weak2Strong"]
@@ -60,14 +60,13 @@ class _StrongWeak(Distiller):
     requires_teacher = False
     direction = "s2w"
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, None, cfg, teacher_mode)
-        self.tc = _section(cfg, self.direction)
+    def __init__(self, student, teacher=None, cfg=None, **settings):
+        super().__init__(student, None, cfg, **settings)
 
     def forward_train(self, x, y, ctx=None):
         z = timestep_logits(self.student, x)
         logits = z.mean(dim=0)
-        c = self.tc
+        c = self.section
         sd = Fn.strong_weak_loss(z, direction=self.direction, tau=c.tau, scheme=c.scheme,
                                  reduction=c.reduction, detach_teacher=c.detach_teacher)
         return logits, {"ce": self.cross_entropy(logits, y), "sd": c.lam * sd}

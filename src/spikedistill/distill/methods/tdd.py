@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from spikedistill.config import check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
-from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
+from spikedistill.distill.methods._common import _k, _TeacherStudent
 from spikedistill.distill.methods._temporal import (timestep_and_teacher_logits,
                                                     timestep_cross_entropy)
 
@@ -50,13 +50,9 @@ class TDD(_TeacherStudent):
     """TDD (module doc): losses ``ce`` (per-timestep CE), ``kd`` (per-timestep KL to the ANN)
     and ``self`` (per-timestep KL to the mean of the correct timesteps' logits)."""
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        self.tc = _section(cfg, "tdd")
-
     def forward_train(self, x, y, ctx=None):
         z, t_logits = timestep_and_teacher_logits(self, x)
-        c = self.tc
+        c = self.section
         ce = timestep_cross_entropy(self.cross_entropy, z, y)
         target = Fn.tdd_target_logits(z, y).detach()
         return z.mean(dim=0), {

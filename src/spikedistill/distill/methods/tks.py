@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from spikedistill.config import check_choice, check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import Distiller, register_method
-from spikedistill.distill.methods._common import _k, _section
+from spikedistill.distill.methods._common import _k
 from spikedistill.distill.methods._temporal import timestep_logits
 
 __all__ = ["TKS", "TKSConfig"]
@@ -57,14 +57,13 @@ class TKS(Distiller):
 
     requires_teacher = False
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, None, cfg, teacher_mode)
-        self.tc = _section(cfg, "tks")
+    def __init__(self, student, teacher=None, cfg=None, **settings):
+        super().__init__(student, None, cfg, **settings)
 
     def alpha_e(self, ctx=None) -> float:
         """The CE weight of this step: ``1 - alpha * min(epoch / epochs, 1)`` (linear) or
         ``alpha`` (static; the released ``--staticalpha`` sets ``current_alpha = args.alpha``)."""
-        c = self.tc
+        c = self.section
         if c.schedule == "static":
             return c.alpha
         epochs = int(getattr(ctx, "epochs", 0) or 0) if ctx is not None else 0
@@ -77,8 +76,8 @@ class TKS(Distiller):
         z = timestep_logits(self.student, x)
         logits = z.mean(dim=0)
         target = Fn.tks_target_logits(z, y)
-        if self.tc.detach_target:
+        if self.section.detach_target:
             target = target.detach()
         a = self.alpha_e(ctx)
         return logits, {"ce": a * self.cross_entropy(logits, y),
-                        "tks": (1.0 - a) * Fn.tks_loss(z, target, tau=self.tc.tau)}
+                        "tks": (1.0 - a) * Fn.tks_loss(z, target, tau=self.section.tau)}

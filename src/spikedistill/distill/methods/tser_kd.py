@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from spikedistill.config import check_range
 from spikedistill.distill import functional as Fn
 from spikedistill.distill.base import register_method
-from spikedistill.distill.methods._common import _k, _section, _TeacherStudent
+from spikedistill.distill.methods._common import _k, _TeacherStudent
 from spikedistill.distill.methods._temporal import (timestep_and_teacher_logits,
                                                     timestep_cross_entropy)
 
@@ -58,13 +58,9 @@ class TSERKD(_TeacherStudent):
     """TSER-KD (module doc): losses ``ce`` (per-timestep CE), ``kd`` (per-timestep KL) and
     ``er`` (minus gamma times the per-timestep entropy)."""
 
-    def __init__(self, student, teacher=None, cfg=None, teacher_mode="frozen"):
-        super().__init__(student, teacher, cfg, teacher_mode)
-        self.tc = _section(cfg, "tser_kd")
-
     def forward_train(self, x, y, ctx=None):
         z, t_logits = timestep_and_teacher_logits(self, x)
-        c = self.tc
+        c = self.section
         zc = z / c.tau if c.tau_on_ce else z
         ce = timestep_cross_entropy(self.cross_entropy, zc, y)
         return z.mean(dim=0), {

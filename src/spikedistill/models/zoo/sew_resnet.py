@@ -32,7 +32,7 @@ Head: GAP per timestep, ``fc`` (``Linear(C, K)``); ``z_s = mean_t fc(GAP(F_4[t])
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -41,7 +41,7 @@ from spikedistill.errors import ConfigError
 from spikedistill.models.common import require_images_or_frames, student_logits
 from spikedistill.models.contract import DistillModel
 from spikedistill.models.registry import register_model
-from spikedistill.neurons import LIF
+from spikedistill.neurons import LIF, LIFParameters, NeuronLike
 
 CONNECTS = ("ADD", "IAND", "AND")
 STEMS = ("imagenet", "cifar")
@@ -94,18 +94,18 @@ class SEWBasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, cin: int, planes: int, stride: int, neuron: Dict[str, Any],
+    def __init__(self, cin: int, planes: int, stride: int, neuron: NeuronLike,
                  connect: str):
         super().__init__()
         self.connect = connect
         self.conv1 = _ConvBN(cin, planes, 3, stride)
-        self.sn1 = LIF(**neuron)
+        self.sn1 = LIF(neuron)
         self.conv2 = _ConvBN(planes, planes, 3)
-        self.sn2 = LIF(**neuron)
+        self.sn2 = LIF(neuron)
         self.downsample: Optional[nn.Module] = None
         if stride != 1 or cin != planes * self.expansion:
             self.downsample = nn.Sequential(_ConvBN(cin, planes * self.expansion, 1, stride),
-                                            LIF(**neuron))
+                                            LIF(neuron))
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         return self.sn2(self.conv2(self.sn1(self.conv1(x))))
@@ -125,20 +125,20 @@ class SEWBottleneck(SEWBasicBlock):
 
     expansion = 4
 
-    def __init__(self, cin: int, planes: int, stride: int, neuron: Dict[str, Any],
+    def __init__(self, cin: int, planes: int, stride: int, neuron: NeuronLike,
                  connect: str):
         nn.Module.__init__(self)
         self.connect = connect
         self.conv1 = _ConvBN(cin, planes, 1)
-        self.sn1 = LIF(**neuron)
+        self.sn1 = LIF(neuron)
         self.conv2 = _ConvBN(planes, planes, 3, stride)
-        self.sn2 = LIF(**neuron)
+        self.sn2 = LIF(neuron)
         self.conv3 = _ConvBN(planes, planes * self.expansion, 1)
-        self.sn3 = LIF(**neuron)
+        self.sn3 = LIF(neuron)
         self.downsample = None
         if stride != 1 or cin != planes * self.expansion:
             self.downsample = nn.Sequential(_ConvBN(cin, planes * self.expansion, 1, stride),
-                                            LIF(**neuron))
+                                            LIF(neuron))
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         return self.sn3(self.conv3(self.sn2(self.conv2(self.sn1(self.conv1(x))))))
@@ -155,7 +155,8 @@ class SEWResNet(DistillModel):
         connect: the SEW function ``ADD | IAND | AND``.
         stem: ``imagenet`` (conv 7x7/2 + BN + SN + max-pool 3/2) or ``cifar`` (conv 3x3/1 + BN
             + SN, no pool; for 32x32 inputs, taps at H, H/2, H/4, H/8).
-        neuron: keyword arguments of :class:`~spikedistill.neurons.LIF` (``model.neuron``).
+        neuron: the LIF parameters (``model.neuron``): a
+            :class:`~spikedistill.neurons.LIFParameters` or a mapping of its fields.
     """
 
     is_spiking = True
@@ -163,7 +164,7 @@ class SEWResNet(DistillModel):
 
     def __init__(self, arch: str, num_classes: int = 1000, T: int = 4,
                  width_mult: Optional[int] = None, in_channels: int = 3, connect: str = "ADD",
-                 stem: str = "imagenet", neuron: Optional[Dict[str, Any]] = None):
+                 stem: str = "imagenet", neuron: Optional[NeuronLike] = None):
         super().__init__()
         if arch not in SEW_LAYOUTS:
             raise ConfigError(f"config key 'model.name': expected one of "
@@ -180,7 +181,7 @@ class SEWResNet(DistillModel):
         wm = 4 if width_mult is None else int(width_mult)
         if wm < 1:
             raise ConfigError(f"config key 'model.width_mult': expected >= 1, got {width_mult!r}")
-        neuron = dict(neuron or {})
+        neuron = LIFParameters.of(neuron)
         kind, layout = SEW_LAYOUTS[arch]
         block = SEWBottleneck if kind == "bottleneck" else SEWBasicBlock
         self.arch, self.connect, self.stem = arch, connect, stem
@@ -194,7 +195,7 @@ class SEWResNet(DistillModel):
             self.conv1 = nn.Conv2d(in_channels, c, kernel_size=3, stride=1, padding=1, bias=False)
             self.maxpool = None
         self.bn1 = nn.BatchNorm2d(c)
-        self.sn1 = LIF(**neuron)
+        self.sn1 = LIF(neuron)
         cin, channels = c, []
         for i, n_blocks in enumerate(layout):
             planes = c * 2 ** i
@@ -299,7 +300,7 @@ def load_spikingjelly_state_dict(model: "SEWResNet", state: Dict[str, torch.Tens
 def _factory(arch: str):
     def build(num_classes: int = 1000, T: int = 4, width_mult: Optional[int] = None,
               in_channels: int = 3, connect: str = "ADD", stem: str = "imagenet",
-              neuron: Optional[Dict[str, Any]] = None) -> SEWResNet:
+              neuron: Optional[NeuronLike] = None) -> SEWResNet:
         return SEWResNet(arch, num_classes, T, width_mult, in_channels, connect, stem, neuron)
 
     kind, layout = SEW_LAYOUTS[arch]

@@ -56,7 +56,7 @@ Parameter counts: ``docs/spikformer.md``.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -65,12 +65,11 @@ from spikedistill.errors import ConfigError
 from spikedistill.models.common import require_images_or_frames
 from spikedistill.models.contract import DistillModel
 from spikedistill.models.registry import register_model
-from spikedistill.neurons import LIF
+from spikedistill.neurons import LIF, LIFParameters, NeuronLike
 
 #: Spikformer's neuron in our API (SpikingJelly MultiStepLIFNode(tau=2.0, detach_reset=True)).
-SPIKFORMER_NEURON: Dict[str, Any] = {"decay": 0.5, "decay_input": True, "threshold": 1.0,
-                                     "detach_reset": True, "surrogate": "sigmoid", "alpha": 4.0,
-                                     "fire_at_threshold": True}
+SPIKFORMER_NEURON = LIFParameters(decay=0.5, decay_input=True, threshold=1.0, detach_reset=True,
+                                  surrogate="sigmoid", alpha=4.0, fire_at_threshold=True)
 NEURON_PRESETS = ("spikformer", "config")
 #: The attention LIF's threshold (``attn_lif = MultiStepLIFNode(v_threshold=0.5, ...)``).
 ATTN_THRESHOLD = 0.5
@@ -94,15 +93,12 @@ def tokens_to_grid(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 class _TokenLinearBNLIF(nn.Module):
     """``LIF(BN1d(X W + b))`` on tokens ``[T, B, N, C_in] -> [T, B, N, C_out]``; BN over T*B*N."""
 
-    def __init__(self, cin: int, cout: int, neuron: Dict[str, Any], bias: bool = True,
+    def __init__(self, cin: int, cout: int, neuron: NeuronLike, bias: bool = True,
                  threshold: Optional[float] = None):
         super().__init__()
         self.linear = nn.Linear(cin, cout, bias=bias)
         self.bn = nn.BatchNorm1d(cout)
-        kw = dict(neuron)
-        if threshold is not None:
-            kw["threshold"] = threshold
-        self.lif = LIF(**kw)
+        self.lif = LIF(neuron) if threshold is None else LIF(neuron, threshold=threshold)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[0]
@@ -114,7 +110,7 @@ class _TokenLinearBNLIF(nn.Module):
 class SpikingSelfAttention(nn.Module):
     """SSA: ``LIF(BN(LIF_0.5((Q K^T) V * 0.125) W_o + b_o))`` with spike Q, K, V (no softmax)."""
 
-    def __init__(self, dim: int, heads: int, neuron: Dict[str, Any], qkv_bias: bool = True,
+    def __init__(self, dim: int, heads: int, neuron: NeuronLike, qkv_bias: bool = True,
                  attn_threshold: float = ATTN_THRESHOLD, scale: float = ATTN_SCALE):
         super().__init__()
         self.heads = int(heads)
@@ -122,7 +118,7 @@ class SpikingSelfAttention(nn.Module):
         self.q = _TokenLinearBNLIF(dim, dim, neuron, bias=qkv_bias)
         self.k = _TokenLinearBNLIF(dim, dim, neuron, bias=qkv_bias)
         self.v = _TokenLinearBNLIF(dim, dim, neuron, bias=qkv_bias)
-        self.attn_lif = LIF(**dict(neuron, threshold=float(attn_threshold)))
+        self.attn_lif = LIF(neuron, threshold=float(attn_threshold))
         self.proj = _TokenLinearBNLIF(dim, dim, neuron, bias=True)
 
     def _split(self, s: torch.Tensor) -> torch.Tensor:
@@ -140,7 +136,7 @@ class SpikingSelfAttention(nn.Module):
 class SpikformerMLP(nn.Module):
     """``LIF(BN(LIF(BN(X W_1 + b_1)) W_2 + b_2))`` on tokens."""
 
-    def __init__(self, dim: int, hidden: int, neuron: Dict[str, Any]):
+    def __init__(self, dim: int, hidden: int, neuron: NeuronLike):
         super().__init__()
         self.fc1 = _TokenLinearBNLIF(dim, hidden, neuron)
         self.fc2 = _TokenLinearBNLIF(hidden, dim, neuron)
@@ -153,7 +149,7 @@ class SpikformerBlock(nn.Module):
     """``X' = X + SSA(X)``, ``X'' = X' + MLP(X')`` (no LayerNorm: the repo's norm1/norm2 are built
     but never called, so they are left out)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, neuron: Dict[str, Any],
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, neuron: NeuronLike,
                  qkv_bias: bool = True, attn_threshold: float = ATTN_THRESHOLD):
         super().__init__()
         self.attn = SpikingSelfAttention(dim, heads, neuron, qkv_bias, attn_threshold)
@@ -170,7 +166,7 @@ class SPS(nn.Module):
     ``LIF(BN(conv3x3(f))) + f``. ``[T, B, C, H, W]`` (or the stem output) -> grid
     ``[T, B, D, H/4, W/4]``."""
 
-    def __init__(self, in_channels: int, dim: int, neuron: Dict[str, Any]):
+    def __init__(self, in_channels: int, dim: int, neuron: NeuronLike):
         super().__init__()
         if dim % 8:
             raise ConfigError(f"config key 'model.kwargs.dim': Spikformer's SPS widths are D/8, "
@@ -183,12 +179,12 @@ class SPS(nn.Module):
         for c in widths:
             self.convs.append(nn.Conv2d(cin, c, 3, 1, 1, bias=False))
             self.bns.append(nn.BatchNorm2d(c))
-            self.lifs.append(LIF(**neuron))
+            self.lifs.append(LIF(neuron))
             cin = c
         self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         self.rpe_conv = nn.Conv2d(dim, dim, 3, 1, 1, bias=False)
         self.rpe_bn = nn.BatchNorm2d(dim)
-        self.rpe_lif = LIF(**neuron)
+        self.rpe_lif = LIF(neuron)
 
     def forward(self, x: torch.Tensor, T: int, stem_done: bool = False) -> torch.Tensor:
         """``x``: folded ``[T*B, C, H, W]`` input, or with ``stem_done`` the first conv's
@@ -212,7 +208,7 @@ class Spikformer(DistillModel):
     def __init__(self, num_classes: int = 10, T: int = 4, in_channels: int = 3, depth: int = 4,
                  dim: int = 384, heads: Optional[int] = None, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, attn_threshold: float = ATTN_THRESHOLD,
-                 neuron: Optional[Dict[str, Any]] = None, neuron_preset: str = "spikformer",
+                 neuron: Optional[NeuronLike] = None, neuron_preset: str = "spikformer",
                  taps: Optional[Sequence[str]] = None):
         super().__init__()
         if int(T) < 1:
@@ -229,11 +225,9 @@ class Spikformer(DistillModel):
         if neuron_preset not in NEURON_PRESETS:
             raise ConfigError(f"config key 'model.kwargs.neuron_preset': expected one of "
                               f"{', '.join(NEURON_PRESETS)}, got {neuron_preset!r}")
-        given = dict(neuron or {})
-        if neuron_preset == "spikformer":
-            neuron = dict(SPIKFORMER_NEURON)
-            if "backend" in given:
-                neuron["backend"] = given["backend"]
+        given = LIFParameters.of(neuron)
+        if neuron_preset == "spikformer":     # only the backend is taken from model.neuron
+            neuron = SPIKFORMER_NEURON.replace(backend=given.backend)
         else:
             neuron = given
         self.neuron = neuron
@@ -344,7 +338,7 @@ def _factory(name: str, default_depth: int, default_dim: int, doc: str):
                 width_mult: Optional[int] = None, depth: int = default_depth,
                 dim: int = default_dim, heads: Optional[int] = None, mlp_ratio: float = 4.0,
                 qkv_bias: bool = True, attn_threshold: float = ATTN_THRESHOLD,
-                last_activation: str = "relu", neuron: Optional[Dict[str, Any]] = None,
+                last_activation: str = "relu", neuron: Optional[NeuronLike] = None,
                 neuron_preset: str = "spikformer",
                 taps: Optional[Sequence[str]] = None) -> Spikformer:
         return _build(depth, dim, num_classes, T, in_channels, width_mult, heads, mlp_ratio,

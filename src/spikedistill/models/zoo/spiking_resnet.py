@@ -13,7 +13,7 @@ EnOF's RepAct) or LIF (``"lif"``). Head: GAP per timestep, mean over T, ``Linear
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -23,7 +23,7 @@ from spikedistill.models.common import (conv3x3, require_images_or_frames, short
                                        student_logits)
 from spikedistill.models.contract import DistillModel, linear_chain_weight
 from spikedistill.models.registry import register_model
-from spikedistill.neurons import LIF
+from spikedistill.neurons import LIF, LIFParameters, NeuronLike
 
 
 def _fold(x: torch.Tensor) -> torch.Tensor:
@@ -39,16 +39,16 @@ def _unfold(x: torch.Tensor, T: int) -> torch.Tensor:
 class SpikingBasicBlock(nn.Module):
     """``out = act2(BN2(conv2(LIF1(BN1(conv1(x))))) + shortcut(x))`` on ``[T, B, C, H, W]``."""
 
-    def __init__(self, cin: int, cout: int, stride: int, neuron: Dict[str, Any],
+    def __init__(self, cin: int, cout: int, stride: int, neuron: NeuronLike,
                  last_activation: str = "lif"):
         super().__init__()
         self.conv1 = conv3x3(cin, cout, stride)
         self.bn1 = nn.BatchNorm2d(cout)
-        self.lif1 = LIF(**neuron)
+        self.lif1 = LIF(neuron)
         self.conv2 = conv3x3(cout, cout)
         self.bn2 = nn.BatchNorm2d(cout)
         self.shortcut = shortcut(cin, cout, stride)
-        self.act2 = nn.ReLU() if last_activation == "relu" else LIF(**neuron)
+        self.act2 = nn.ReLU() if last_activation == "relu" else LIF(neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[0]
@@ -68,21 +68,21 @@ class SpikingResNet(DistillModel):
 
     def __init__(self, arch: str, num_classes: int = 10, T: int = 1,
                  width_mult: Optional[int] = None, in_channels: int = 3,
-                 last_activation: str = "relu", neuron: Optional[Dict[str, Any]] = None):
+                 last_activation: str = "relu", neuron: Optional[NeuronLike] = None):
         super().__init__()
         if last_activation not in ("relu", "lif"):
             raise ConfigError(f"config key 'model.last_activation': expected relu or lif, "
                               f"got {last_activation!r}")
         if int(T) < 1:
             raise ConfigError(f"config key 'model.T': expected a positive integer, got {T!r}")
-        neuron = dict(neuron or {})
+        neuron = LIFParameters.of(neuron)
         c, plan = stage_plan(arch, width_mult)
         self.T = int(T)
         self.num_classes = int(num_classes)
         self.last_activation = last_activation
         self.stem = nn.Conv2d(in_channels, c, kernel_size=3, stride=1, padding=1, bias=False)
         self.stem_bn = nn.BatchNorm2d(c)
-        self.stem_lif = LIF(**neuron)
+        self.stem_lif = LIF(neuron)
         stages = []
         for si, (cin, cout, n_blocks, stride) in enumerate(plan):
             blocks = []
@@ -145,7 +145,7 @@ class SpikingResNet(DistillModel):
 @register_model("spiking_resnet19", role="student")
 def spiking_resnet19(num_classes: int = 10, T: int = 1, width_mult: Optional[int] = 8,
                      in_channels: int = 3, last_activation: str = "relu",
-                     neuron: Optional[Dict[str, Any]] = None) -> SpikingResNet:
+                     neuron: Optional[NeuronLike] = None) -> SpikingResNet:
     """Spiking ResNet-19: blocks [3, 3, 2], width_mult 8 -> 128 / 256 / 512 channels
     (12.72 M parameters at K = 100)."""
     return SpikingResNet("resnet19", num_classes, T, width_mult, in_channels, last_activation, neuron)
@@ -154,6 +154,6 @@ def spiking_resnet19(num_classes: int = 10, T: int = 1, width_mult: Optional[int
 @register_model("spiking_resnet20", role="student")
 def spiking_resnet20(num_classes: int = 10, T: int = 1, width_mult: Optional[int] = 1,
                      in_channels: int = 3, last_activation: str = "relu",
-                     neuron: Optional[Dict[str, Any]] = None) -> SpikingResNet:
+                     neuron: Optional[NeuronLike] = None) -> SpikingResNet:
     """Spiking ResNet-20: blocks [3, 3, 3], width_mult 1 -> 16 / 32 / 64 channels."""
     return SpikingResNet("resnet20", num_classes, T, width_mult, in_channels, last_activation, neuron)

@@ -25,7 +25,7 @@ still run (identical to TET's pools on even sizes).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -34,7 +34,7 @@ from spikedistill.errors import ConfigError
 from spikedistill.models.common import require_images, require_images_or_frames
 from spikedistill.models.contract import DistillModel
 from spikedistill.models.registry import register_model
-from spikedistill.neurons import LIF
+from spikedistill.neurons import LIF, LIFParameters, NeuronLike
 
 #: TET's conv widths, two per stage
 VGGSNN_WIDTHS = ((64, 128), (256, 256), (512, 512), (512, 512))
@@ -45,11 +45,11 @@ TET_GRID = 3
 class _SpikingConv(nn.Module):
     """TET's ``Layer``: ``LIF(BN(conv3x3(x)))`` on ``[T, B, C, H, W]`` (conv with bias)."""
 
-    def __init__(self, cin: int, cout: int, neuron: Dict[str, Any]):
+    def __init__(self, cin: int, cout: int, neuron: NeuronLike):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel_size=3, stride=1, padding=1, bias=True)
         self.bn = nn.BatchNorm2d(cout)
-        self.lif = LIF(**neuron)
+        self.lif = LIF(neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[0]
@@ -64,7 +64,7 @@ class VGGSNN(DistillModel):
     feature_names = ("stage1", "stage2", "stage3", "stage4")
 
     def __init__(self, num_classes: int = 10, T: int = 10, in_channels: int = 3,
-                 width_mult: Optional[int] = 1, neuron: Optional[Dict[str, Any]] = None,
+                 width_mult: Optional[int] = 1, neuron: Optional[NeuronLike] = None,
                  last_activation: str = "lif", head: str = "gap"):
         super().__init__()
         if int(T) < 1:
@@ -77,7 +77,7 @@ class VGGSNN(DistillModel):
         wm = 1 if width_mult is None else int(width_mult)
         if wm < 1:
             raise ConfigError(f"config key 'model.width_mult': expected >= 1, got {width_mult!r}")
-        neuron = dict(neuron or {})
+        neuron = LIFParameters.of(neuron)
         self.T = int(T)
         self.num_classes = int(num_classes)
         self.head_kind = head
@@ -167,7 +167,7 @@ class VGGSNN(DistillModel):
 
 @register_model("vggsnn", role="student")
 def vggsnn(num_classes: int = 10, T: int = 10, in_channels: int = 3, width_mult: Optional[int] = 1,
-           last_activation: str = "lif", neuron: Optional[Dict[str, Any]] = None,
+           last_activation: str = "lif", neuron: Optional[NeuronLike] = None,
            head: str = "gap") -> VGGSNN:
     """VGGSNN (TET, ICLR 2022): convs 64-128 | 256-256 | 512-512 | 512-512, AvgPool 2 after each
     pair, LIF after every BN; ``head="gap"`` (registered default, ``Linear(512, K)``) or TET's
