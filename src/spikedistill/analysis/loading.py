@@ -1,5 +1,5 @@
 """Loading what the analysis commands need: a model from a checkpoint, its run config with
-dotted overrides (``--data.root PATH``), the test loader, the input shape (the device:
+dotted overrides (``--data.root PATH``), the test loader, the run's teacher, the input shape (the device:
 :func:`spikedistill.engine.distributed.resolve_device` with ``key="--device"``)."""
 
 from __future__ import annotations
@@ -63,6 +63,28 @@ def eval_loader(cfg, device, batch_size: Optional[int] = None, *, sample: bool =
     if bs < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {bs}")
     return eval_loader_for(splits, bs, device, shuffle=sample), splits
+
+
+def load_teacher(cfg, splits, device, path=None):
+    """The teacher of run config ``cfg`` on the data ``splits``, in eval mode on ``device``,
+    built as training builds it (:func:`spikedistill.engine.build.build_teacher`, any source:
+    checks of classes, input channels and ``teacher.allow_spiking`` included), or None when the
+    config names none. ``path`` replaces the teacher's file (and a ``teacher.zoo`` name): the
+    checkpoint (a file, or a run directory: :func:`spikedistill.run_files.run_checkpoint`) for
+    ``teacher.source: spikedistill``, else the weights file of the external teacher."""
+    from spikedistill.engine.build import ann_in_channels, build_teacher, input_shape_of
+    from spikedistill.run_files import run_checkpoint
+
+    if path:
+        if getattr(cfg.teacher, "zoo", None):     # an explicit file wins over a shipped teacher
+            cfg.teacher.zoo = None
+        if cfg.teacher.source == "spikedistill":
+            cfg.teacher.checkpoint = str(run_checkpoint(path))
+        else:
+            cfg.teacher.weights = str(path)
+    teacher, _ = build_teacher(cfg, int(splits.num_classes), input_shape_of(splits), device,
+                               ann_in_channels(cfg, splits))
+    return teacher
 
 
 KNOWN_SIZES = {"cifar10": 32, "cifar100": 32}

@@ -8,7 +8,7 @@ P_t and P_s (after the run's ``distill.ckd.samd`` normalisation and softmax scal
 map overlaid on the image. See :mod:`spikedistill.analysis.maps`.
 
 The teacher is any teacher a run can use, built as training builds it
-(:func:`spikedistill.engine.build.build_teacher`): by default the student run's own teacher
+(:func:`spikedistill.analysis.loading.load_teacher`): by default the student run's own teacher
 (``teacher.checkpoint``, or a torchvision / timm / python teacher with its ``teacher.weights``);
 ``--teacher FILE`` replaces the file (a spikedistill checkpoint, or the weights file of the run's
 external teacher), and ``--set teacher.source=... teacher.arch=... teacher.weights=...`` names
@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from spikedistill.analysis.loading import eval_loader, load_model, run_config
+    from spikedistill.analysis.loading import eval_loader, load_model, load_teacher, run_config
     from spikedistill.analysis.maps import visualize
     from spikedistill.commands.common import overrides_from_args
     from spikedistill.engine.distributed import resolve_device
@@ -52,13 +52,8 @@ def run(args) -> int:
         raise ConfigError(f"--student '{args.student}' holds {meta.get('model_name')}, not a "
                           "spiking student")
     cfg = run_config(meta, overrides_from_args(args))
-    if args.teacher:
-        if cfg.teacher.source == "spikedistill":
-            cfg.teacher.checkpoint = str(args.teacher)
-        else:
-            cfg.teacher.weights = str(args.teacher)
     loader, splits = eval_loader(cfg, device, max(1, min(int(args.n), 512)), sample=True)
-    teacher = build_run_teacher(cfg, splits, device)
+    teacher = load_teacher(cfg, splits, device, args.teacher)
     if teacher is None:
         raise ConfigError("visualize needs a teacher: pass --teacher TEACHER/best.pt, or "
                           "--set teacher.source=torchvision teacher.arch=ARCH "
@@ -71,11 +66,3 @@ def run(args) -> int:
     print(f"wrote {path}")
     return 0
 
-
-def build_run_teacher(cfg, splits, device):
-    """The teacher of ``cfg`` as training builds it (any source), or None without one."""
-    from spikedistill.engine.build import ann_in_channels, build_teacher, input_shape_of
-
-    teacher, _ = build_teacher(cfg, int(splits.num_classes), input_shape_of(splits), device,
-                               ann_in_channels(cfg, splits))
-    return teacher
