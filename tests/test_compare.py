@@ -327,6 +327,41 @@ def test_compare_digits_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert "continuing the interrupted run" in capsys.readouterr().out
     again = json.loads((out / "results" / "ce-seed1.json").read_text())
     assert again["best_acc"] == results["ce-seed1"]["best_acc"]
+    # the energy column (default: 16 test images, cost model 45nm_fp32): every run's best.pt
+    # counted on the same images, E = 4.6 pJ MACs + 0.9 pJ SOPs per image, tabulated with the
+    # paired statistics of the accuracy
+    with open(out / "compare.csv") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    energy = {}
+    for key, rec in results.items():
+        e = rec["energy"]
+        assert e["images"] == 16 and e["cost_model"] == "45nm_fp32"
+        assert e["sops"] > 0 and e["macs"] > 0
+        assert e["energy_mj"] == pytest.approx((4.6 * e["macs"] + 0.9 * e["sops"]) * 1e-9,
+                                               rel=1e-12)
+        assert e["energy_mj_ci95"][0] <= e["energy_mj"] <= e["energy_mj_ci95"][1]
+        energy[key] = e["energy_mj"]
+    ce_e = [energy[f"ce-seed{s}"] for s in (0, 1)]
+    assert float(rows["ce"]["energy_mj_mean"]) == pytest.approx(statistics.fmean(ce_e), rel=1e-3)
+    assert float(rows["ce"]["energy_mj_std"]) == pytest.approx(statistics.stdev(ce_e), rel=1e-3,
+                                                               abs=1e-12)
+    d = [energy[f"ckd-released-seed{s}"] - energy[f"ce-seed{s}"] for s in (0, 1)]
+    assert float(rows["ckd-released"]["energy_diff_mean"]) == pytest.approx(statistics.fmean(d),
+                                                                            rel=1e-3, abs=1e-12)
+    assert rows["ce"]["cost_model"] == "45nm_fp32" and rows["ce"]["energy_images"] == "16"
+    assert "energy mJ/image" in printed and "cost model 45nm_fp32 (4.6 pJ / MAC" in printed
+    assert "Δ energy vs ce mJ [95 % CI]" in printed
+    # another cost model or number of images: the runs are counted again (not retrained), on
+    # the same images for every run
+    monkeypatch.setattr("spikedistill.engine.run_training", boom)
+    assert main(argv + ["--cost-model", "45nm_int8", "--energy-images", "4"]) == 0
+    monkeypatch.undo()
+    assert "cost model 45nm_int8 (0.23 pJ / MAC, 0.03 pJ / AC" in capsys.readouterr().out
+    for key in results:
+        e = json.loads((out / "results" / f"{key}.json").read_text())["energy"]
+        assert e["images"] == 4 and e["cost_model"] == "45nm_int8"
+        assert e["energy_mj"] == pytest.approx((0.23 * e["macs"] + 0.03 * e["sops"]) * 1e-9,
+                                               rel=1e-12)
     # ... and a changed recipe is refused instead of mixed into the table
     assert main(argv[:-2] + ["--train.lr", "0.03"]) == 2
     assert "train.lr" in capsys.readouterr().err
@@ -416,3 +451,72 @@ def test_deit_runs_get_the_distillation_head_and_the_others_do_not(tmp_path, mon
     for method in ("ce", "deit"):
         C.run_one(base, method, 0, "teacher.pt", tmp_path / "o", log=lambda *a: None)
     assert seen == {"ce": False, "deit": True} and base.model.distill_head is False
+
+
+def test_energy_beside_the_accuracy_by_hand(tmp_path):
+    """Each method's energy per image: mean +- sample std over seeds, and its paired difference
+    against the baseline with the accuracy's statistics (energies chosen so that the differences
+    ckd - ce are 1, 2, 3 uJ: the p-value is the accuracy case's, 1 - sqrt(12/14))."""
+    import math
+
+    records = _paired_records()
+    mj = {("ce", 0): 0.010, ("ce", 1): 0.012, ("ce", 2): 0.014,
+          ("ckd", 0): 0.011, ("ckd", 1): 0.014, ("ckd", 2): 0.017}
+    for r in records:
+        if (r["method"], r["seed"]) in mj:
+            r["energy"] = {"requested": 8, "images": 8, "cost_model": "45nm_fp32",
+                           "e_mac_pj": 4.6, "e_ac_pj": 0.9, "source": "Horowitz ISSCC 2014",
+                           "energy_mj": mj[r["method"], r["seed"]], "sops": 1.0, "macs": 1.0,
+                           "not_counted": {"aten.max_pool2d": 2}}
+    rows = {r["method"]: r for r in S.summarize(records, ["ce", "ckd", "kd", "enof"], "ce")}
+    assert rows["ce"]["energy_mean"] == pytest.approx(0.012)
+    assert rows["ce"]["energy_std"] == pytest.approx(0.002)
+    assert rows["ckd"]["energy_mean"] == pytest.approx(0.014)
+    assert rows["ckd"]["energy_std"] == pytest.approx(0.003)
+    assert rows["kd"]["energy_n"] == 0 and rows["kd"]["paired_energy"] is None
+    t2 = math.sqrt(2 * 0.95 ** 2 / (1 - 0.95 ** 2))      # t_{0.975, 2}
+    d = rows["ckd"]["paired_energy"]
+    assert d.n == 3 and d.mean == pytest.approx(0.002) and d.sd == pytest.approx(0.001)
+    assert d.half_width == pytest.approx(t2 * 0.001 / math.sqrt(3), rel=1e-9)
+    assert d.p_value == pytest.approx(1 - math.sqrt(12 / 14), abs=1e-6)
+
+    table = S.markdown_table(list(rows.values()))
+    assert "| method | n | best acc % | last acc % | energy mJ/image |" in table
+    assert "| ce | 3 | 84.67 ± 5.03 | 81.00 ± 3.61 | 0.012 ± 0.002 |" in table
+    assert "| kd | 2 | 75.00 ± 7.07 | 70.90 ± 1.27 | - |" in table
+    assert ("cost model 45nm_fp32 (4.6 pJ / MAC, 0.9 pJ / AC: Horowitz ISSCC 2014)" in table
+            and "on 8 test images" in table and "Not counted: aten.max_pool2d (2)." in table)
+    paired = S.paired_table(list(rows.values()))
+    assert "Δ energy vs ce mJ [95 % CI] | p (energy) |" in paired
+    assert "| +0.002 [-0.0004841, +0.004484] | 0.0742 |" in paired
+    assert any(v.startswith("ckd - ce, energy per image: +0.002 [") and "includes 0" in v
+               for v in S.energy_verdict_lines(list(rows.values())))
+
+    paths = S.write_summary(list(rows.values()), records, tmp_path, "t")
+    with open(paths["csv"]) as fh:
+        got = {r["method"]: r for r in csv.DictReader(fh)}
+    assert float(got["ckd"]["energy_mj_mean"]) == pytest.approx(0.014)
+    assert float(got["ckd"]["energy_diff_mean"]) == pytest.approx(0.002)
+    assert float(got["ckd"]["energy_diff_ci_low"]) == pytest.approx(
+        0.002 - t2 * 0.001 / math.sqrt(3), rel=1e-3)
+    assert float(got["ckd"]["energy_diff_p"]) == pytest.approx(1 - math.sqrt(12 / 14), abs=1e-6)
+    assert got["ce"]["energy_diff_mean"] == "-" and got["kd"]["energy_mj_mean"] == "-"
+    assert got["ckd"]["cost_model"] == "45nm_fp32" and got["ckd"]["energy_images"] == "8"
+    with open(paths["runs_csv"]) as fh:
+        runs = [r for r in csv.DictReader(fh) if r["method"] == "ckd"]
+    assert [float(r["energy_mj"]) for r in runs] == [0.011, 0.014, 0.017]
+    # without energy, no energy column anywhere
+    plain = S.summarize(_paired_records(), ["ce", "ckd"], "ce")
+    assert "energy" not in S.markdown_table(plain) and "energy" not in S.paired_table(plain)
+    S.write_summary(plain, _paired_records(), tmp_path / "plain", "t")
+    assert "energy" not in (tmp_path / "plain" / "compare.csv").read_text()
+
+
+def test_energy_settings_checked_before_any_run(tmp_path):
+    base = load_config(overrides=["data.name=digits"])
+    with pytest.raises(ConfigError, match="--energy-images: expected a non-negative integer"):
+        C.compare(base, ["ce"], [0], tmp_path, baseline=None, energy_images=-1)
+    with pytest.raises(ConfigError, match="--cost-model: expected one of 45nm_fp32"):
+        C.compare(base, ["ce"], [0], tmp_path, baseline=None, energy_images=4,
+                  cost_model="7nm")
+    assert not (tmp_path / "runs").exists()

@@ -65,6 +65,19 @@ def eval_loader(cfg, device, batch_size: Optional[int] = None, *, sample: bool =
     return eval_loader_for(splits, bs, device, shuffle=sample), splits
 
 
+def input_affine_of(splits) -> Optional[tuple]:
+    """The map from the loader's normalised frames back to event counts
+    (:func:`spikedistill.analysis.counting.loader_affine`) when ``splits`` hold frames
+    ``[N, T, C, H, W]``, so that the counter sees the first layer's input as spikes; None for
+    images."""
+    images = getattr(getattr(splits, "train", None), "images", None)
+    if images is None or images.dim() != 5:
+        return None
+    from spikedistill.analysis.counting import loader_affine
+
+    return loader_affine(splits.mean, splits.std)
+
+
 def load_teacher(cfg, splits, device, path=None):
     """The teacher of run config ``cfg`` on the data ``splits``, in eval mode on ``device``,
     built as training builds it (:func:`spikedistill.engine.build.build_teacher`, any source:

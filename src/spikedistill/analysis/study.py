@@ -9,6 +9,10 @@ result made with a different config is an error), continues interrupted ones fro
 intact checkpoint (``last.pt``, else ``best.pt``, as ``train --resume`` does), and rewrites the
 summary.
 
+With ``energy_images=N`` (``compare --energy-images``) every run's ``best.pt`` is also counted
+on the same N test images (:func:`add_energy`): its energy per image under a named cost model,
+which the summary reports beside the accuracy with the same paired statistics.
+
 With ``jobs=N`` the runs go to N worker processes: each run's output is written to
 ``DIR/logs/METHOD-seedN.log`` as it comes, and its lines are handed to ``log`` as they come,
 prefixed with ``METHOD-seedN:``. A run's numbers do not depend on N (same seed, same
@@ -233,22 +237,53 @@ def run_all(base_cfg, jobs_list, teacher, out: Path, jobs: int, log) -> List[Dic
     return [r for r in records if r is not None]
 
 
+#: test images per run whose energy ``compare`` counts by default (``--energy-images``): few,
+#: so that compare stays cheap (each image is counted alone, :mod:`spikedistill.analysis.energy`)
+ENERGY_IMAGES = 16
+
+
+def parse_energy_images(images: Any) -> int:
+    """``--energy-images``: a non-negative integer (0: no energy)."""
+    if isinstance(images, bool) or not isinstance(images, int) or images < 0:
+        raise ConfigError(f"--energy-images: expected a non-negative integer (0: no energy), "
+                          f"got {images!r}")
+    return images
+
+
+def parse_cost_model(name: Any) -> str:
+    """``--cost-model``: one of :data:`spikedistill.analysis.energy.COST_MODELS`."""
+    from spikedistill.analysis.energy import COST_MODELS
+
+    if name not in COST_MODELS:
+        raise ConfigError(f"--cost-model: expected one of {', '.join(COST_MODELS)}, got "
+                          f"{name!r}")
+    return str(name)
+
+
 def compare(base_cfg, methods: Sequence[str], seeds: Sequence[int], out, teacher=None,
             log=print, baseline: Optional[str] = "ce", jobs: int = 1,
-            every_timestep: bool = False) -> Tuple[List[Dict[str, Any]], Dict[str, Path]]:
+            every_timestep: bool = False, energy_images: int = 0,
+            cost_model: str = "45nm_fp32") -> Tuple[List[Dict[str, Any]], Dict[str, Path]]:
     """Run every (method, seed) (seeds outermost; ``jobs`` at once in worker processes) and
     write the summary with the paired comparison against ``baseline`` (one of ``methods``, or
-    None); returns the per-method rows and the paths written."""
+    None); with ``energy_images`` > 0 each run's energy per image on that many test images
+    under ``cost_model`` too (:func:`add_energy`). Returns the per-method rows and the paths
+    written."""
     out = Path(out)
     if baseline is not None:
         baseline = parse_baseline(baseline, methods)
     jobs = parse_jobs(jobs)
+    energy_images = parse_energy_images(energy_images)
+    if energy_images:
+        cost_model = parse_cost_model(cost_model)
     teacher = resolve_teacher(teacher if teacher is not None else base_cfg.teacher.checkpoint)
     check_teacher_for(methods, teacher, base_cfg)
     records = run_all(base_cfg, [(m, s) for s in seeds for m in methods], teacher, out, jobs,
                        log)
     if every_timestep:
         add_timestep_accuracies(base_cfg, records, out, log)
+    if energy_images:
+        add_energy(base_cfg, records, out, energy_images, cost_model, log)
     rows = summarize(records, methods, baseline)
     title = f"{base_cfg.model.name} T={base_cfg.model.T} on {base_cfg.data.name}"
     paths = write_summary(rows, records, out, title)
@@ -283,6 +318,45 @@ def add_timestep_accuracies(base_cfg, records: Sequence[Dict[str, Any]], out: Pa
         _write_json(out / "results" / f"{key}.json", rec)
         log(f"compare: {key}: top-1 at T' = 1..{len(rows)}: "
             + ", ".join(f"{v:.2f}" for v in rec["top1_by_timestep"]) + " %")
+
+
+def add_energy(base_cfg, records: Sequence[Dict[str, Any]], out: Path, images: int,
+               cost: str = "45nm_fp32", log=print) -> None:
+    """Give every record ``energy``: its run's ``best.pt`` counted image by image on the first
+    ``images`` test images of one fixed random permutation (seed 0: the same images for every
+    run; :func:`spikedistill.analysis.energy.energy_distribution`) under the cost model
+    ``cost``: ``energy_mj`` = mean over the images of ``E_i = e_mac MACs_i + e_ac SOPs_i``
+    (mJ per image) with its 95 % interval over the images, the mean ``sops`` and ``macs``, the
+    cost model's constants and what the counter did not count. Stored into the result JSON, so
+    a later compare with the same ``images`` and ``cost`` reuses it."""
+    from spikedistill.analysis.energy import energy_distribution
+    from spikedistill.analysis.loading import eval_loader, input_affine_of
+    from spikedistill.engine.checkpoint import load_model_from_checkpoint
+    from spikedistill.engine.distributed import resolve_device
+
+    todo = [r for r in records if (r.get("energy") or {}).get("requested") != images
+            or (r.get("energy") or {}).get("cost_model") != cost]
+    if not todo:
+        return
+    device = resolve_device(base_cfg.train.device)
+    loader, splits = eval_loader(base_cfg, device,
+                                 min(images, int(base_cfg.train.eval_batch_size)), sample=True)
+    affine = input_affine_of(splits)
+    for rec in todo:
+        key = run_key(rec["method"], rec["seed"])
+        model, _ = load_model_from_checkpoint(Path(rec["run_dir"]) / "best.pt", device)
+        res = energy_distribution(model, ((x.to(device), y) for x, y in loader), cost=cost,
+                                  input_affine=affine, max_images=images)
+        tot, cm = res["totals"], res["cost_model"]
+        rec["energy"] = {"requested": images, "images": res["images"], "cost_model": cost,
+                         "e_mac_pj": cm["e_mac_pj"], "e_ac_pj": cm["e_ac_pj"],
+                         "source": cm["source"], "energy_mj": tot["energy_mj"]["mean"],
+                         "energy_mj_ci95": list(tot["energy_mj"]["ci95"]),
+                         "sops": tot["sops"]["mean"], "macs": tot["macs"]["mean"],
+                         "not_counted": res["not_counted"]}
+        _write_json(out / "results" / f"{key}.json", rec)
+        log(f"compare: {key}: energy {rec['energy']['energy_mj']:.4g} mJ per image "
+            f"({res['images']} test images, {cost})")
 
 
 def check_teacher_for(methods: Sequence[str], teacher: Optional[str], base_cfg) -> None:

@@ -10,6 +10,10 @@ statistics against a baseline, and the files that hold them.
   otherwise the verdict says why not. Every table is preceded by a line saying which accuracy
   it compares (:func:`accuracy_caption`),
 - ``DIR/compare.csv``: the same numbers, one row per method, and ``DIR/runs.csv``: one row per run,
+- with the runs' energy (:func:`spikedistill.analysis.study.add_energy`): each method's energy
+  per image (mJ, mean +- sample std over seeds, under the named cost model, on a bounded number
+  of test images) beside its accuracy, and its paired difference against the baseline with the
+  same statistics (95 % paired-t interval, p-value), in compare.md and compare.csv,
 - ``DIR/compare.png``: a bar chart of best and last accuracy with std error bars, beside the
   paired differences against the baseline with their 95 % intervals.
 
@@ -82,6 +86,39 @@ def paired_against(records: Sequence[Dict[str, Any]], method: str, baseline: str
     return seeds, paired_difference([a[s] for s in seeds], [b[s] for s in seeds], CONFIDENCE)
 
 
+def _energy_by_seed(records: Sequence[Dict[str, Any]], method: str) -> Dict[int, float]:
+    """``{seed: energy per image in mJ}`` of one method's runs counted by
+    :func:`spikedistill.analysis.study.add_energy`."""
+    out = {}
+    for r in records:
+        v = (r.get("energy") or {}).get("energy_mj")
+        if r["method"] == method and v is not None and math.isfinite(v):
+            out[int(r["seed"])] = float(v)
+    return out
+
+
+def paired_energy_against(records: Sequence[Dict[str, Any]], method: str, baseline: str
+                          ) -> Optional[PairedDifference]:
+    """The paired t comparison of the energy per image (mJ, ``method - baseline``, pairs
+    matched by seed, as :func:`paired_against` for the accuracy); None without a common
+    seed."""
+    a, b = _energy_by_seed(records, method), _energy_by_seed(records, baseline)
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    return paired_difference([a[s] for s in seeds], [b[s] for s in seeds], CONFIDENCE)
+
+
+def _energy_setting(records) -> Optional[Dict[str, Any]]:
+    """How the energy was counted (images, cost model and its constants, what was not
+    counted), from the first record that has it; None without."""
+    for r in records:
+        e = r["energy"]
+        return {k: e.get(k) for k in ("images", "cost_model", "e_mac_pj", "e_ac_pj", "source",
+                                      "not_counted")}
+    return None
+
+
 def summarize(records: Sequence[Dict[str, Any]], methods: Sequence[str],
               baseline: Optional[str] = "ce") -> List[Dict[str, Any]]:
     """One row per method: n, seeds, best/last accuracy (%) mean and std, mean loss terms, and
@@ -106,6 +143,11 @@ def summarize(records: Sequence[Dict[str, Any]], methods: Sequence[str],
         if baseline is not None and method != baseline:
             for key, prefix, _ in METRICS:
                 paired_seeds, paired[prefix] = paired_against(records, method, baseline, key)
+        energy = _energy_by_seed(records, method)
+        energy_m, energy_s = _mean_std(list(energy.values())) if energy else (None, None)
+        paired_energy = None
+        if energy and baseline is not None and method != baseline:
+            paired_energy = paired_energy_against(records, method, baseline)
         rows.append({
             "method": method, "n": len(recs), "seeds": [r["seed"] for r in recs],
             "best_mean": best_m, "best_std": best_s, "last_mean": last_m, "last_std": last_s,
@@ -115,6 +157,9 @@ def summarize(records: Sequence[Dict[str, Any]], methods: Sequence[str],
             "paired": paired, "paired_seeds": paired_seeds,
             "by_timestep": timestep_means(records, method),
             "on_validation": selected_on_validation(records),
+            "energy_mean": energy_m, "energy_std": energy_s, "energy_n": len(energy),
+            "paired_energy": paired_energy,
+            "energy_setting": _energy_setting(r for r in recs if r.get("energy")),
         })
     return rows
 
@@ -136,15 +181,43 @@ def _signed(v: Optional[float], nd: int = 2) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{v:+.{nd}f}"
 
 
-def format_difference(d: Optional[PairedDifference]) -> str:
+def _signed_g(v: Optional[float]) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:+.4g}"
+
+
+def format_difference(d: Optional[PairedDifference], signed=_signed) -> str:
     """``+1.23 [-0.50, +2.96]`` (mean and 95 % interval), ``+1.23 (n=1: no interval)``,
-    ``+1.23 (sd 0: no interval)`` (every difference equal), ``-``."""
+    ``+1.23 (sd 0: no interval)`` (every difference equal), ``-``; ``signed`` formats a
+    number (``_signed_g``: 4 significant digits, for energies)."""
     if d is None:
         return "-"
     if not d.has_interval:
         why = "n=1" if d.n < 2 else "sd 0"
-        return f"{_signed(d.mean)} ({why}: no interval)"
-    return f"{_signed(d.mean)} [{_signed(d.low)}, {_signed(d.high)}]"
+        return f"{signed(d.mean)} ({why}: no interval)"
+    return f"{signed(d.mean)} [{signed(d.low)}, {signed(d.high)}]"
+
+
+def _g(v: Optional[float]) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.4g}"
+
+
+def _has_energy(rows: Sequence[Dict[str, Any]]) -> bool:
+    return any(r.get("energy_n") for r in rows)
+
+
+def energy_caption(rows: Sequence[Dict[str, Any]]) -> str:
+    """The line saying how the energy column was counted: images, the named cost model and its
+    constants, the statistics, and what the counter did not count."""
+    s = next(r["energy_setting"] for r in rows if r.get("energy_setting"))
+    missed = {}
+    for r in rows:
+        missed.update((r.get("energy_setting") or {}).get("not_counted") or {})
+    return (f"Energy per image (mJ): each run's best.pt counted image by image on {s['images']} "
+            f"test images (one fixed random sample, the same for every run), E = e_mac MACs + "
+            f"e_ac SOPs with cost model {s['cost_model']} ({s['e_mac_pj']} pJ / MAC, "
+            f"{s['e_ac_pj']} pJ / AC: {s['source']}); mean ± sample std over seeds; Δ energy: "
+            "paired by seed as the accuracy, with its 95 % paired-t interval. Not counted: "
+            + (", ".join(f"{k} ({v})" for k, v in missed.items()) if missed else "nothing") + ".")
 
 
 def _p_text(d: Optional[PairedDifference]) -> str:
@@ -180,14 +253,18 @@ def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
     accuracies compared."""
     names = _loss_names(rows)
     n_t = _timestep_columns(rows)
-    head = (["method", "n", "best acc %", "last acc %"] + [f"T'={t} %" for t in range(1, n_t + 1)]
-            + [f"{n} (mean)" for n in names])
-    lines = [_caption(rows), "",
-             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    energy = _has_energy(rows)
+    head = (["method", "n", "best acc %", "last acc %"] + ["energy mJ/image"] * energy
+            + [f"T'={t} %" for t in range(1, n_t + 1)] + [f"{n} (mean)" for n in names])
+    lines = [_caption(rows)] + ([energy_caption(rows)] if energy else []) + [
+        "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         cells = [r["method"], str(r["n"]),
                  f"{_fmt(r['best_mean'])} ± {_fmt(r['best_std'])}",
                  f"{_fmt(r['last_mean'])} ± {_fmt(r['last_std'])}"]
+        if energy:
+            cells.append(f"{_g(r.get('energy_mean'))} ± {_g(r.get('energy_std'))}"
+                         if r.get("energy_n") else "-")
         by_t = r.get("by_timestep") or []
         cells += [_fmt(by_t[i]) if i < len(by_t) else "-" for i in range(n_t)]
         cells += [format_loss(r["losses"].get(n)) for n in names]
@@ -214,18 +291,22 @@ def paired_table(rows: Sequence[Dict[str, Any]]) -> str:
     if base is None:
         return ""
     b = base["method"]
+    energy = _has_energy(rows)
     head = ["method", "paired seeds", f"Δ best vs {b} [95 % CI]", "p (best)",
             f"Δ last vs {b} [95 % CI]", "p (last)", "CI excludes 0", "claimed"]
-    lines = [_caption(rows), "",
-             "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    head += [f"Δ energy vs {b} mJ [95 % CI]", "p (energy)"] * energy
+    lines = [_caption(rows)] + ([energy_caption(rows)] if energy else []) + [
+        "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         if r["is_baseline"]:
             continue
         pb, pl = r["paired"].get("best"), r["paired"].get("last")
+        pe = r.get("paired_energy")
         lines.append("| " + " | ".join([
             r["method"], str(len(r["paired_seeds"])), format_difference(pb), _p_text(pb),
             format_difference(pl), _p_text(pl), _excludes_text(r["paired"]),
-            _claim_text(r["paired"])]) + " |")
+            _claim_text(r["paired"])]
+            + [format_difference(pe, _signed_g), _p_text(pe)] * energy) + " |")
     return "\n".join(lines)
 
 
@@ -256,6 +337,31 @@ def verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
             else:
                 out.append(f"{what}: {format_difference(d)} points over {d.n} seeds: the "
                            "interval includes 0 (no difference shown)")
+    return out
+
+
+def energy_verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """One sentence per method against the baseline on the energy per image: the paired
+    difference (mJ) with its 95 % interval, and whether the seeds support an order (the same
+    rule as :func:`verdict_lines`)."""
+    out = []
+    for r in rows:
+        if r["is_baseline"] or not r.get("energy_n"):
+            continue
+        d = r.get("paired_energy")
+        what = f"{r['method']} - {r['baseline']}, energy per image"
+        if d is None:
+            out.append(f"{what}: no common seed, no comparison")
+        elif d.no_claim_reason() is not None:
+            out.append(f"{what}: {format_difference(d, _signed_g)} mJ; {d.no_claim_reason()}: "
+                       "no order can be claimed")
+        elif d.excludes_zero:
+            word = "more" if d.mean > 0 else "less"
+            out.append(f"{what}: {format_difference(d, _signed_g)} mJ over {d.n} seeds: the "
+                       f"interval excludes 0 ({r['method']} uses {word})")
+        else:
+            out.append(f"{what}: {format_difference(d, _signed_g)} mJ over {d.n} seeds: the "
+                       "interval includes 0 (no difference shown)")
     return out
 
 
@@ -310,7 +416,7 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
                "equal) and the two-sided p-value. An order is claimed only where the interval "
                "excludes 0 over at least 3 seed pairs.",
                "", paired, ""]
-        md += [f"- {line}" for line in verdict_lines(rows)] + [""]
+        md += [f"- {line}" for line in verdict_lines(rows) + energy_verdict_lines(rows)] + [""]
     paths = {"md": out / "compare.md", "csv": out / "compare.csv", "runs_csv": out / "runs.csv",
              "png": out / "compare.png"}
     atomic_write_text(paths["md"], "\n".join(md))
@@ -320,10 +426,12 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
     diff_cols = [f"{prefix}_diff_{c}" for _, prefix, _ in METRICS
                  for c in ("mean", "ci_low", "ci_high", "p", "excludes_0")]
     n_t = _timestep_columns(rows)
+    energy = _has_energy(rows)
     w.writerow(["method", "n", "seeds", "best_acc_mean", "best_acc_std", "last_acc_mean",
                 "last_acc_std", "teacher_acc"] + [f"loss_{n}" for n in names]
                + ["baseline", "paired_n"] + diff_cols
-               + [f"top1_T{t}_mean" for t in range(1, n_t + 1)])
+               + [f"top1_T{t}_mean" for t in range(1, n_t + 1)]
+               + list(ENERGY_COLUMNS) * energy)
     for r in rows:
         diffs: List[str] = []
         for _, prefix, _ in METRICS:
@@ -339,19 +447,24 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
                       "-" if r["is_baseline"] or r["baseline"] is None
                       else len(r["paired_seeds"])] + diffs
                    + [_fmt((r.get("by_timestep") or [])[i], 4)
-                      if i < len(r.get("by_timestep") or []) else "-" for i in range(n_t)])
+                      if i < len(r.get("by_timestep") or []) else "-" for i in range(n_t)]
+                   + (_energy_cells(r) if energy else []))
     atomic_write_text(paths["csv"], fh.getvalue())
 
     fh = io.StringIO(newline="")
     w = csv.writer(fh)
     w.writerow(["method", "seed", "best_acc", "last_acc", "best_epoch", "wall_time_s",
-                "images_per_s", "run_dir"] + [f"loss_{n}" for n in names])
+                "images_per_s", "run_dir"] + [f"loss_{n}" for n in names]
+               + ["energy_mj", "energy_images", "cost_model"] * energy)
     for rec in records:
         lm = rec.get("loss_means") or {}
+        e = rec.get("energy") or {}
         w.writerow([rec["method"], rec["seed"], _fmt(_pct(rec["best_acc"]), 4),
                     _fmt(_pct(rec["last_acc"]), 4), rec.get("best_epoch"),
                     _fmt(rec.get("wall_time_s"), 2), _fmt(rec.get("images_per_s"), 1),
-                    rec.get("run_dir")] + [_fmt(lm.get(n), 6) for n in names])
+                    rec.get("run_dir")] + [_fmt(lm.get(n), 6) for n in names]
+                   + ([_g(e.get("energy_mj")), e.get("images", "-"), e.get("cost_model", "-")]
+                      if energy else []))
     atomic_write_text(paths["runs_csv"], fh.getvalue())
 
     fig = chart_figure(rows, title)
@@ -359,6 +472,23 @@ def write_summary(rows: Sequence[Dict[str, Any]], records: Sequence[Dict[str, An
     atomic_write(paths["png"], lambda handle: fig.savefig(handle, format="png", dpi=120))
     pyplot().close(fig)
     return paths
+
+
+#: compare.csv's energy columns (present when the runs were counted): mJ per image
+ENERGY_COLUMNS = ("energy_images", "cost_model", "energy_mj_mean", "energy_mj_std",
+                  "energy_diff_mean", "energy_diff_ci_low", "energy_diff_ci_high", "energy_diff_p",
+                  "energy_diff_excludes_0")
+
+
+def _energy_cells(r: Dict[str, Any]) -> List[str]:
+    """The :data:`ENERGY_COLUMNS` cells of one summary row."""
+    s = r.get("energy_setting") or {}
+    d = r.get("paired_energy")
+    diff = ([_g(d.mean), _g(d.low), _g(d.high), _fmt(d.p_value, 6),
+             "-" if d.excludes_zero is None else str(d.excludes_zero).lower()]
+            if d is not None else ["-"] * 5)
+    return [s.get("images", "-"), s.get("cost_model", "-"), _g(r.get("energy_mean")),
+            _g(r.get("energy_std"))] + diff
 
 
 def _pct(v: Optional[float]) -> Optional[float]:

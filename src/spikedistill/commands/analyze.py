@@ -43,8 +43,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from spikedistill.analysis.loading import (eval_loader, load_model, load_teacher,
-                                               parse_int_list, run_config)
+    from spikedistill.analysis.loading import (eval_loader, input_affine_of, load_model,
+                                               load_teacher, parse_int_list, run_config)
     from spikedistill.analysis.report import analyze, to_markdown, write_report
     from spikedistill.commands.common import overrides_from_args
     from spikedistill.engine.distributed import resolve_device
@@ -63,10 +63,7 @@ def run(args) -> int:
     model, meta = load_model(args.checkpoint, device)
     cfg = run_config(meta, overrides_from_args(args))
     loader, splits = eval_loader(cfg, device, args.batch_size, sample=args.batches is not None)
-    affine = None
-    if splits.train.images.dim() == 5:    # frames: event counts normalised by the loader
-        from spikedistill.analysis.counting import loader_affine
-        affine = loader_affine(splits.mean, splits.std)
+    affine = input_affine_of(splits)      # frames: event counts normalised by the loader
     teacher = load_teacher(cfg, splits, device, args.teacher) if args.teacher else None
     result = analyze(model, loader, batches=args.batches, teacher=teacher, e_mac=args.e_mac,
                      e_ac=args.e_ac, timesteps=timesteps, input_affine=affine,

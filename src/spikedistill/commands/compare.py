@@ -2,6 +2,7 @@
 
     spikedistill compare --config CFG --methods ce,kd,ckd --seeds 0,1,2 \\
         [--teacher RUN_DIR/best.pt] [--baseline ce] [--jobs N] [--set k=v ...] [--out DIR]
+        [--energy-images 16] [--cost-model 45nm_fp32]
 
 Every (method, seed) run uses the same recipe (``--config`` plus overrides), the same teacher
 and, for the same seed, the same initialisation and data order (``train.seed`` = seed, which
@@ -19,6 +20,11 @@ continues interrupted ones from their newest intact checkpoint (``last.pt``, els
   whether the interval excludes 0; an order is claimed only from at least 3 pairs with spread
   (:mod:`spikedistill.analysis.stats`), otherwise the verdict says why not. Every table is
   preceded by a line saying which accuracy it compares (:func:`~spikedistill.analysis.study_summary.accuracy_caption`),
+- each method's energy per image (mJ, mean +- sample std over seeds) beside its accuracy, and
+  its paired difference against the baseline with the same statistics: every run's
+  ``best.pt`` counted image by image on ``--energy-images`` test images (default 16, the same
+  for every run; 0: none) under the cost model ``--cost-model`` (named in the tables;
+  :mod:`spikedistill.analysis.energy`),
 - ``DIR/compare.csv``: the same numbers, one row per method, and ``DIR/runs.csv``: one row per run,
 - ``DIR/compare.png``: a bar chart of best and last accuracy with std error bars, beside the
   paired differences against the baseline with their 95 % intervals.
@@ -34,6 +40,7 @@ The runs and their summary are library code: :mod:`spikedistill.analysis.study` 
 
 from __future__ import annotations
 
+from spikedistill.analysis.study import ENERGY_IMAGES
 from spikedistill.commands.common import (add_config_args, load_from_args, parse_methods,
                                           parse_seeds)
 
@@ -57,12 +64,19 @@ def register(sub) -> None:
     p.add_argument("--every-timestep", action="store_true",
                    help="add a column per T' <= T: test top-1 of each run's best.pt from the "
                         "mean of its first T' per-timestep logits (one pass per run)")
+    p.add_argument("--energy-images", type=int, default=ENERGY_IMAGES,
+                   help="test images on which each run's best.pt is counted for its energy per "
+                        f"image (default {ENERGY_IMAGES}; 0: no energy column)")
+    p.add_argument("--cost-model", default="45nm_fp32",
+                   help="energy cost model: 45nm_fp32 (default; 4.6 pJ / MAC, 0.9 pJ / AC), "
+                        "45nm_fp16, 45nm_int32, 45nm_int8 (spikedistill.analysis.energy)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from spikedistill.analysis.study import compare, parse_baseline, parse_jobs
-    from spikedistill.analysis.study_summary import markdown_table, paired_table, verdict_lines
+    from spikedistill.analysis.study_summary import (energy_verdict_lines, markdown_table,
+                                                     paired_table, verdict_lines)
 
     cfg = load_from_args(args)
     methods = parse_methods(args.methods)
@@ -71,7 +85,9 @@ def run(args) -> int:
     jobs = parse_jobs(args.jobs)
     rows, paths = compare(cfg, methods, seeds, args.out, teacher=args.teacher,
                           baseline=baseline, jobs=jobs,
-                          every_timestep=getattr(args, "every_timestep", False))
+                          every_timestep=getattr(args, "every_timestep", False),
+                          energy_images=getattr(args, "energy_images", 0),
+                          cost_model=getattr(args, "cost_model", "45nm_fp32"))
     print()
     print(markdown_table(rows))
     paired = paired_table(rows)
@@ -79,7 +95,7 @@ def run(args) -> int:
         print()
         print(paired)
         print()
-        for line in verdict_lines(rows):
+        for line in verdict_lines(rows) + energy_verdict_lines(rows):
             print(line)
     print(f"\nwrote {paths['md']}, {paths['csv']}, {paths['runs_csv']}, {paths['png']}")
     return 0
