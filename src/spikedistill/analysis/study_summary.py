@@ -310,59 +310,41 @@ def paired_table(rows: Sequence[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _verdict(what: str, method: str, d: Optional[PairedDifference], unit: str, signed,
+             order: Tuple[str, str]) -> str:
+    """The sentence on one paired difference: ``what: difference unit`` and whether the seeds
+    support an order (the interval excludes 0 over enough pairs with spread) saying
+    ``method order[0]`` (positive) / ``order[1]`` (negative), or why no order is claimed."""
+    if d is None:
+        return f"{what}: no common seed, no comparison"
+    if not d.has_interval:
+        return f"{what}: {signed(d.mean)} {unit}; {d.no_claim_reason()}: no order can be claimed"
+    shown = format_difference(d, signed)
+    if d.no_claim_reason() is not None:
+        return f"{what}: {shown} {unit}; {d.no_claim_reason()}: no order can be claimed"
+    if d.excludes_zero:
+        return (f"{what}: {shown} {unit} over {d.n} seeds: the interval excludes 0 ({method} "
+                f"{order[0] if d.mean > 0 else order[1]})")
+    return f"{what}: {shown} {unit} over {d.n} seeds: the interval includes 0 (no difference shown)"
+
+
 def verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
     """One sentence per (method, metric) against the baseline saying whether the seeds support
     an order: the 95 % interval of the paired difference excludes 0 and it rests on at least
     :data:`~spikedistill.analysis.stats.MIN_PAIRS_FOR_CLAIM` pairs with spread; otherwise why
     no order is claimed."""
-    out = []
-    for r in rows:
-        if r["is_baseline"]:
-            continue
-        for _, prefix, label in METRICS:
-            d = r["paired"].get(prefix)
-            what = f"{r['method']} - {r['baseline']}, {label}"
-            if d is None:
-                out.append(f"{what}: no common seed, no comparison")
-            elif not d.has_interval:
-                out.append(f"{what}: {_signed(d.mean)} points; {d.no_claim_reason()}: no order "
-                           "can be claimed")
-            elif d.no_claim_reason() is not None:
-                out.append(f"{what}: {format_difference(d)} points; {d.no_claim_reason()}: no "
-                           "order can be claimed")
-            elif d.excludes_zero:
-                word = "higher" if d.mean > 0 else "lower"
-                out.append(f"{what}: {format_difference(d)} points over {d.n} seeds: the "
-                           f"interval excludes 0 ({r['method']} is {word})")
-            else:
-                out.append(f"{what}: {format_difference(d)} points over {d.n} seeds: the "
-                           "interval includes 0 (no difference shown)")
-    return out
+    return [_verdict(f"{r['method']} - {r['baseline']}, {label}", r["method"],
+                     r["paired"].get(prefix), "points", _signed, ("is higher", "is lower"))
+            for r in rows if not r["is_baseline"] for _, prefix, label in METRICS]
 
 
 def energy_verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
     """One sentence per method against the baseline on the energy per image: the paired
-    difference (mJ) with its 95 % interval, and whether the seeds support an order (the same
-    rule as :func:`verdict_lines`)."""
-    out = []
-    for r in rows:
-        if r["is_baseline"] or not r.get("energy_n"):
-            continue
-        d = r.get("paired_energy")
-        what = f"{r['method']} - {r['baseline']}, energy per image"
-        if d is None:
-            out.append(f"{what}: no common seed, no comparison")
-        elif d.no_claim_reason() is not None:
-            out.append(f"{what}: {format_difference(d, _signed_g)} mJ; {d.no_claim_reason()}: "
-                       "no order can be claimed")
-        elif d.excludes_zero:
-            word = "more" if d.mean > 0 else "less"
-            out.append(f"{what}: {format_difference(d, _signed_g)} mJ over {d.n} seeds: the "
-                       f"interval excludes 0 ({r['method']} uses {word})")
-        else:
-            out.append(f"{what}: {format_difference(d, _signed_g)} mJ over {d.n} seeds: the "
-                       "interval includes 0 (no difference shown)")
-    return out
+    difference (mJ) with its 95 % interval, and whether the seeds support an order (the rule of
+    :func:`verdict_lines`)."""
+    return [_verdict(f"{r['method']} - {r['baseline']}, energy per image", r["method"],
+                     r.get("paired_energy"), "mJ", _signed_g, ("uses more", "uses less"))
+            for r in rows if not r["is_baseline"] and r.get("energy_n")]
 
 
 def selection_sentence(records: Sequence[Dict[str, Any]]) -> str:
