@@ -217,7 +217,7 @@ def energy_caption(rows: Sequence[Dict[str, Any]]) -> str:
             f"e_ac SOPs with cost model {s['cost_model']} ({s['e_mac_pj']} pJ / MAC, "
             f"{s['e_ac_pj']} pJ / AC: {s['source']}); mean ± sample std over seeds; Δ energy: "
             "paired by seed as the accuracy, with its 95 % paired-t interval. Not counted: "
-            + (", ".join(f"{k} ({v})" for k, v in missed.items()) if missed else "nothing") + ".")
+            + (", ".join(f"{k} ({v:g})" for k, v in missed.items()) if missed else "nothing") + ".")
 
 
 def _p_text(d: Optional[PairedDifference]) -> str:
