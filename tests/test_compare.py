@@ -10,7 +10,10 @@ import statistics
 import pytest
 
 from spikedistill.cli import main
-from spikedistill.commands import compare as C
+from spikedistill import run_files
+from spikedistill.analysis import study as C
+from spikedistill.analysis import study_summary as S
+from spikedistill.commands import common
 from spikedistill.config import load_config
 from spikedistill.errors import ConfigError
 
@@ -26,16 +29,16 @@ run: {tensorboard: false, plots: false, progress: false}
 
 
 def test_parse_methods_and_seeds():
-    assert C.parse_methods("ce, kd,ckd") == ["ce", "kd", "ckd"]
-    assert C.parse_seeds("0,1, 2") == [0, 1, 2]
+    assert common.parse_methods("ce, kd,ckd") == ["ce", "kd", "ckd"]
+    assert common.parse_seeds("0,1, 2") == [0, 1, 2]
     with pytest.raises(ConfigError, match="--methods: unknown method 'kdd'"):
-        C.parse_methods("ce,kdd")
+        common.parse_methods("ce,kdd")
     with pytest.raises(ConfigError, match="--methods: a method is listed twice"):
-        C.parse_methods("ce,ce")
+        common.parse_methods("ce,ce")
     with pytest.raises(ConfigError, match="--seeds: expected comma-separated integers"):
-        C.parse_seeds("0,one")
+        common.parse_seeds("0,one")
     with pytest.raises(ConfigError, match="--seeds: a seed is listed twice"):
-        C.parse_seeds("1,1")
+        common.parse_seeds("1,1")
 
 
 def test_baseline_checked_before_any_run(tmp_path, capsys):
@@ -71,7 +74,7 @@ def test_paired_differences_by_hand(tmp_path):
     import math
 
     records = _paired_records()
-    rows = {r["method"]: r for r in C.summarize(records, ["ce", "ckd", "kd", "enof"], "ce")}
+    rows = {r["method"]: r for r in S.summarize(records, ["ce", "ckd", "kd", "enof"], "ce")}
     assert rows["ce"]["is_baseline"] and rows["ce"]["paired"] == {}
     # ckd - ce, best: d = [1, 2, 3] points: mean 2, sd 1, half-width t_{0.975,2} / sqrt 3
     t2 = math.sqrt(2 * 0.95 ** 2 / (1 - 0.95 ** 2))      # 4.302652729749464
@@ -97,7 +100,7 @@ def test_paired_differences_by_hand(tmp_path):
     e = rows["enof"]["paired"]["best"]
     assert e.n == 1 and e.mean == pytest.approx(1.0) and not e.has_interval
 
-    table = C.paired_table(list(rows.values()))
+    table = S.paired_table(list(rows.values()))
     assert "| ckd | 3 | +2.00 [-0.48, +4.48] | 0.0742 | +1.00 [-8.94, +10.94] |" in table
     assert "| kd | 2 | -7.00 [-45.12, +31.12] |" in table and "| last |" in table
     assert "| enof | 1 | +1.00 (n=1: no interval) | - | +5.00 (n=1: no interval) | - | " \
@@ -106,7 +109,7 @@ def test_paired_differences_by_hand(tmp_path):
                             "(chosen on the test set itself")
     # kd's last-acc interval excludes 0 but rests on 2 pairs: the table and verdict claim nothing
     assert "| last | none (only 2 seed pairs) |" in table
-    verdicts = C.verdict_lines(list(rows.values()))
+    verdicts = S.verdict_lines(list(rows.values()))
     assert ("kd - ce, last acc: -8.10 [-9.37, -6.83] points; only 2 seed pairs (at least 3 are "
             "needed to claim a difference): no order can be claimed") in verdicts
     assert not any("is lower" in v or "is higher" in v for v in verdicts)
@@ -114,7 +117,7 @@ def test_paired_differences_by_hand(tmp_path):
     assert any(v.startswith("enof - ce, best acc") and "no order can be claimed" in v
                for v in verdicts)
 
-    paths = C.write_summary(list(rows.values()), records, tmp_path, "t")
+    paths = S.write_summary(list(rows.values()), records, tmp_path, "t")
     md = paths["md"].read_text()
     assert "## Paired differences against ce" in md and table in md
     with open(paths["csv"]) as fh:
@@ -137,29 +140,29 @@ def test_no_claim_from_two_seeds_or_equal_differences():
                 "loss_means": {"samd": 0.002731}}
     records = [rec("ce", 0, 0.5), rec("ce", 1, 0.8), rec("kd", 0, 0.476), rec("kd", 1, 0.776),
                rec("ckd", 0, 0.104), rec("ckd", 1, 0.104)]
-    rows = C.summarize(records, ["ce", "kd", "ckd"], "ce")
+    rows = S.summarize(records, ["ce", "kd", "ckd"], "ce")
     by = {r["method"]: r for r in rows}
     assert not by["kd"]["paired"]["best"].has_interval
-    verdicts = C.verdict_lines(rows)
+    verdicts = S.verdict_lines(rows)
     assert ("kd - ce, best acc: -2.40 points; all 2 paired differences are equal (zero "
             "variance): no interval can be computed: no order can be claimed") in verdicts
     assert not any("higher" in v or "lower" in v for v in verdicts)
-    table = C.paired_table(rows)
+    table = S.paired_table(rows)
     assert "| kd | 2 | -2.40 (sd 0: no interval) | - | -2.40 (sd 0: no interval) | - | " \
            "no interval (sd 0) | none (all 2 paired differences are equal) |" in table
     # loss terms keep their significant digits
-    assert "| 0.002731 |" in C.markdown_table(rows)
+    assert "| 0.002731 |" in S.markdown_table(rows)
 
 
 def test_caption_names_validation_selection():
     recs = [{"method": "ce", "seed": s, "best_acc": 0.5, "last_acc": 0.4, "teacher_acc": None,
              "loss_means": {}, "config": {"data": {"val_fraction": 0.1}}} for s in (0, 1)]
-    rows = C.summarize(recs, ["ce"], "ce")
-    assert C.markdown_table(rows).splitlines()[0] == (
+    rows = S.summarize(recs, ["ce"], "ce")
+    assert S.markdown_table(rows).splitlines()[0] == (
         "Accuracy compared: best = test accuracy of the epoch with the best validation accuracy;"
         " last = test accuracy after the last epoch.")
     recs[1]["config"]["data"]["val_fraction"] = 0.0
-    assert "chosen on the test set" in C.markdown_table(C.summarize(recs, ["ce"], "ce"))
+    assert "chosen on the test set" in S.markdown_table(S.summarize(recs, ["ce"], "ce"))
 
 
 def test_worker_output_is_printed_from_its_log_as_it_comes(tmp_path):
@@ -184,8 +187,8 @@ def test_worker_output_is_printed_from_its_log_as_it_comes(tmp_path):
 def test_chart_draws_the_paired_intervals():
     from matplotlib.container import ErrorbarContainer
 
-    rows = C.summarize(_paired_records(), ["ce", "ckd", "kd", "enof"], "ce")
-    fig = C.chart_figure(rows, "t")
+    rows = S.summarize(_paired_records(), ["ce", "ckd", "kd", "enof"], "ce")
+    fig = S.chart_figure(rows, "t")
     try:
         assert len(fig.axes) == 2
         ax = fig.axes[1]
@@ -217,9 +220,9 @@ def test_teacher_required_and_checked(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     assert "kd need a teacher" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="does not exist"):
-        C.resolve_teacher(str(tmp_path / "missing.pt"))
+        run_files.resolve_teacher(str(tmp_path / "missing.pt"))
     with pytest.raises(ConfigError, match="neither best.pt nor last.pt"):
-        C.resolve_teacher(str(tmp_path))
+        run_files.resolve_teacher(str(tmp_path))
     assert not (tmp_path / "o" / "runs").exists()
 
 
@@ -232,7 +235,7 @@ def test_summary_numbers_and_files(tmp_path):
         {"method": "ckd", "seed": 0, "best_acc": 0.85, "last_acc": 0.85, "teacher_acc": 0.95,
          "loss_means": {"ce": 0.5, "samd": 0.01, "nld": 0.3}},
     ]
-    rows = C.summarize(records, ["ce", "ckd"])
+    rows = S.summarize(records, ["ce", "ckd"])
     ce, ckd = rows
     assert ce["n"] == 2 and ce["seeds"] == [0, 1]
     assert ce["best_mean"] == pytest.approx(85.0)
@@ -240,10 +243,10 @@ def test_summary_numbers_and_files(tmp_path):
     assert ce["last_mean"] == pytest.approx(72.5)
     assert ce["losses"] == {"ce": pytest.approx(1.5)}
     assert ckd["n"] == 1 and ckd["best_std"] == 0.0 and ckd["teacher_acc"] == pytest.approx(95.0)
-    table = C.markdown_table(rows)
+    table = S.markdown_table(rows)
     assert "| ce | 2 | 85.00 ± 7.07 | 72.50 ± 3.54 | 1.500 | - | - |" in table
     assert "| ckd | 1 | 85.00 ± 0.00 | 85.00 ± 0.00 | 0.5000 | 0.01000 | 0.3000 |" in table
-    paths = C.write_summary(rows, records, tmp_path, "t")
+    paths = S.write_summary(rows, records, tmp_path, "t")
     with open(paths["csv"]) as fh:
         got = list(csv.DictReader(fh))
     assert [r["method"] for r in got] == ["ce", "ckd"]
@@ -324,6 +327,41 @@ def test_compare_digits_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     assert "continuing the interrupted run" in capsys.readouterr().out
     again = json.loads((out / "results" / "ce-seed1.json").read_text())
     assert again["best_acc"] == results["ce-seed1"]["best_acc"]
+    # the energy column (default: 16 test images, cost model 45nm_fp32): every run's best.pt
+    # counted on the same images, E = 4.6 pJ MACs + 0.9 pJ SOPs per image, tabulated with the
+    # paired statistics of the accuracy
+    with open(out / "compare.csv") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    energy = {}
+    for key, rec in results.items():
+        e = rec["energy"]
+        assert e["images"] == 16 and e["cost_model"] == "45nm_fp32"
+        assert e["sops"] > 0 and e["macs"] > 0
+        assert e["energy_mj"] == pytest.approx((4.6 * e["macs"] + 0.9 * e["sops"]) * 1e-9,
+                                               rel=1e-12)
+        assert e["energy_mj_ci95"][0] <= e["energy_mj"] <= e["energy_mj_ci95"][1]
+        energy[key] = e["energy_mj"]
+    ce_e = [energy[f"ce-seed{s}"] for s in (0, 1)]
+    assert float(rows["ce"]["energy_mj_mean"]) == pytest.approx(statistics.fmean(ce_e), rel=1e-3)
+    assert float(rows["ce"]["energy_mj_std"]) == pytest.approx(statistics.stdev(ce_e), rel=1e-3,
+                                                               abs=1e-12)
+    d = [energy[f"ckd-released-seed{s}"] - energy[f"ce-seed{s}"] for s in (0, 1)]
+    assert float(rows["ckd-released"]["energy_diff_mean"]) == pytest.approx(statistics.fmean(d),
+                                                                            rel=1e-3, abs=1e-12)
+    assert rows["ce"]["cost_model"] == "45nm_fp32" and rows["ce"]["energy_images"] == "16"
+    assert "energy mJ/image" in printed and "cost model 45nm_fp32 (4.6 pJ / MAC" in printed
+    assert "Δ energy vs ce mJ [95 % CI]" in printed
+    # another cost model or number of images: the runs are counted again (not retrained), on
+    # the same images for every run
+    monkeypatch.setattr("spikedistill.engine.run_training", boom)
+    assert main(argv + ["--cost-model", "45nm_int8", "--energy-images", "4"]) == 0
+    monkeypatch.undo()
+    assert "cost model 45nm_int8 (0.23 pJ / MAC, 0.03 pJ / AC" in capsys.readouterr().out
+    for key in results:
+        e = json.loads((out / "results" / f"{key}.json").read_text())["energy"]
+        assert e["images"] == 4 and e["cost_model"] == "45nm_int8"
+        assert e["energy_mj"] == pytest.approx((0.23 * e["macs"] + 0.03 * e["sops"]) * 1e-9,
+                                               rel=1e-12)
     # ... and a changed recipe is refused instead of mixed into the table
     assert main(argv[:-2] + ["--train.lr", "0.03"]) == 2
     assert "train.lr" in capsys.readouterr().err
@@ -356,18 +394,18 @@ def test_timestep_columns_in_the_summary(tmp_path):
         {"method": "s2w", "seed": 0, "best_acc": 0.85, "last_acc": 0.85, "teacher_acc": None,
          "loss_means": {}, "top1_by_timestep": [75.0, 80.0, 85.0]},
     ]
-    rows = C.summarize(records, ["ce", "s2w"])
+    rows = S.summarize(records, ["ce", "s2w"])
     assert rows[0]["by_timestep"] == [55.0, 75.0, 85.0]
-    table = C.markdown_table(rows)
+    table = S.markdown_table(rows)
     assert "| method | n | best acc % | last acc % | T'=1 % | T'=2 % | T'=3 % |" in table
     assert "| ce | 2 | 85.00 ± 7.07 | 85.00 ± 7.07 | 55.00 | 75.00 | 85.00 |" in table
-    paths = C.write_summary(rows, records, tmp_path, "t")
+    paths = S.write_summary(rows, records, tmp_path, "t")
     with open(paths["csv"]) as fh:
         got = {r["method"]: r for r in csv.DictReader(fh)}
     assert got["s2w"]["top1_T1_mean"] == "75.0000" and got["ce"]["top1_T3_mean"] == "85.0000"
     # without the curves (a plain compare) there are no such columns
     plain = [{k: v for k, v in r.items() if k != "top1_by_timestep"} for r in records]
-    assert "T'=1" not in C.markdown_table(C.summarize(plain, ["ce", "s2w"]))
+    assert "T'=1" not in S.markdown_table(S.summarize(plain, ["ce", "s2w"]))
 
 
 def test_compare_every_timestep_end_to_end(tmp_path, capsys):
@@ -413,3 +451,72 @@ def test_deit_runs_get_the_distillation_head_and_the_others_do_not(tmp_path, mon
     for method in ("ce", "deit"):
         C.run_one(base, method, 0, "teacher.pt", tmp_path / "o", log=lambda *a: None)
     assert seen == {"ce": False, "deit": True} and base.model.distill_head is False
+
+
+def test_energy_beside_the_accuracy_by_hand(tmp_path):
+    """Each method's energy per image: mean +- sample std over seeds, and its paired difference
+    against the baseline with the accuracy's statistics (energies chosen so that the differences
+    ckd - ce are 1, 2, 3 uJ: the p-value is the accuracy case's, 1 - sqrt(12/14))."""
+    import math
+
+    records = _paired_records()
+    mj = {("ce", 0): 0.010, ("ce", 1): 0.012, ("ce", 2): 0.014,
+          ("ckd", 0): 0.011, ("ckd", 1): 0.014, ("ckd", 2): 0.017}
+    for r in records:
+        if (r["method"], r["seed"]) in mj:
+            r["energy"] = {"requested": 8, "images": 8, "cost_model": "45nm_fp32",
+                           "e_mac_pj": 4.6, "e_ac_pj": 0.9, "source": "Horowitz ISSCC 2014",
+                           "energy_mj": mj[r["method"], r["seed"]], "sops": 1.0, "macs": 1.0,
+                           "not_counted": {"aten.max_pool2d": 2}}
+    rows = {r["method"]: r for r in S.summarize(records, ["ce", "ckd", "kd", "enof"], "ce")}
+    assert rows["ce"]["energy_mean"] == pytest.approx(0.012)
+    assert rows["ce"]["energy_std"] == pytest.approx(0.002)
+    assert rows["ckd"]["energy_mean"] == pytest.approx(0.014)
+    assert rows["ckd"]["energy_std"] == pytest.approx(0.003)
+    assert rows["kd"]["energy_n"] == 0 and rows["kd"]["paired_energy"] is None
+    t2 = math.sqrt(2 * 0.95 ** 2 / (1 - 0.95 ** 2))      # t_{0.975, 2}
+    d = rows["ckd"]["paired_energy"]
+    assert d.n == 3 and d.mean == pytest.approx(0.002) and d.sd == pytest.approx(0.001)
+    assert d.half_width == pytest.approx(t2 * 0.001 / math.sqrt(3), rel=1e-9)
+    assert d.p_value == pytest.approx(1 - math.sqrt(12 / 14), abs=1e-6)
+
+    table = S.markdown_table(list(rows.values()))
+    assert "| method | n | best acc % | last acc % | energy mJ/image |" in table
+    assert "| ce | 3 | 84.67 ± 5.03 | 81.00 ± 3.61 | 0.012 ± 0.002 |" in table
+    assert "| kd | 2 | 75.00 ± 7.07 | 70.90 ± 1.27 | - |" in table
+    assert ("cost model 45nm_fp32 (4.6 pJ / MAC, 0.9 pJ / AC: Horowitz ISSCC 2014)" in table
+            and "on 8 test images" in table and "Not counted: aten.max_pool2d (2)." in table)
+    paired = S.paired_table(list(rows.values()))
+    assert "Δ energy vs ce mJ [95 % CI] | p (energy) |" in paired
+    assert "| +0.002 [-0.0004841, +0.004484] | 0.0742 |" in paired
+    assert any(v.startswith("ckd - ce, energy per image: +0.002 [") and "includes 0" in v
+               for v in S.energy_verdict_lines(list(rows.values())))
+
+    paths = S.write_summary(list(rows.values()), records, tmp_path, "t")
+    with open(paths["csv"]) as fh:
+        got = {r["method"]: r for r in csv.DictReader(fh)}
+    assert float(got["ckd"]["energy_mj_mean"]) == pytest.approx(0.014)
+    assert float(got["ckd"]["energy_diff_mean"]) == pytest.approx(0.002)
+    assert float(got["ckd"]["energy_diff_ci_low"]) == pytest.approx(
+        0.002 - t2 * 0.001 / math.sqrt(3), rel=1e-3)
+    assert float(got["ckd"]["energy_diff_p"]) == pytest.approx(1 - math.sqrt(12 / 14), abs=1e-6)
+    assert got["ce"]["energy_diff_mean"] == "-" and got["kd"]["energy_mj_mean"] == "-"
+    assert got["ckd"]["cost_model"] == "45nm_fp32" and got["ckd"]["energy_images"] == "8"
+    with open(paths["runs_csv"]) as fh:
+        runs = [r for r in csv.DictReader(fh) if r["method"] == "ckd"]
+    assert [float(r["energy_mj"]) for r in runs] == [0.011, 0.014, 0.017]
+    # without energy, no energy column anywhere
+    plain = S.summarize(_paired_records(), ["ce", "ckd"], "ce")
+    assert "energy" not in S.markdown_table(plain) and "energy" not in S.paired_table(plain)
+    S.write_summary(plain, _paired_records(), tmp_path / "plain", "t")
+    assert "energy" not in (tmp_path / "plain" / "compare.csv").read_text()
+
+
+def test_energy_settings_checked_before_any_run(tmp_path):
+    base = load_config(overrides=["data.name=digits"])
+    with pytest.raises(ConfigError, match="--energy-images: expected a non-negative integer"):
+        C.compare(base, ["ce"], [0], tmp_path, baseline=None, energy_images=-1)
+    with pytest.raises(ConfigError, match="--cost-model: expected one of 45nm_fp32"):
+        C.compare(base, ["ce"], [0], tmp_path, baseline=None, energy_images=4,
+                  cost_model="7nm")
+    assert not (tmp_path / "runs").exists()

@@ -68,7 +68,7 @@ def test_demo_rejects_bad_seeds_before_training(tmp_path, capsys):
 
 
 def test_demo_names_only_the_differences_whose_interval_excludes_0():
-    from spikedistill.commands import compare as C
+    from spikedistill.analysis import study_summary as S
     from spikedistill.commands.demo import excluding_line
 
     def rec(method, seed, best, last):
@@ -82,8 +82,8 @@ def test_demo_names_only_the_differences_whose_interval_excludes_0():
     ckd = [(0.91, 0.91), (0.90, 0.90), (0.925, 0.925)]
     records = [rec(m, s, b, l) for m, accs in (("ce", ce), ("kd", kd), ("ckd", ckd))
                for s, (b, l) in enumerate(accs)]
-    rows = C.summarize(records, ["ce", "kd", "ckd"], "ce")
+    rows = S.summarize(records, ["ce", "kd", "ckd"], "ce")
     assert excluding_line(rows) == "differences the seeds support (95 % interval excludes 0, at least 3 pairs): kd (best acc)"
-    rows = C.summarize([r for r in records if r["method"] != "kd"], ["ce", "ckd"], "ce")
+    rows = S.summarize([r for r in records if r["method"] != "kd"], ["ce", "ckd"], "ce")
     assert excluding_line(rows) == ("differences the seeds support (95 % interval excludes 0, at least 3 pairs): none; at these "
                                     "seeds no method is shown better or worse than ce")

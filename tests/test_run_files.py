@@ -32,7 +32,7 @@ def test_a_run_directory_means_best_else_last(tmp_path):
 def _teacher_seen_by(command: str, teacher, tmp_path, monkeypatch, capsys):
     """What ``distill`` / ``compare`` pass on as the teacher checkpoint for ``--teacher
     teacher`` (training replaced by a stub that records it), or the error line they print."""
-    import spikedistill.commands.compare as C
+    import spikedistill.analysis.study as C
     import spikedistill.engine.trainer as T
     from spikedistill.cli import main
     from spikedistill.errors import SpikeDistillError
@@ -44,7 +44,7 @@ def _teacher_seen_by(command: str, teacher, tmp_path, monkeypatch, capsys):
         raise SpikeDistillError("stub")
 
     monkeypatch.setattr(T, "run_training", stop)
-    monkeypatch.setattr(C, "_run_all", stop)
+    monkeypatch.setattr(C, "run_all", stop)
     common = ["data.name=digits", "model.T=1", f"run.out_dir={tmp_path / 'out'}"]
     if command == "distill":
         argv = ["distill", "--teacher", str(teacher), "--set", *common, "distill.method=kd"]

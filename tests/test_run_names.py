@@ -9,9 +9,10 @@ import json
 
 import pytest
 
-from spikedistill.commands import compare as C
+from spikedistill.analysis import study as C
+from spikedistill.commands import common
 from spikedistill.commands.ablate import expand_grid, load_grid
-from spikedistill.engine.state import check_folder_name, check_run_name
+from spikedistill.engine.run_dir import check_folder_name, check_run_name
 from spikedistill.errors import ConfigError
 
 RECIPE = """\
@@ -49,7 +50,7 @@ def test_a_compare_method_name_that_is_a_path_is_refused(monkeypatch):
 
     monkeypatch.setattr(D, "list_methods", lambda: ["ce", "../evil"])
     with pytest.raises(ConfigError, match="'../evil'"):
-        C.parse_methods("ce,../evil")
+        common.parse_methods("ce,../evil")
 
 
 def test_integer_variant_names_are_folder_names(tmp_path):

@@ -5,7 +5,7 @@ A run writes ``RUN_DIR/best.pt`` on every new best test accuracy and ``RUN_DIR/l
 command takes "a checkpoint or a run directory" (``distill --teacher``, ``compare --teacher``,
 ``eval --checkpoint``, ``analyze``, ``visualize``, ``export``, ``export_state_dict``), a
 directory means :func:`run_checkpoint`: ``best.pt`` if it is a file, else ``last.pt``.
-(Resuming is another question, the newest intact state: :mod:`spikedistill.engine.state`.)
+(Resuming is another question, the newest intact state: :mod:`spikedistill.engine.resume`.)
 
 No torch here: the config layer's rooms may use it.
 """
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
-from spikedistill.errors import CheckpointError
+from spikedistill.errors import CheckpointError, ConfigError
 
 BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
@@ -39,4 +39,20 @@ def run_checkpoint(path: Union[str, os.PathLike], names: Sequence[str] = RUN_CHE
     raise CheckpointError(f"run directory '{p}' has {expected}")
 
 
-__all__ = ["BEST_NAME", "LAST_NAME", "RUN_CHECKPOINTS", "run_checkpoint"]
+def resolve_teacher(path: Optional[str]) -> Optional[str]:
+    """``--teacher`` of ``distill``, ``compare`` and ``ablate``: a checkpoint file, or a run
+    directory standing for its ``best.pt``, else its ``last.pt``
+    (:func:`run_checkpoint`); empty -> None. A file that is not there,
+    or a directory with neither, is a ConfigError on ``--teacher``."""
+    if not path:
+        return None
+    try:
+        p = run_checkpoint(path)
+    except CheckpointError as exc:
+        raise ConfigError(f"--teacher: {exc}") from None
+    if not p.is_file():
+        raise ConfigError(f"--teacher: checkpoint '{p}' does not exist (expected RUN_DIR/best.pt)")
+    return str(p)
+
+
+__all__ = ["BEST_NAME", "LAST_NAME", "RUN_CHECKPOINTS", "resolve_teacher", "run_checkpoint"]

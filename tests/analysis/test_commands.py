@@ -31,6 +31,24 @@ def test_analyze_command(digits_runs, tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_analyze_builds_its_teacher_as_training_does(digits_runs, tmp_path, capsys):
+    """``analyze --teacher`` goes through the training builder
+    (:func:`spikedistill.analysis.loading.load_teacher`): a teacher of another dataset (5
+    classes for the 10 digits) is one error line, not an energy column of a wrong model."""
+    from spikedistill.engine.checkpoint import make_checkpoint, save_checkpoint
+    from spikedistill.models import create_model
+
+    student, _ = digits_runs
+    bad = tmp_path / "t5.pt"
+    save_checkpoint(make_checkpoint(model=create_model("resnet20", num_classes=5, in_channels=1,
+                                                       width_mult=1), config={}, epoch=1), bad)
+    rc = main(["analyze", "--checkpoint", str(student / "best.pt"), "--teacher", str(bad),
+               "--batches", "1", "--out", str(tmp_path / "an"), "--device", "cpu"])
+    assert rc == 2
+    assert "t5.pt' predicts 5 classes but dataset 'digits' has 10" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_analyze_energy_distribution(digits_runs, tmp_path, capsys):
     student, _ = digits_runs
     out = tmp_path / "en"

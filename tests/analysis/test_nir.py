@@ -302,3 +302,38 @@ def test_train_warns_at_start_when_the_student_cannot_be_exported(tmp_path, caps
     assert "NIR" not in capsys.readouterr().err
     assert main(["train"] + common + ["model.last_activation=relu", "train.lr=-1"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.name=spiking_resnet20", "model.last_activation=lif"],
+    ["model.name=spiking_resnet20", "model.last_activation=relu"],
+    ["model.name=vggsnn", "model.last_activation=lif", "model.kwargs={head: flatten}"],
+    ["model.name=vggsnn", "model.last_activation=relu"],
+    ["model.name=sew_resnet18", "model.connect=IAND", "model.kwargs={stem: cifar}"],
+    ["model.name=sew_resnet18", "model.connect=ADD"],
+    ["model.name=sew_resnet18", "model.connect=ADD", "model.kwargs={stem: cifar}"],
+    ["model.name=spikformer_4_384"],
+    ["model.name=resnet20"],
+])
+def test_the_config_and_the_exporter_read_one_rule_table(overrides):
+    """nir_export_problem (from the config, before training) and to_nir (from the built model)
+    give the same verdict with the same words: one table, export_refusal; only where a ReLU sits
+    is named differently (the config knows "its last block", the model the block's path)."""
+    from spikedistill.analysis.nir_export import nir_export_problem
+    from spikedistill.config import build_config
+    from spikedistill.models import build_model
+
+    cfg = build_config(overrides=overrides + ["model.T=1"])
+    problem = nir_export_problem(cfg.model)
+    model = build_model(cfg.model, 10, 1, input_shape=(1, 32, 32))
+    if problem is None:
+        assert to_nir(model, (1, 32, 32)) is not None
+        return
+    with pytest.raises(NIRExportError) as exc:
+        to_nir(model, (1, 32, 32))
+    said = str(exc.value)
+    if " ends in a ReLU" in problem:
+        assert problem.startswith("its last block ends") and said.startswith("block ")
+        assert said.split(" ends ", 1)[1] == problem.split(" ends ", 1)[1]
+    else:
+        assert said == problem

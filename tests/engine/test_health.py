@@ -7,7 +7,7 @@ import math
 import torch
 
 from engine_helpers import tiny_config
-from spikedistill.commands.compare import dead_run_lines
+from spikedistill.analysis.study_summary import dead_run_lines
 from spikedistill.commands.train import summary_lines
 from spikedistill.engine.health import (chance_ceiling, dead_student_text, firing_rates,
                                         is_at_chance, silent_layers)

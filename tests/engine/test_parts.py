@@ -1,5 +1,5 @@
 """The trainer's parts: the step context a method receives, teacher provenance (our own
-checkpoints and external teachers through ``spikedistill.models.build_teacher``), the layer
+checkpoints and external teachers through ``spikedistill.models.external.build_external_teacher``), the layer
 rule (the engine never imports analysis) and the curves callback of the commands."""
 
 from __future__ import annotations
@@ -151,9 +151,9 @@ def _torchvision_teacher(num_classes, input_shape):
 
 @pytest.fixture
 def external_teacher(tmp_path, monkeypatch):
-    """``spikedistill.models.build_teacher`` replaced by one that builds a tapped torchvision
-    ResNet-18 and loads the weights file the config names; records its calls."""
-    import spikedistill.models as models
+    """``spikedistill.models.external.build_external_teacher`` replaced by one that builds a
+    tapped torchvision ResNet-18 and loads the weights file the config names; records its calls."""
+    import spikedistill.models.external as external
 
     calls = []
     weights = tmp_path / "resnet18.pth"
@@ -174,7 +174,7 @@ def external_teacher(tmp_path, monkeypatch):
     fake_build_teacher.calls = calls
     fake_build_teacher.weights = weights
     torch.save(_torchvision_teacher(10, (1, 8, 8)).net.state_dict(), weights)
-    monkeypatch.setattr(models, "build_teacher", fake_build_teacher, raising=False)
+    monkeypatch.setattr(external, "build_external_teacher", fake_build_teacher)
     return fake_build_teacher
 
 

@@ -24,7 +24,8 @@ from spikedistill import atomic
 from spikedistill.cli import main
 from spikedistill.config import build_config
 from spikedistill.engine import checkpoint as ck
-from spikedistill.engine import state as st
+from spikedistill.engine import lock as lk
+from spikedistill.engine import resume as rs
 from spikedistill.engine.build import build_optimizer, build_scheduler
 from spikedistill.engine.logging import read_metrics_csv
 from spikedistill.engine.trainer import run_training
@@ -69,7 +70,7 @@ def test_corrupt_last_falls_back_to_the_newest_intact_checkpoint(tmp_path, capsy
     data = (run_dir / "last.pt").read_bytes()
     (run_dir / "last.pt").write_bytes(data[: len(data) // 3])
     capsys.readouterr()
-    chosen = st.find_resume_checkpoint(run_dir)
+    chosen = rs.find_resume_checkpoint(run_dir)
     assert Path(chosen["path"]).name == "best.pt" and chosen["epoch"] == best_epoch
     err = capsys.readouterr().err
     assert "from best.pt" in err and "truncated or corrupt" in err
@@ -84,7 +85,7 @@ def test_corrupt_last_falls_back_to_the_newest_intact_checkpoint(tmp_path, capsy
     (run_dir / "last.pt").write_bytes(b"junk")
     (run_dir / "best.pt").write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"holds no intact training checkpoint.*--overwrite"):
-        st.find_resume_checkpoint(run_dir)
+        rs.find_resume_checkpoint(run_dir)
 
 
 def test_newer_best_wins_over_an_older_last(tmp_path):
@@ -102,10 +103,10 @@ def test_newer_best_wins_over_an_older_last(tmp_path):
                                               optimizer=opt), run_dir / name)
     ck.save_checkpoint(ck.make_checkpoint(model=model, config=cfg, epoch=9),
                        run_dir / "exported.pt")                 # weights only: skipped
-    assert st.find_resume_checkpoint(run_dir, announce=False)["epoch"] == 3
+    assert rs.find_resume_checkpoint(run_dir, announce=False)["epoch"] == 3
     ck.save_checkpoint(ck.make_checkpoint(model=model, config=cfg, epoch=3, optimizer=opt),
                        run_dir / "last.pt")
-    chosen = st.find_resume_checkpoint(run_dir, announce=False)
+    chosen = rs.find_resume_checkpoint(run_dir, announce=False)
     assert Path(chosen["path"]).name == "last.pt"                # a tie goes to last.pt
 
 
@@ -136,7 +137,7 @@ def test_restart_needs_overwrite_which_starts_over(tmp_path):
 HOLDER = """
 import sys
 sys.path.insert(0, sys.argv[2])
-from spikedistill.engine.state import RunLock
+from spikedistill.engine.lock import RunLock
 lock = RunLock(sys.argv[1]).acquire()
 print("held", flush=True)
 sys.stdin.readline()
@@ -159,7 +160,7 @@ def holder(tmp_path):
 @pytest.mark.parametrize("use_flock", [True, False])
 def test_second_run_on_a_locked_directory_stops_at_once(tmp_path, holder, monkeypatch, use_flock):
     if not use_flock:
-        monkeypatch.setattr(st, "fcntl", None)       # the O_EXCL lock file of other platforms
+        monkeypatch.setattr(lk, "fcntl", None)       # the O_EXCL lock file of other platforms
     t0 = time.perf_counter()
     with pytest.raises(SpikeDistillError) as info:
         run_training(tiny_config(tmp_path, "busy"))
@@ -174,7 +175,7 @@ def test_second_run_on_a_locked_directory_stops_at_once(tmp_path, holder, monkey
 @pytest.mark.parametrize("use_flock", [True, False])
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, monkeypatch, capsys, use_flock):
     if not use_flock:
-        monkeypatch.setattr(st, "fcntl", None)
+        monkeypatch.setattr(lk, "fcntl", None)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     pid = int(dead.stdout)
@@ -182,7 +183,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, monkeypatch, capsy
     run_dir.mkdir()
     (run_dir / "run.lock").write_text(json.dumps({"pid": pid, "host": socket.gethostname(),
                                                   "started": "2020-01-01T00:00:00"}))
-    lock = st.RunLock(run_dir).acquire()
+    lock = lk.RunLock(run_dir).acquire()
     err = capsys.readouterr().err
     assert f"taking over the lock {run_dir / 'run.lock'} of pid {pid}" in err
     assert json.loads((run_dir / "run.lock").read_text())["pid"] == os.getpid()
@@ -191,12 +192,12 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, monkeypatch, capsy
 
 
 def test_exclusive_lock_of_another_host_is_not_taken(tmp_path, monkeypatch):
-    monkeypatch.setattr(st, "fcntl", None)
+    monkeypatch.setattr(lk, "fcntl", None)
     run_dir = tmp_path / "remote"
     run_dir.mkdir()
     (run_dir / "run.lock").write_text(json.dumps({"pid": 1, "host": "elsewhere-host"}))
     with pytest.raises(SpikeDistillError, match="pid 1 on elsewhere-host"):
-        st.RunLock(run_dir).acquire()
+        lk.RunLock(run_dir).acquire()
 
 
 def test_lock_is_held_for_the_run_and_released_on_every_exit(tmp_path):
@@ -274,7 +275,7 @@ def test_apply_train_settings_follows_the_new_schedule_from_the_restored_step():
     sched2 = build_scheduler(opt2, new, 3)
     opt2.load_state_dict(state_o)
     sched2.load_state_dict(state_s)
-    st.apply_train_settings(opt2, sched2, new)
+    rs.apply_train_settings(opt2, sched2, new)
     golden = 1.0 * 0.5 * (1.0 + math.cos(math.pi * 4 / 12))        # cosine over 4 x 3 steps
     assert opt2.param_groups[0]["lr"] == pytest.approx(golden, rel=1e-12)
     sched2.step()

@@ -10,7 +10,7 @@ import torch
 
 from engine_helpers import (SimulatedCrash, crash_after, state_dicts_equal, teacher_checkpoint,
                             tiny_config)
-from spikedistill.commands.common import training_callbacks
+from spikedistill.analysis.curves import training_callbacks
 from spikedistill.config import build_config
 from spikedistill.engine import checkpoint as ck
 from spikedistill.engine.logging import read_metrics_csv

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine_helpers import SimulatedCrash, crash_after, state_dicts_equal, tiny_config
-from spikedistill.commands.compare import selection_sentence
+from spikedistill.analysis.study_summary import selection_sentence
 from spikedistill.commands.train import selection_row
 from spikedistill.config import build_config
 from spikedistill.data import hold_out_validation, load_dataset

@@ -11,7 +11,8 @@ import torchvision
 
 from spikedistill.config import load_config
 from spikedistill.errors import CheckpointError
-from spikedistill.models import build_model, build_teacher, export_state_dict
+from spikedistill.models import build_model, export_state_dict
+from spikedistill.models.external import build_external_teacher
 
 
 def _adapt_stem(net, in_channels):
@@ -39,7 +40,7 @@ def test_checkpoint_to_pth_to_teacher(tmp_path):
 
     tcfg = load_config(overrides=["teacher.source=torchvision", "teacher.arch=resnet18",
                                   f"teacher.weights={out}"]).teacher
-    teacher, prov = build_teacher(tcfg, 10, (1, 8, 8))
+    teacher, prov = build_external_teacher(tcfg, 10, (1, 8, 8))
     model.eval(), ref.eval()
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
@@ -47,7 +48,7 @@ def test_checkpoint_to_pth_to_teacher(tmp_path):
         assert torch.equal(teacher(x), ref(x))
     # the checkpoint itself also loads as teacher.weights (its net. prefix is stripped)
     tcfg.weights = str(ckpt)
-    from_ckpt, _ = build_teacher(tcfg, 10, (1, 8, 8))
+    from_ckpt, _ = build_external_teacher(tcfg, 10, (1, 8, 8))
     with torch.no_grad():
         assert torch.equal(from_ckpt(x), model(x))
 
@@ -80,7 +81,7 @@ def test_train_teacher_with_the_engine_then_distil_from_it(tmp_path):
     pth = export_state_dict(f"{result.run_dir}/last.pt", tmp_path / "teacher.pth")
     tcfg = load_config(overrides=["teacher.source=torchvision", "teacher.arch=resnet18",
                                   f"teacher.weights={pth}"]).teacher
-    teacher, prov = build_teacher(tcfg, 10, (1, 8, 8))
+    teacher, prov = build_external_teacher(tcfg, 10, (1, 8, 8))
     x = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(teacher(x), trained(x))

@@ -8,7 +8,8 @@ import torch
 from spikedistill.config import load_config
 from spikedistill.distill import build_method
 from spikedistill.errors import ConfigError
-from spikedistill.models import build_model, build_teacher, create_model
+from spikedistill.models import build_model, create_model
+from spikedistill.models.external import build_external_teacher
 from spikedistill.models.contract import contract_problems
 from spikedistill.neurons import LIF
 
@@ -30,7 +31,7 @@ def test_python_teacher_from_weights(helpers, tmp_path):
     cfg = load_config(overrides=["teacher.source=python", "teacher.arch=external_helpers:TinyNet",
                                  f"teacher.weights={path}", "teacher.kwargs={width: 8}",
                                  "teacher.features=[stage1, stage2]", "teacher.classifier=head"])
-    teacher, prov = build_teacher(cfg.teacher, K, SHAPE)
+    teacher, prov = build_external_teacher(cfg.teacher, K, SHAPE)
     x = torch.randn(2, *SHAPE)
     with torch.no_grad():
         assert torch.equal(teacher(x), net(x))
@@ -90,4 +91,4 @@ def test_python_model_errors(helpers, tmp_path):
                                  f"teacher.weights={path}", "teacher.features=[lif]",
                                  "teacher.classifier=fc"])
     with pytest.raises(ConfigError, match=r"teacher\.arch.*spiking neurons; a teacher is an ANN"):
-        build_teacher(cfg.teacher, K, SHAPE)
+        build_external_teacher(cfg.teacher, K, SHAPE)

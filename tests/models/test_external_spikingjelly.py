@@ -15,7 +15,8 @@ from spikingjelly.activation_based.model import sew_resnet, spiking_resnet  # no
 from spikedistill.config import load_config  # noqa: E402
 from spikedistill.distill import build_method  # noqa: E402
 from spikedistill.errors import ConfigError  # noqa: E402
-from spikedistill.models import build_model, build_teacher, create_model  # noqa: E402
+from spikedistill.models import build_model, create_model  # noqa: E402
+from spikedistill.models.external import build_external_teacher  # noqa: E402
 from spikedistill.models.contract import contract_problems  # noqa: E402
 
 K, T, SHAPE = 10, 2, (3, 32, 32)
@@ -162,7 +163,7 @@ def test_ckd_step_with_torchvision_teacher(student, tmp_path):
     torch.save(tv.state_dict(), path)
     cfg = load_config(overrides=["teacher.source=torchvision", "teacher.arch=resnet18",
                                  f"teacher.weights={path}", "distill.method=ckd"])
-    teacher, _ = build_teacher(cfg.teacher, K, SHAPE)
+    teacher, _ = build_external_teacher(cfg.teacher, K, SHAPE)
     student.train()
     student.zero_grad()
     distiller = build_method("ckd", student, teacher, cfg.distill)

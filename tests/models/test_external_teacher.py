@@ -15,7 +15,8 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from spikedistill.config import load_config
 from spikedistill.distill import build_method
 from spikedistill.errors import ConfigError
-from spikedistill.models import build_teacher, create_model
+from spikedistill.models import create_model
+from spikedistill.models.external import build_external_teacher
 from spikedistill.models.contract import contract_problems
 
 K = 10
@@ -48,7 +49,7 @@ def _teacher_cfg(*overrides):
 def test_torchvision_teacher_matches_torchvision(tv_resnet18):
     net, path = tv_resnet18
     cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet18", f"teacher.weights={path}")
-    teacher, prov = build_teacher(cfg, K, SHAPE)
+    teacher, prov = build_external_teacher(cfg, K, SHAPE)
     x = torch.randn(4, *SHAPE)
     with torch.no_grad():
         logits, feats = teacher(x, return_features=True)
@@ -73,7 +74,7 @@ def test_teacher_features_override_and_wrapper(tv_resnet18, tmp_path):
                 "epoch": 3}, path)
     cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet18",
                        f"teacher.weights={path}", "teacher.features=[layer2, layer4.1.conv2]")
-    teacher, _ = build_teacher(cfg, K, SHAPE)
+    teacher, _ = build_external_teacher(cfg, K, SHAPE)
     x = torch.randn(2, *SHAPE)
     with torch.no_grad():
         _, feats = teacher(x, return_features=True)
@@ -94,7 +95,7 @@ def test_timm_teacher_from_safetensors():
         path = Path(d) / "test_resnet.safetensors"
         st.save_file(net.state_dict(), str(path))
         cfg = _teacher_cfg("teacher.source=timm", "teacher.arch=test_resnet", f"teacher.weights={path}")
-        teacher, prov = build_teacher(cfg, K, SHAPE)
+        teacher, prov = build_external_teacher(cfg, K, SHAPE)
         assert prov["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     x = torch.randn(3, *SHAPE)
     with torch.no_grad():
@@ -111,7 +112,7 @@ def test_timm_default_taps_from_feature_info(tmp_path):
     path = tmp_path / "convnext.pth"
     torch.save({"model": net.state_dict()}, path)
     cfg = _teacher_cfg("teacher.source=timm", "teacher.arch=test_convnext", f"teacher.weights={path}")
-    teacher, _ = build_teacher(cfg, K, SHAPE)
+    teacher, _ = build_external_teacher(cfg, K, SHAPE)
     assert teacher.feature_names == tuple(f["module"] for f in net.feature_info)
     assert list(teacher.feature_channels) == [f["num_chs"] for f in net.feature_info]
     assert net.pretrained_cfg["classifier"] == "head.fc"
@@ -131,7 +132,7 @@ def test_one_distillation_step_with_external_teacher(tv_resnet18, features):
     if features:
         over.append(f"teacher.features=[{', '.join(features)}]")
     cfg = load_config(overrides=over)
-    teacher, _ = build_teacher(cfg.teacher, K, SHAPE)
+    teacher, _ = build_external_teacher(cfg.teacher, K, SHAPE)
     torch.manual_seed(0)
     student = create_model("spiking_resnet20", num_classes=K, in_channels=3, T=2, width_mult=1)
     distiller = build_method("kd", student, teacher, cfg.distill)
@@ -150,10 +151,10 @@ def test_missing_weights_file_names_key_and_path(tmp_path):
     missing = tmp_path / "nope" / "resnet34.pth"
     cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet34", f"teacher.weights={missing}")
     with pytest.raises(ConfigError, match=r"teacher\.weights.*nope/resnet34\.pth.*does not exist"):
-        build_teacher(cfg, K, SHAPE)
+        build_external_teacher(cfg, K, SHAPE)
     cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet34")
     with pytest.raises(ConfigError, match=r"teacher\.weights"):
-        build_teacher(cfg, K, SHAPE)
+        build_external_teacher(cfg, K, SHAPE)
 
 
 def test_weights_with_another_k_say_so(tmp_path):
@@ -161,7 +162,7 @@ def test_weights_with_another_k_say_so(tmp_path):
     torch.save(torchvision.models.resnet18(num_classes=5).state_dict(), path)
     cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet18", f"teacher.weights={path}")
     with pytest.raises(ConfigError) as err:
-        build_teacher(cfg, K, SHAPE)
+        build_external_teacher(cfg, K, SHAPE)
     msg = str(err.value)
     assert "\n" not in msg
     assert "5-class classifier" in msg and "K=10" in msg and "fc.weight [5, 512]" in msg
@@ -171,7 +172,7 @@ def test_state_dict_that_does_not_fit_lists_keys(tv_resnet18):
     _, path = tv_resnet18
     cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet34", f"teacher.weights={path}")
     with pytest.raises(ConfigError) as err:
-        build_teacher(cfg, K, SHAPE)
+        build_external_teacher(cfg, K, SHAPE)
     msg = str(err.value)
     assert "\n" not in msg and "teacher.weights" in msg and "resnet34" in msg
     assert "missing keys" in msg and "layer1.2.conv1.weight" in msg
@@ -182,21 +183,21 @@ def test_no_download_kwargs_and_bad_files(tmp_path, tv_resnet18, monkeypatch):
     cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet18",
                        f"teacher.weights={path}", "teacher.kwargs={weights: DEFAULT}")
     with pytest.raises(ConfigError, match=r"teacher\.kwargs\.weights.*nothing is downloaded"):
-        build_teacher(cfg, K, SHAPE)
+        build_external_teacher(cfg, K, SHAPE)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a torch file")
     cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet18", f"teacher.weights={junk}")
     with pytest.raises(ConfigError, match=r"teacher\.weights.*cannot read"):
-        build_teacher(cfg, K, SHAPE)
+        build_external_teacher(cfg, K, SHAPE)
     st = tmp_path / "w.safetensors"
     st.write_bytes(b"x")
     monkeypatch.setitem(__import__("sys").modules, "safetensors.torch", None)
     cfg = _teacher_cfg("teacher.source=timm", "teacher.arch=test_resnet", f"teacher.weights={st}")
     with pytest.raises(ConfigError, match=r"needs the safetensors package"):
-        build_teacher(cfg, K, SHAPE)
+        build_external_teacher(cfg, K, SHAPE)
     cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet_nope", f"teacher.weights={path}")
     with pytest.raises(ConfigError, match=r"teacher\.arch.*torchvision has no"):
-        build_teacher(cfg, K, SHAPE)
+        build_external_teacher(cfg, K, SHAPE)
 
 
 def test_pickled_module_weights_are_refused_in_one_complete_line(tmp_path):
@@ -208,7 +209,7 @@ def test_pickled_module_weights_are_refused_in_one_complete_line(tmp_path):
     cfg = _teacher_cfg("teacher.source=torchvision", "teacher.arch=resnet18",
                        f"teacher.weights={whole}")
     with pytest.raises(ConfigError) as err:
-        build_teacher(cfg, K, SHAPE)
+        build_external_teacher(cfg, K, SHAPE)
     msg = str(err.value)
     assert "\n" not in msg
     assert f"config key 'teacher.weights': '{whole}' was refused as unsafe" in msg

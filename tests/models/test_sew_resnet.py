@@ -224,10 +224,10 @@ def test_torchvision_teacher_file_distils_into_sew(tmp_path, arch, student, meth
     cfg = build_config({"teacher": {"source": "torchvision", "arch": arch, "weights": str(path)},
                         "distill": {"method": method, "ckd": {"samd": {"stages": [2, 3, 4],
                                                                      "teacher_map": "gradcam_label"}}}})
-    from spikedistill.models import build_teacher
+    from spikedistill.models.external import build_external_teacher
 
     size = 32
-    teacher, prov = build_teacher(cfg.teacher, 5, (3, size, size))
+    teacher, prov = build_external_teacher(cfg.teacher, 5, (3, size, size))
     assert prov["sha256"] and teacher.feature_names == ("layer1", "layer2", "layer3", "layer4")
     s = _sew(student)
     x = torch.randn(4, 3, size, size)

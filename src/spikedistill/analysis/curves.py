@@ -6,15 +6,18 @@ epoch_time_s, eval_time_s, time_s``; accuracies are fractions in [0, 1] and are 
 Empty cells (e.g. ``test_acc`` of an epoch without evaluation) are skipped.
 
 :func:`plot_run_curves` draws one run (losses, accuracies, learning rate) next to its CSV;
-:func:`plot_runs` overlays several runs (total loss and test accuracy) in one PNG.
+:func:`plot_runs` overlays several runs (total loss and test accuracy) in one PNG;
+:class:`CurvesCallback` draws a run's curves when it ends (:func:`training_callbacks`: what every
+training command attaches).
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import sys
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Any, Dict, List, Sequence, Union
 
 from spikedistill.analysis.figures import pyplot, save_figure
 from spikedistill.errors import SpikeDistillError
@@ -159,4 +162,26 @@ def plot_runs(run_dirs: Sequence[PathLike], out: PathLike) -> Path:
     return save_figure(fig, out)
 
 
-__all__ = ["loss_columns", "plot_run_curves", "plot_runs", "read_metrics"]
+
+class CurvesCallback:
+    """Training callback (``run_training(..., callbacks=[CurvesCallback()])``): at the end of a
+    run with ``run.plots`` on, rank 0 draws the loss/accuracy curves next to ``metrics.csv``
+    (:func:`plot_run_curves`). A plotting failure only warns: the run itself succeeded."""
+
+    def on_run_end(self, run, result) -> None:
+        if not (run.is_main and run.cfg.run.plots and result.history):
+            return
+        try:
+            plot_run_curves(run.run_dir)
+        except Exception as exc:  # matplotlib missing, headless quirks
+            print(f"WARNING: could not draw the training curves ({type(exc).__name__}: {exc})",
+                  file=sys.stderr, flush=True)
+
+
+def training_callbacks() -> List[Any]:
+    """The callbacks every training command attaches (curves: ``run.plots``)."""
+    return [CurvesCallback()]
+
+
+__all__ = ["CurvesCallback", "loss_columns", "plot_run_curves", "plot_runs", "read_metrics",
+           "training_callbacks"]

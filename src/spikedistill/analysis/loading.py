@@ -1,5 +1,5 @@
 """Loading what the analysis commands need: a model from a checkpoint, its run config with
-dotted overrides (``--data.root PATH``), the test loader, the input shape (the device:
+dotted overrides (``--data.root PATH``), the test loader, the run's teacher, the input shape (the device:
 :func:`spikedistill.engine.distributed.resolve_device` with ``key="--device"``)."""
 
 from __future__ import annotations
@@ -70,6 +70,40 @@ def eval_loader(cfg, device, batch_size: Optional[int] = None, *, sample: bool =
     if bs < 1:
         raise ConfigError(f"--batch-size must be a positive integer, got {bs}")
     return pipe.eval_loader(bs, device, shuffle=sample), pipe
+
+
+def input_affine_of(pipe) -> Optional[tuple]:
+    """The map from the loader's normalised frames back to event counts
+    (:func:`spikedistill.analysis.counting.loader_affine`) when the data pipeline ``pipe``
+    holds frames, so that the counter sees the first layer's input as spikes; None for
+    images."""
+    if pipe.frames_per_sample is None:
+        return None
+    from spikedistill.analysis.counting import loader_affine
+
+    return loader_affine(pipe.splits.mean, pipe.splits.std)
+
+
+def load_teacher(cfg, pipe, device, path=None):
+    """The teacher of run config ``cfg`` on the data of the pipeline ``pipe``, in eval mode on ``device``,
+    built as training builds it (:func:`spikedistill.engine.build.build_teacher`, any source:
+    checks of classes, input channels and ``teacher.allow_spiking`` included), or None when the
+    config names none. ``path`` replaces the teacher's file (and a ``teacher.zoo`` name): the
+    checkpoint (a file, or a run directory: :func:`spikedistill.run_files.run_checkpoint`) for
+    ``teacher.source: spikedistill``, else the weights file of the external teacher."""
+    from spikedistill.engine.build import build_teacher
+    from spikedistill.run_files import run_checkpoint
+
+    if path:
+        if getattr(cfg.teacher, "zoo", None):     # an explicit file wins over a shipped teacher
+            cfg.teacher.zoo = None
+        if cfg.teacher.source == "spikedistill":
+            cfg.teacher.checkpoint = str(run_checkpoint(path))
+        else:
+            cfg.teacher.weights = str(path)
+    teacher, _ = build_teacher(cfg, pipe.num_classes, pipe.input_shape, device,
+                               pipe.ann_in_channels(cfg.teacher.frames))
+    return teacher
 
 
 KNOWN_SIZES = {"cifar10": 32, "cifar100": 32}

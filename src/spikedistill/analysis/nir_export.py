@@ -271,11 +271,7 @@ def map_relu(g: _Graph, relu: nn.ReLU, srcs: Sources, shape, name: str,
     """``nn.ReLU``: refused (NIR has no ReLU), or with ``allow_relu`` a marked ``nir.Scale``
     placeholder (module docstring)."""
     if not allow_relu:
-        raise NIRExportError(
-            f"block {name.rsplit('.', 1)[0]}: its output activation is ReLU "
-            "(model.last_activation=relu), which NIR cannot express; export a model trained with "
-            "last_activation=lif, or pass --allow-relu to export it as a marked identity "
-            "placeholder (loaded by spikedistill's run_nir only)")
+        raise NIRExportError(relu_refusal(f"block {name.rsplit('.', 1)[0]}"))
     g.unmapped.append(f"{name} (ReLU)")
     return g.add(name, _relu_placeholder(shape, name, g.dtype), srcs)
 
@@ -380,20 +376,10 @@ def _walk_spiking_resnet(model, g: _Graph, srcs: Sources, hw, allow_relu: bool):
 
 
 def _walk_sew_resnet(model, g: _Graph, srcs: Sources, hw, allow_relu: bool):
-    """SEW-ResNet (``connect=ADD``, ``stem=cifar``): each block's output ``A + S`` is the union
-    of the residual branch's last neuron and the shortcut's sources (the block input, or the
-    spiking downsample ``SN(BN(conv1x1))``); ``GAP -> fc``."""
-    if model.connect != "ADD":
-        op = "A * S" if model.connect == "AND" else "(1 - A) * S"
-        raise NIRExportError(
-            f"SEW-ResNet connect={model.connect}: g(A, S) = {op} multiplies two spike tensors, "
-            "and NIR 1.0 has no element-wise product node (the edges into a node are summed; "
-            "nir.Threshold / nir.Scale take one input); only connect=ADD exports")
-    if model.maxpool is not None:
-        raise NIRExportError(
-            "SEW-ResNet stem=imagenet: its MaxPool2d(3, 2, 1) after the stem has no NIR node "
-            "(NIR 1.0 pools only by sum or average: nir.SumPool2d, nir.AvgPool2d); a model "
-            "built with model.kwargs.stem=cifar exports")
+    """SEW-ResNet (``connect=ADD``, ``stem=cifar``: :func:`export_refusal` refuses the others):
+    each block's output ``A + S`` is the union of the residual branch's last neuron and the
+    shortcut's sources (the block input, or the spiking downsample ``SN(BN(conv1x1))``);
+    ``GAP -> fc``."""
     c = model.conv1.out_channels
     srcs, hw = map_conv_bn(g, model.conv1, model.bn1, srcs, hw, "conv1")
     srcs = map_neuron(g, model.sn1, srcs, (c, *hw), "sn1")
@@ -418,11 +404,8 @@ def _walk_sew_resnet(model, g: _Graph, srcs: Sources, hw, allow_relu: bool):
 
 
 def _walk_vggsnn(model, g: _Graph, srcs: Sources, hw, allow_relu: bool):
-    """VGGSNN (``head=gap``): ``LIF(BN(conv3x3 + b))`` x 8, ``AvgPool2d(2)`` after stages 1-3
+    """VGGSNN (``head=gap``, :func:`export_refusal`): ``LIF(BN(conv3x3 + b))`` x 8, ``AvgPool2d(2)`` after stages 1-3
     (a sum pool, its 1/4 folded into the next conv), ``GAP -> head``."""
-    if model.head_kind != "gap":
-        raise NIRExportError("VGGSNN head=flatten: its AdaptiveAvgPool2d(3) grid has no NIR "
-                             "node; the registered vggsnn (head=gap) exports")
     scale = 1.0
     for si in range(1, 5):
         stage = getattr(model, f"stage{si}")
@@ -451,37 +434,111 @@ NIR_STUDENTS = ("spiking_resnet19", "spiking_resnet20", "sew_resnet18", "sew_res
                 "sew_resnet50", "vggsnn")
 
 
-def nir_export_problem(model_cfg) -> Optional[str]:
-    """Why the student a ``model`` config section describes cannot be exported to NIR by
-    :func:`to_nir` (and how to get one that can), or None when it can: the walkers' rules
-    (:func:`_model_mappers`, :data:`SPIKFORMER_REFUSAL`, the SEW and VGGSNN walkers' refusals,
-    no ReLU block) read from the config, so that ``train`` / ``distill`` can say so before
-    training."""
-    name = model_cfg.name
-    if model_cfg.source != "spikedistill" or name not in NIR_STUDENTS:
-        what = (f"{model_cfg.source}:{model_cfg.arch}" if model_cfg.source != "spikedistill"
-                else name)
-        if model_cfg.source == "spikedistill" and str(name).startswith("spikformer"):
-            return SPIKFORMER_REFUSAL
-        return (f"NIR export writes {', '.join(NIR_STUDENTS)} only; this student is {what}")
+class NIRTraits(NamedTuple):
+    """What decides whether :func:`to_nir` can write a student, read from the built model
+    (:func:`model_traits`) or from its ``model`` config section (:func:`config_traits`), so that
+    one rule table (:func:`export_refusal`) judges both."""
+
+    family: Optional[str]         # spiking_resnet | sew_resnet | vggsnn | spikformer | None: other
+    name: str                     # how a refusal names the network
+    connect: str = "ADD"          # SEW-ResNet's g(A, S)
+    stem: str = "cifar"           # SEW-ResNet's stem (imagenet: a max-pool)
+    head: str = "gap"             # VGGSNN's head
+    relu_at: Tuple[str, ...] = ()  # where a block's output activation is a ReLU
+
+
+def relu_refusal(where: str) -> str:
+    """The refusal of a ReLU output activation (``where``: the block, or "its last block")."""
+    return (f"{where} ends in a ReLU (model.last_activation=relu, the released code's recipe), "
+            "which NIR cannot express; export a model trained with --set "
+            "model.last_activation=lif, or pass --allow-relu to export it as a marked identity "
+            "placeholder (loaded by spikedistill's run_nir only)")
+
+
+def export_refusal(traits: NIRTraits, allow_relu: bool = False) -> Optional[str]:
+    """The one table of what NIR 1.0 cannot express, in order: Spikformer
+    (:data:`SPIKFORMER_REFUSAL`), a network that is none of :data:`NIR_STUDENTS`, SEW-ResNet
+    with ``connect`` AND / IAND (a product of two spike tensors) or the ImageNet stem (a
+    max-pool), VGGSNN's ``flatten`` head, a ReLU output activation (unless ``allow_relu``:
+    a marked placeholder). Returns why, or None when :func:`to_nir` can write it."""
+    if traits.family == "spikformer":
+        return SPIKFORMER_REFUSAL
+    if traits.family is None:
+        return (f"NIR export writes spikedistill's spiking ResNet students only "
+                f"(spiking_resnet19 / spiking_resnet20, direct encoding), "
+                f"SEW-ResNet (connect=ADD, stem=cifar) and VGGSNN; {traits.name} is none "
+                f"of them (the registered students it writes: {', '.join(NIR_STUDENTS)})")
+    if traits.family == "sew_resnet":
+        if traits.connect != "ADD":
+            op = "A * S" if traits.connect == "AND" else "(1 - A) * S"
+            return (f"SEW-ResNet connect={traits.connect}: g(A, S) = {op} multiplies two spike "
+                    "tensors, and NIR 1.0 has no element-wise product node (the edges into a "
+                    "node are summed; nir.Threshold / nir.Scale take one input); only "
+                    "connect=ADD exports: train with model.connect=ADD")
+        if traits.stem != "cifar":
+            return ("SEW-ResNet stem=imagenet: its MaxPool2d(3, 2, 1) after the stem has no NIR "
+                    "node (NIR 1.0 pools only by sum or average: nir.SumPool2d, nir.AvgPool2d); "
+                    "a model built with model.kwargs.stem=cifar exports")
+    if traits.family == "vggsnn" and traits.head != "gap":
+        return ("VGGSNN head=flatten: its AdaptiveAvgPool2d(3) grid has no NIR node; the "
+                "registered vggsnn (head=gap, model.kwargs.head=gap) exports")
+    if traits.relu_at and not allow_relu:
+        return relu_refusal(traits.relu_at[0])
+    return None
+
+
+def model_traits(model: nn.Module) -> NIRTraits:
+    """:class:`NIRTraits` of a built model."""
+    from spikedistill.models.spiking_resnet import SpikingResNet
+    from spikedistill.models.zoo.sew_resnet import SEWResNet
+    from spikedistill.models.zoo.spikformer import Spikformer
+    from spikedistill.models.zoo.vggsnn import VGGSNN
+
+    name = getattr(model, "model_name", type(model).__name__)
+    if isinstance(model, Spikformer):
+        return NIRTraits("spikformer", name)
+    if isinstance(model, SEWResNet):
+        return NIRTraits("sew_resnet", name, connect=str(model.connect),
+                         stem="imagenet" if model.maxpool is not None else "cifar")
+    if isinstance(model, VGGSNN):
+        relu = tuple(f"block stage{si}.{li}" for si in range(1, 5)
+                     for li, layer in enumerate(getattr(model, f"stage{si}"))
+                     if isinstance(layer.lif, nn.ReLU))
+        return NIRTraits("vggsnn", name, head=str(model.head_kind), relu_at=relu)
+    if isinstance(model, SpikingResNet):
+        relu = tuple(f"block {s}.{bi}" for s in ("layer1", "layer2", "layer3")
+                     for bi, block in enumerate(getattr(model, s))
+                     if isinstance(getattr(block, "act2", None), nn.ReLU))
+        return NIRTraits("spiking_resnet", name, relu_at=relu)
+    return NIRTraits(None, name)
+
+
+def config_traits(model_cfg) -> NIRTraits:
+    """:class:`NIRTraits` of the student a ``model`` config section describes (before it is
+    built)."""
+    name = str(model_cfg.name)
+    if model_cfg.source != "spikedistill":
+        return NIRTraits(None, f"{model_cfg.source}:{model_cfg.arch}")
+    if name.startswith("spikformer"):
+        return NIRTraits("spikformer", name)
+    if name not in NIR_STUDENTS:
+        return NIRTraits(None, name)
     kwargs = dict(model_cfg.kwargs or {})
     if name.startswith("sew_resnet"):
-        connect = str(model_cfg.connect or kwargs.get("connect", "ADD")).upper()
-        if connect != "ADD":
-            return (f"SEW-ResNet connect={connect} multiplies two spike tensors, which NIR 1.0 "
-                    "has no node for; train with model.connect=ADD")
-        if kwargs.get("stem", "imagenet") != "cifar":
-            return ("SEW-ResNet's ImageNet stem max-pools, which NIR 1.0 has no node for; "
-                    "train with model.kwargs.stem=cifar")
-        return None
-    if name == "vggsnn" and kwargs.get("head", "gap") != "gap":
-        return "VGGSNN head=flatten has no NIR node; train with model.kwargs.head=gap"
-    if model_cfg.last_activation == "relu":
-        return ("its last block ends in a ReLU (model.last_activation=relu, the released "
-                "code's recipe), which NIR cannot express; train with "
-                "--set model.last_activation=lif for a student that "
-                "'spikedistill export --format nir' writes")
-    return None
+        return NIRTraits("sew_resnet", name,
+                         connect=str(model_cfg.connect or kwargs.get("connect", "ADD")).upper(),
+                         stem=str(kwargs.get("stem", "imagenet")))
+    relu = ("its last block",) if model_cfg.last_activation == "relu" else ()
+    if name == "vggsnn":
+        return NIRTraits("vggsnn", name, head=str(kwargs.get("head", "gap")), relu_at=relu)
+    return NIRTraits("spiking_resnet", name, relu_at=relu)
+
+
+def nir_export_problem(model_cfg) -> Optional[str]:
+    """Why the student a ``model`` config section describes cannot be exported to NIR by
+    :func:`to_nir` (and how to get one that can), or None when it can: :func:`export_refusal`
+    of its :func:`config_traits`, so that ``train`` / ``distill`` can say so before training."""
+    return export_refusal(config_traits(model_cfg))
 
 
 def _model_mappers() -> Dict[type, Any]:
@@ -494,12 +551,6 @@ def _model_mappers() -> Dict[type, Any]:
             VGGSNN: _walk_vggsnn}
 
 
-def _refusal(model) -> Optional[str]:
-    from spikedistill.models.zoo.spikformer import Spikformer
-
-    return SPIKFORMER_REFUSAL if isinstance(model, Spikformer) else None
-
-
 def _first_conv(model) -> nn.Conv2d:
     return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
 
@@ -509,20 +560,16 @@ def to_nir(model: nn.Module, input_shape: Sequence[int], *, allow_relu: bool = F
     the model's walker (spiking ResNets, SEW-ResNet with ``connect=ADD`` and the CIFAR stem,
     VGGSNN) emits the nodes of :data:`NODE_MAPPERS`. ``input_shape`` is ``(C, H, W)`` of one
     image (or frame). Any other model, and the parts NIR cannot express (Spikformer's
-    attention, IAND/AND connections, max-pools), raise :class:`NIRExportError` naming why."""
+    attention, IAND/AND connections, max-pools: :func:`export_refusal`, the table
+    :func:`nir_export_problem` reads from a config too), raise :class:`NIRExportError` naming
+    why."""
     import nir
 
-    reason = _refusal(model)
+    reason = export_refusal(model_traits(model), allow_relu)
     if reason is not None:
         raise NIRExportError(reason)
     walkers = _model_mappers()
-    walker = next((w for cls, w in walkers.items() if isinstance(model, cls)), None)
-    if walker is None:
-        raise NIRExportError(f"NIR export writes spikedistill's spiking ResNet students only "
-                             f"(spiking_resnet19 / spiking_resnet20, direct encoding), "
-                             f"SEW-ResNet (connect=ADD, stem=cifar) and VGGSNN; "
-                             f"{getattr(model, 'model_name', type(model).__name__)} is none "
-                             "of them")
+    walker = next(w for cls, w in walkers.items() if isinstance(model, cls))
     C, H, W = (int(v) for v in input_shape)
     stem = _first_conv(model)
     if C != stem.in_channels:
@@ -708,6 +755,8 @@ def run_nir(graph, x: torch.Tensor, T: Optional[int] = None, *,
     return simulate_nir(graph, x, T, dtype=dtype, apply_relu=apply_relu).logits
 
 
-__all__ = ["DT", "NODE_MAPPERS", "NIRExportError", "NIRRun", "SPIKFORMER_REFUSAL", "export_nir",
+__all__ = ["DT", "NIR_STUDENTS", "NODE_MAPPERS", "NIRExportError", "NIRRun", "NIRTraits",
+           "SPIKFORMER_REFUSAL", "config_traits", "export_nir", "export_refusal", "model_traits",
+           "nir_export_problem", "relu_refusal",
            "fold_bn", "lif_node", "map_avgpool", "map_conv_bn", "map_head", "map_neuron",
            "map_relu", "run_nir", "simulate_nir", "to_nir"]

@@ -17,7 +17,7 @@ Each variant is a method plus dotted overrides on the base (``--set`` of the com
 last and applies to every variant). Its runs go to ``DIR/VARIANT/`` exactly as ``compare``
 writes them (``runs/METHOD-seedN``, ``results/``, resumable), and ``DIR/compare.md`` /
 ``.csv`` / ``.png`` tabulate the variants with the paired statistics against the baseline
-(:func:`spikedistill.commands.compare.summarize`). :func:`expand_grid` gives the runs without
+(:func:`spikedistill.analysis.study_summary.summarize`). :func:`expand_grid` gives the runs without
 training anything.
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from spikedistill.commands.common import overrides_from_args, resolve_teacher
+from spikedistill.commands.common import overrides_from_args, parse_methods, parse_seeds
 from spikedistill.config import Config, load_config, read_yaml
 from spikedistill.errors import ConfigError
 
@@ -80,7 +80,7 @@ def load_grid(path) -> Grid:
     if not isinstance(variants, dict) or len(variants) < 2:
         raise ConfigError(f"grid file '{p}': 'variants' must map at least two names to "
                           "{method: NAME, set: {KEY: VALUE}}")
-    from spikedistill.engine.state import check_folder_name
+    from spikedistill.engine.run_dir import check_folder_name
 
     names = [check_folder_name(n, f"grid file '{p}': variant name {n!r}", "--out") for n in variants]
     if len(set(names)) != len(names):
@@ -118,8 +118,6 @@ def expand_grid(path, overrides: Sequence[str] = (),
     """Every (variant, seed) of the grid with its resolved config (variants in file order,
     seeds outermost as in ``compare``); nothing is trained. Unknown methods or keys raise
     ConfigError."""
-    from spikedistill.commands.compare import parse_methods
-
     grid = load_grid(path)
     runs: List[GridRun] = []
     configs = {}
@@ -161,7 +159,9 @@ def register(sub) -> None:
 def ablate(grid_path, out, teacher=None, overrides: Sequence[str] = (),
            seeds: Optional[Sequence[int]] = None, jobs: int = 1, log=print):
     """Train every run of the grid (skipping finished ones) and write the summary."""
-    from spikedistill.commands import compare as C
+    from spikedistill.analysis import study as C
+    from spikedistill.analysis.study_summary import summarize, write_summary
+    from spikedistill.run_files import resolve_teacher
 
     grid = load_grid(grid_path)
     runs = expand_grid(grid_path, overrides, seeds)
@@ -174,18 +174,17 @@ def ablate(grid_path, out, teacher=None, overrides: Sequence[str] = (),
     for name in grid.variants:
         mine = [r for r in runs if r.variant == name]
         cfg = mine[0].config
-        for rec in C._run_all(cfg, [(r.method, r.seed) for r in mine], teacher, out / name,
+        for rec in C.run_all(cfg, [(r.method, r.seed) for r in mine], teacher, out / name,
                               C.parse_jobs(jobs), log):
             records.append({**rec, "method": name})
     names = list(grid.variants)
-    rows = C.summarize(records, names, grid.baseline)
-    paths = C.write_summary(rows, records, out, f"ablation {grid.path.stem}")
+    rows = summarize(records, names, grid.baseline)
+    paths = write_summary(rows, records, out, f"ablation {grid.path.stem}")
     return rows, paths
 
 
 def run(args) -> int:
-    from spikedistill.commands.compare import (markdown_table, paired_table, parse_seeds,
-                                               verdict_lines)
+    from spikedistill.analysis.study_summary import markdown_table, paired_table, verdict_lines
 
     seeds = parse_seeds(args.seeds) if args.seeds else None
     rows, paths = ablate(args.grid, args.out, teacher=args.teacher,

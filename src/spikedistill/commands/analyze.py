@@ -17,7 +17,9 @@ def register(sub) -> None:
                                        "checkpoint (Markdown + JSON + PNG)")
     p.add_argument("--checkpoint", required=True, help="student (or ANN) checkpoint, e.g. RUN/best.pt")
     p.add_argument("--teacher", default=None,
-                   help="teacher checkpoint for the ANN energy column (default: none)")
+                   help="teacher for the ANN energy column, built as training builds it: a "
+                        "spikedistill checkpoint (RUN_DIR or best.pt), or the weights file of "
+                        "the run's torchvision/timm/python teacher (default: none)")
     p.add_argument("--batches", type=int, default=None,
                    help="evaluate only N test batches, drawn in a fixed random order so that they are a "
                         "representative sample (default: the whole test set, in order)")
@@ -41,7 +43,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from spikedistill.analysis.loading import load_model, parse_int_list, run_config, eval_loader
+    from spikedistill.analysis.loading import (eval_loader, input_affine_of, load_model,
+                                               load_teacher, parse_int_list, run_config)
     from spikedistill.analysis.report import analyze, to_markdown, write_report
     from spikedistill.commands.common import overrides_from_args
     from spikedistill.engine.distributed import resolve_device
@@ -60,13 +63,8 @@ def run(args) -> int:
     model, meta = load_model(args.checkpoint, device)
     cfg = run_config(meta, overrides_from_args(args))
     loader, pipe = eval_loader(cfg, device, args.batch_size, sample=args.batches is not None)
-    affine = None
-    if pipe.frames_per_sample is not None:    # frames: event counts normalised by the loader
-        from spikedistill.analysis.counting import loader_affine
-        affine = loader_affine(pipe.splits.mean, pipe.splits.std)
-    teacher = None
-    if args.teacher:
-        teacher, _ = load_model(args.teacher, device)
+    affine = input_affine_of(pipe)        # frames: event counts normalised by the loader
+    teacher = load_teacher(cfg, pipe, device, args.teacher) if args.teacher else None
     result = analyze(model, loader, batches=args.batches, teacher=teacher, e_mac=args.e_mac,
                      e_ac=args.e_ac, timesteps=timesteps, input_affine=affine,
                      teacher_frames=cfg.teacher.frames)

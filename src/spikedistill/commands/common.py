@@ -8,12 +8,10 @@ are merged in that order into one :class:`~spikedistill.config.Config`.
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from spikedistill.config import Config, load_config
-from spikedistill.errors import CheckpointError, ConfigError
-from spikedistill.run_files import run_checkpoint
+from spikedistill.errors import ConfigError
 
 
 def add_config_args(parser: argparse.ArgumentParser, *, config_required: bool = False) -> None:
@@ -62,39 +60,37 @@ def load_from_args(args: argparse.Namespace, extra_overrides: Sequence[str] = ()
                        overrides_from_args(args) + list(extra_overrides))
 
 
-class CurvesCallback:
-    """Training callback (``run_training(..., callbacks=[CurvesCallback()])``): at the end of a
-    run with ``run.plots`` on, rank 0 draws the loss/accuracy curves next to ``metrics.csv``
-    (:func:`spikedistill.analysis.curves.plot_run_curves`). A plotting failure only warns: the
-    run itself succeeded."""
+def parse_methods(text: str) -> List[str]:
+    from spikedistill.distill import list_methods
+    from spikedistill.engine.run_dir import check_folder_name
 
-    def on_run_end(self, run, result) -> None:
-        if not (run.is_main and run.cfg.run.plots and result.history):
-            return
+    names = [m.strip() for m in str(text).split(",") if m.strip()]
+    if not names:
+        raise ConfigError("--methods: expected comma-separated method names, e.g. ce,kd,ckd")
+    known = list_methods()
+    for name in names:
+        check_folder_name(name, f"--methods: method {name!r}", "--out")
+        if name not in known:
+            raise ConfigError(f"--methods: unknown method {name!r}; registered methods: "
+                              f"{', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--methods: a method is listed twice in {text!r}")
+    return names
+
+
+def parse_seeds(text: str) -> List[int]:
+    seeds = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
         try:
-            from spikedistill.analysis.curves import plot_run_curves
-            plot_run_curves(run.run_dir)
-        except Exception as exc:  # matplotlib missing, headless quirks
-            print(f"WARNING: could not draw the training curves ({type(exc).__name__}: {exc})",
-                  file=sys.stderr, flush=True)
-
-
-def training_callbacks() -> List[Any]:
-    """The callbacks every training command attaches (curves: ``run.plots``)."""
-    return [CurvesCallback()]
-
-
-def resolve_teacher(path: Optional[str]) -> Optional[str]:
-    """``--teacher`` of ``distill``, ``compare`` and ``ablate``: a checkpoint file, or a run
-    directory standing for its ``best.pt``, else its ``last.pt``
-    (:func:`spikedistill.run_files.run_checkpoint`); empty -> None. A file that is not there,
-    or a directory with neither, is a ConfigError on ``--teacher``."""
-    if not path:
-        return None
-    try:
-        p = run_checkpoint(path)
-    except CheckpointError as exc:
-        raise ConfigError(f"--teacher: {exc}") from None
-    if not p.is_file():
-        raise ConfigError(f"--teacher: checkpoint '{p}' does not exist (expected RUN_DIR/best.pt)")
-    return str(p)
+            seeds.append(int(part))
+        except ValueError:
+            raise ConfigError(f"--seeds: expected comma-separated integers, e.g. 0,1,2; got "
+                              f"{part!r}") from None
+    if not seeds:
+        raise ConfigError("--seeds: expected at least one integer seed")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds: a seed is listed twice in {text!r}")
+    return seeds

@@ -2,8 +2,8 @@
 
 Trains an ANN ResNet-20 teacher on scikit-learn's handwritten digits (1,797 real 8x8 images,
 fixed stratified split), then spiking ResNet-20 students with cross-entropy only (``ce``),
-logit distillation (``kd``) and CKDSNN (``ckd``) over three seeds with :mod:`compare
-<spikedistill.commands.compare>` (same seed = same initialisation and data order, two runs at
+logit distillation (``kd``) and CKDSNN (``ckd``) over three seeds with :mod:`the study
+<spikedistill.analysis.study>` (same seed = same initialisation and data order, two runs at
 once in worker processes), and prints the teacher, the mean +- std of every method and the
 paired differences against ``ce`` with their 95 % intervals: an order between two methods is
 only stated where its interval excludes 0.
@@ -19,7 +19,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from spikedistill.commands.common import add_config_args, overrides_from_args, training_callbacks
+from spikedistill.commands.common import add_config_args, overrides_from_args, parse_seeds
 from spikedistill.config import load_config
 
 CONFIGS = Path(__file__).resolve().parent / "demo_configs"
@@ -73,10 +73,12 @@ def excluding_line(rows) -> str:
 
 
 def run(args) -> int:
-    from spikedistill.commands import compare as C
+    from spikedistill.analysis import study as C
+    from spikedistill.analysis import study_summary as S
+    from spikedistill.analysis.curves import training_callbacks
     from spikedistill.engine import run_training
 
-    seeds = C.parse_seeds(args.seeds)
+    seeds = parse_seeds(args.seeds)
     jobs = C.parse_jobs(args.jobs)
     out = args.out or default_out()
     t0 = time.perf_counter()
@@ -95,18 +97,18 @@ def run(args) -> int:
     print(f"SNN students {student.model.name}, T={student.model.T}, {student.train.epochs} "
           f"epochs, seeds {', '.join(map(str, seeds))}; test accuracy mean ± sample std:")
     results = Path(out) / "students" / "results"
-    print(C.selection_sentence([json.loads((results / f"{C.run_key(m, s)}.json").read_text())
+    print(S.selection_sentence([json.loads((results / f"{S.run_key(m, s)}.json").read_text())
                                 for m in METHODS for s in seeds]))
     print()
-    print(C.markdown_table(rows))
-    paired = C.paired_table(rows)
+    print(S.markdown_table(rows))
+    paired = S.paired_table(rows)
     if paired:
         print()
         print("paired differences against ce (same seed = same init and data order), "
               "percentage points:")
         print(paired)
         print()
-        for line in C.verdict_lines(rows):
+        for line in S.verdict_lines(rows):
             print(line)
         print(excluding_line(rows))
     print(f"\ntotal wall time {total:.1f} s; runs in {out}/ (summary: {paths['md']})")

@@ -10,7 +10,7 @@ student distilled from a teacher checkpoint.
 All three run :func:`spikedistill.engine.run_training` (also under ``torchrun``) and end with a
 summary table on rank 0. With ``--resume`` and no ``--config`` the run's own config (stored in
 its newest intact checkpoint) is used, with ``--set`` / dotted flags applied on top; what a
-resume may change is in :mod:`spikedistill.engine.state`. A run directory is locked while a run
+resume may change is in :mod:`spikedistill.engine.resume`. A run directory is locked while a run
 uses it: a second run on it stops with the holder's pid and host.
 """
 
@@ -19,10 +19,10 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
-from spikedistill.commands.common import (add_config_args, load_from_args, overrides_from_args,
-                                          resolve_teacher, training_callbacks)
+from spikedistill.commands.common import add_config_args, load_from_args, overrides_from_args
 from spikedistill.config import Config
 from spikedistill.errors import ConfigError
+from spikedistill.run_files import resolve_teacher
 
 _HELP = {
     "train-teacher": "train an ANN teacher (resnet19/resnet20) with cross-entropy",
@@ -172,6 +172,7 @@ class NIRWarning:
 
 
 def run(args) -> int:
+    from spikedistill.analysis.curves import training_callbacks
     from spikedistill.engine import distributed as D
     from spikedistill.engine.trainer import run_training
 

@@ -8,7 +8,7 @@ P_t and P_s (after the run's ``distill.ckd.samd`` normalisation and softmax scal
 map overlaid on the image. See :mod:`spikedistill.analysis.maps`.
 
 The teacher is any teacher a run can use, built as training builds it
-(:func:`spikedistill.engine.build.build_teacher`): by default the student run's own teacher
+(:func:`spikedistill.analysis.loading.load_teacher`): by default the student run's own teacher
 (``teacher.checkpoint``, or a torchvision / timm / python teacher with its ``teacher.weights``);
 ``--teacher FILE`` replaces the file (a spikedistill checkpoint, or the weights file of the run's
 external teacher), and ``--set teacher.source=... teacher.arch=... teacher.weights=...`` names
@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from spikedistill.analysis.loading import eval_loader, load_model, run_config
+    from spikedistill.analysis.loading import eval_loader, load_model, load_teacher, run_config
     from spikedistill.analysis.maps import visualize
     from spikedistill.commands.common import overrides_from_args
     from spikedistill.engine.distributed import resolve_device
@@ -52,14 +52,9 @@ def run(args) -> int:
         raise ConfigError(f"--student '{args.student}' holds {meta.get('model_name')}, not a "
                           "spiking student")
     cfg = run_config(meta, overrides_from_args(args))
-    if args.teacher:
-        if cfg.teacher.source == "spikedistill":
-            cfg.teacher.checkpoint = str(args.teacher)
-        else:
-            cfg.teacher.weights = str(args.teacher)
     loader, pipe = eval_loader(cfg, device, max(1, min(int(args.n), 512)), sample=True)
     splits = pipe.splits
-    teacher = build_run_teacher(cfg, pipe, device)
+    teacher = load_teacher(cfg, pipe, device, args.teacher)
     if teacher is None:
         raise ConfigError("visualize needs a teacher: pass --teacher TEACHER/best.pt, or "
                           "--set teacher.source=torchvision teacher.arch=ARCH "
@@ -72,12 +67,3 @@ def run(args) -> int:
     print(f"wrote {path}")
     return 0
 
-
-def build_run_teacher(cfg, pipe, device):
-    """The teacher of ``cfg`` as training builds it (any source) for the data of ``pipe``
-    (:class:`~spikedistill.data.pipeline.DataPipeline`), or None without one."""
-    from spikedistill.engine.build import build_teacher
-
-    teacher, _ = build_teacher(cfg, pipe.num_classes, pipe.input_shape, device,
-                               pipe.ann_in_channels(cfg.teacher.frames))
-    return teacher

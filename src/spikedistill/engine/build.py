@@ -239,7 +239,10 @@ def build_teacher(cfg: Config, num_classes: int, input_shape: Tuple[int, int, in
     """``(teacher in eval mode on device, provenance)``, or ``(None, None)`` without a teacher.
 
     ``teacher.source: spikedistill`` loads our own checkpoint ``teacher.checkpoint``; any other
-    source is built by :func:`spikedistill.models.build_teacher`. The provenance records
+    source by :func:`spikedistill.models.external.build_external_teacher` (``teacher.zoo``: a
+    shipped teacher, :func:`spikedistill.models.teacher_zoo.load_zoo_teacher`). This is the one
+    function that builds a teacher: training, ``visualize`` and ``analyze``
+    (:func:`spikedistill.analysis.loading.load_teacher`) all call it. The provenance records
     ``source``, ``arch``, ``weights`` (the file the weights came from; also ``checkpoint`` for
     our own) and the file's ``sha256``. A teacher that does not predict ``num_classes`` classes
     is refused, naming the file, and so is a spiking one unless ``teacher.allow_spiking``;
@@ -270,7 +273,7 @@ def build_teacher(cfg: Config, num_classes: int, input_shape: Tuple[int, int, in
                                   f"{t_classes} classes but dataset '{cfg.data.name}' has "
                                   f"{num_classes}; expected a teacher trained on the same dataset")
     else:
-        from spikedistill.models import build_teacher as build_external_teacher
+        from spikedistill.models.external import build_external_teacher
 
         teacher, provenance = build_external_teacher(tcfg, num_classes, tuple(input_shape),
                                                      device=device)

@@ -184,6 +184,12 @@ def print_main(*args: Any, file=None, **kwargs: Any) -> None:
         print(*args, file=file if file is not None else sys.stdout, flush=True, **kwargs)
 
 
+def warn(msg: str) -> None:
+    """A warning on stderr, rank 0 only."""
+    if is_main_process():
+        print(f"WARNING: {msg}", file=sys.stderr, flush=True)
+
+
 def cleanup(info: Optional[DistInfo] = None) -> None:
     """Destroy the process group if :func:`init_distributed` created it."""
     if info is not None and info.owns_group and dist.is_available() and dist.is_initialized():

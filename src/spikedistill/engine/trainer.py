@@ -16,13 +16,15 @@ epochs and at the end, and records the run in its directory::
 
 The parts live in their own modules: the data pipeline :mod:`spikedistill.data.pipeline`
 (loaders, input shape and channels), :mod:`~spikedistill.engine.build` (models, method,
-optimiser, schedule), :mod:`~spikedistill.engine.state` (run directory, checkpoints, resume),
+optimiser, schedule), :mod:`~spikedistill.engine.state` (the run's state),
+:mod:`~spikedistill.engine.run_dir` (run directory), :mod:`~spikedistill.engine.lock` (its lock),
+:mod:`~spikedistill.engine.resume` (checkpoints, resume),
 :mod:`~spikedistill.engine.loop` (``train_step``, ``train_one_epoch``, ``evaluate``) and
 :mod:`~spikedistill.engine.callbacks` (records, progress bar, epoch hooks). Accuracies are
 fractions in [0, 1]. Every step's method call gets a
 :class:`~spikedistill.distill.context.StepContext`.
 
-Resume (``resume=RUN_DIR``): see :mod:`~spikedistill.engine.state`. Without an explicit ``cfg``
+Resume (``resume=RUN_DIR``): see :mod:`~spikedistill.engine.resume`. Without an explicit ``cfg``
 the config stored in the checkpoint is used (it is the one that produced the weights).
 
 Under ``torchrun`` (``WORLD_SIZE > 1``) the student and every trainable extra are wrapped in
@@ -60,12 +62,13 @@ from spikedistill.engine.callbacks import (PROGRESS_EVERY, Callback, CallbackLis
                                            EpochHookCallback, engine_callbacks)
 from spikedistill.engine.checkpoint import BEST_NAME, LAST_NAME, check_same_model, save_checkpoint
 from spikedistill.engine.health import firing_rates, is_at_chance, silent_layers
+from spikedistill.engine.distributed import warn
 from spikedistill.engine.loop import evaluate, sync, train_one_epoch, train_step
-from spikedistill.engine.state import (RunState, check_resume_changes, checkpoint_of,
-                                       config_for_resume, make_run_dir, open_run_dir,
-                                       restore_optimisation, restore_weights,
-                                       seed_training_rng, teacher_record, warn,
-                                       write_teacher_record)
+from spikedistill.engine.resume import (check_resume_changes, checkpoint_of, config_for_resume,
+                                        restore_optimisation, restore_weights, seed_training_rng)
+from spikedistill.engine.run_dir import (make_run_dir, open_run_dir, teacher_record,
+                                         write_teacher_record)
+from spikedistill.engine.state import RunState
 from spikedistill.errors import CheckpointError, ConfigError, SpikeDistillError
 
 EpochHook = Callable[[int, Dict[str, Any]], None]
@@ -122,7 +125,7 @@ def run_training(cfg: Optional[Config] = None, *, resume: Optional[Union[str, os
     """Train ``cfg.model`` with method ``cfg.distill.method``; see the module docstring.
 
     ``resume``: a run directory (its newest intact checkpoint, see
-    :func:`~spikedistill.engine.state.find_resume_checkpoint`) or a checkpoint file to
+    :func:`~spikedistill.engine.resume.find_resume_checkpoint`) or a checkpoint file to
     continue; with ``cfg=None`` the checkpoint's config is used. ``overwrite``: a new run in a
     named directory that holds a checkpoint starts over (the previous run's files are removed)
     instead of being refused. ``teacher_checkpoint`` overrides ``cfg.teacher.checkpoint``.
@@ -237,7 +240,7 @@ def trains_a_teacher(cfg: Config) -> bool:
 def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
               run_dir: Optional[Path] = None) -> RunState:
     """Data, student, teacher, method, resume, DDP, optimiser, run directory: a ready
-    :class:`RunState`. ``run_dir``: the directory :func:`~spikedistill.engine.state.open_run_dir`
+    :class:`RunState`. ``run_dir``: the directory :func:`~spikedistill.engine.run_dir.open_run_dir`
     opened (default: the checkpoint's folder, or :func:`make_run_dir`). ``config.yaml`` is
     written once everything is restored, so a refused resume leaves it as it was."""
     tc = cfg.train

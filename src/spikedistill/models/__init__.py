@@ -9,7 +9,7 @@ See ``docs/design.md`` for the API every model offers (``forward(x, return_featu
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 from spikedistill.errors import ConfigError
 from spikedistill.models.registry import (MODELS, ROLES, create_model, list_models, model_entry,
@@ -99,15 +99,6 @@ def build_model(model_cfg, num_classes: int, in_channels: int,
                         **model_kwargs(model_cfg, num_classes, in_channels, input_shape))
 
 
-def build_teacher(teacher_cfg, num_classes: int, input_shape: Sequence[int],
-                  device: Any = "cpu") -> Tuple[Any, Dict[str, Any]]:
-    """``(teacher, provenance)`` for ``teacher.source`` torchvision / timm / python: the
-    architecture built offline with the weights of the local file ``teacher.weights``
-    (:func:`spikedistill.models.external.build_teacher`)."""
-    from spikedistill.models.external import build_teacher as _build
-    return _build(teacher_cfg, num_classes, input_shape, device=device)
-
-
 def export_state_dict(checkpoint, out_path):
     """A checkpoint's weights as a plain state-dict file of the original library
     (:func:`spikedistill.models.external.export_state_dict`)."""
@@ -115,6 +106,6 @@ def export_state_dict(checkpoint, out_path):
     return _export(checkpoint, out_path)
 
 
-__all__ = ["MODELS", "ROLES", "build_model", "build_teacher", "config_role", "create_model",
+__all__ = ["MODELS", "ROLES", "build_model", "config_role", "create_model",
            "export_state_dict", "input_frames", "list_models", "model_entry", "model_kwargs",
            "model_name", "model_params", "model_role", "register_model"]

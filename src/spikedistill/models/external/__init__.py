@@ -16,7 +16,8 @@ Each is wrapped in a :class:`~spikedistill.models.taps.FeatureTapModel` tapped a
 (defaults per family: ResNets ``layer1..layer4`` with classifier ``fc``, timm models their
 ``feature_info``) and registered under the name ``"<source>/<arch>"``, so that
 ``create_model("spikingjelly/sew_resnet18", **model_kwargs)`` rebuilds it from a checkpoint.
-Nothing is downloaded: weights always come from a local file (:func:`build_teacher`).
+Nothing is downloaded: weights always come from a local file (:func:`build_external_teacher`,
+which :func:`spikedistill.engine.build.build_teacher` calls for these sources).
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ def external_kwargs(cfg, num_classes: int, in_channels: Optional[int],
     return kw
 
 
-def build_teacher(teacher_cfg, num_classes: int, input_shape: Sequence[int],
+def build_external_teacher(teacher_cfg, num_classes: int, input_shape: Sequence[int],
                   device: Any = "cpu") -> Tuple[FeatureTapModel, Dict[str, Any]]:
     """The frozen-ready ANN teacher of a ``teacher`` section with an external ``source``.
 
@@ -179,7 +180,7 @@ def build_teacher(teacher_cfg, num_classes: int, input_shape: Sequence[int],
     features, classifier}``."""
     source = teacher_cfg.source
     if source not in ("torchvision", "timm", "python"):
-        raise ConfigError(f"config key 'teacher.source': build_teacher builds torchvision, timm "
+        raise ConfigError(f"config key 'teacher.source': build_external_teacher builds torchvision, timm "
                           f"or python teachers, got {source!r} (spikedistill teachers come from "
                           "teacher.checkpoint)")
     if not teacher_cfg.arch:
@@ -208,6 +209,6 @@ def build_teacher(teacher_cfg, num_classes: int, input_shape: Sequence[int],
     return model, provenance
 
 
-__all__ = ["EXTERNAL_SOURCES", "SOURCE_ROLES", "build_teacher", "create_external",
+__all__ = ["EXTERNAL_SOURCES", "SOURCE_ROLES", "build_external_teacher", "create_external",
            "export_state_dict", "external_factory", "external_kwargs", "external_name",
            "file_sha256", "load_weights", "read_state_dict", "split_external_name"]
