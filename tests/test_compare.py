@@ -520,3 +520,27 @@ def test_energy_settings_checked_before_any_run(tmp_path):
         C.compare(base, ["ce"], [0], tmp_path, baseline=None, energy_images=4,
                   cost_model="7nm")
     assert not (tmp_path / "runs").exists()
+
+
+def test_energy_images_0_reports_no_energy_stored_by_an_earlier_compare(tmp_path, monkeypatch):
+    """``--energy-images 0`` (the help: "no energy column") leaves out the energies an earlier
+    compare stored in the result files; with a count they are reported."""
+    def stored(*args, **kwargs):
+        records = _paired_records()
+        for r in records:
+            r["energy"] = {"requested": 8, "images": 8, "cost_model": "45nm_fp32",
+                           "e_mac_pj": 4.6, "e_ac_pj": 0.9, "source": "Horowitz ISSCC 2014",
+                           "energy_mj": 0.01 + r["seed"] / 1000, "sops": 1.0, "macs": 1.0,
+                           "not_counted": {}}
+        return records
+
+    monkeypatch.setattr(C, "run_all", stored)
+    (tmp_path / "t.pt").write_bytes(b"")
+    base = load_config(overrides=["data.name=digits"])
+    C.compare(base, ["ce", "ckd"], [0, 1, 2], tmp_path / "off", teacher=str(tmp_path / "t.pt"),
+              energy_images=0)
+    off = (tmp_path / "off" / "compare.md").read_text()
+    assert "energy" not in off and "energy" not in (tmp_path / "off" / "compare.csv").read_text()
+    C.compare(base, ["ce", "ckd"], [0, 1, 2], tmp_path / "on", teacher=str(tmp_path / "t.pt"),
+              energy_images=8)                    # the stored counts match: reused, not recounted
+    assert "energy mJ/image" in (tmp_path / "on" / "compare.md").read_text()

@@ -267,7 +267,8 @@ def compare(base_cfg, methods: Sequence[str], seeds: Sequence[int], out, teacher
     """Run every (method, seed) (seeds outermost; ``jobs`` at once in worker processes) and
     write the summary with the paired comparison against ``baseline`` (one of ``methods``, or
     None); with ``energy_images`` > 0 each run's energy per image on that many test images
-    under ``cost_model`` too (:func:`add_energy`). Returns the per-method rows and the paths
+    under ``cost_model`` too (:func:`add_energy`; 0: no energy, not even one stored by an earlier
+    compare). Returns the per-method rows and the paths
     written."""
     out = Path(out)
     if baseline is not None:
@@ -284,6 +285,8 @@ def compare(base_cfg, methods: Sequence[str], seeds: Sequence[int], out, teacher
         add_timestep_accuracies(base_cfg, records, out, log)
     if energy_images:
         add_energy(base_cfg, records, out, energy_images, cost_model, log)
+    else:  # off: energies an earlier compare stored in the result files are not reported
+        records = [{k: v for k, v in r.items() if k != "energy"} for r in records]
     rows = summarize(records, methods, baseline)
     title = f"{base_cfg.model.name} T={base_cfg.model.T} on {base_cfg.data.name}"
     paths = write_summary(rows, records, out, title)
