@@ -20,8 +20,9 @@ layer can list the sections without importing this package at import time.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
+from spikedistill.config import method_sections  # noqa: F401  ({section: config class}, one copy)
 from spikedistill.plugins import METHODS
 
 
@@ -85,15 +86,6 @@ def read_section(cfg, name: str):
         return None
     value = getattr(cfg, entry["section"], None) if cfg is not None else None
     return value if value is not None else entry["config"]()
-
-
-def method_sections() -> Dict[str, type]:
-    """``{section: config class}`` of every registered method, in registration order."""
-    out: Dict[str, type] = {}
-    for _, entry in METHODS.items():
-        if entry.get("section") is not None:
-            out.setdefault(entry["section"], entry["config"])
-    return out
 
 
 def build_method(name: str, student: Any, teacher: Any = None, cfg=None,
