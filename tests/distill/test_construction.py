@@ -126,3 +126,32 @@ def test_read_section_is_the_one_way_a_method_reads_its_section():
     paper = build_method("ckd-paper", *_pair("ckd-paper"), cfg)
     assert paper.section.preset == "paper" and cfg.ckd.preset is None  # resolved, cfg untouched
     assert paper.section.samd.teacher_map == "gradcam_label" and paper.settings is paper.section
+
+
+def test_a_builtin_registered_again_under_a_new_name_reads_its_base_section():
+    """``register_method("mykd")(type("MyKD", (KD,), {}))`` (no config of its own, as a plugin
+    registers a variant) trains with ``distill.kd`` as KD does, and a subclass registered with
+    its own config reads that one."""
+    from spikedistill.distill.methods.kd import KD
+    from spikedistill.distill.registry import register_method
+    from spikedistill.plugins import METHODS
+
+    @dataclasses.dataclass
+    class OwnConfig:
+        tau: float = 7.0
+        weight: float = 0.5
+
+    register_method("test_kd_again")(type("KDAgain", (KD,), {}))
+    register_method("test_kd_own", config=OwnConfig)(type("KDOwn", (KD,), {}))
+    try:
+        cfg = build_config({}, ["distill.kd.tau=3.0"]).distill
+        student, teacher = _pair("kd")
+        again = build_method("test_kd_again", student, teacher, cfg)
+        assert again.section_method() == "kd" and again.section.tau == 3.0
+        x, y = _frames_batch()
+        assert _losses(again, x, y) == _losses(build_method("kd", student, teacher, cfg), x, y)
+        own = build_method("test_kd_own", student, teacher, cfg)
+        assert own.section_method() == "test_kd_own" and own.section == OwnConfig()
+    finally:
+        METHODS.unregister("test_kd_again")
+        METHODS.unregister("test_kd_own")

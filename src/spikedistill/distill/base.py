@@ -144,13 +144,26 @@ class Distiller(nn.Module):
         self._teacher_frames = str(teacher_frames)
         self._label_smoothing = float(label_smoothing)
         self._ce_weight = float(getattr(cfg, "ce_weight", 1.0)) if cfg is not None else 1.0
-        section = read_section(self.cfg, type(self).method_name)
+        section = read_section(self.cfg, self.section_method())
         self.section = self.resolve_section(section) if section is not None else None
         self.extras = nn.ModuleDict()
         if teacher is not None:
             for p in teacher.parameters():
                 p.requires_grad_(teacher_mode == "released")
             teacher.train(teacher_mode == "released")
+
+    @classmethod
+    def section_method(cls) -> str:
+        """The registered method whose ``distill.<section>`` this class reads: its own
+        :attr:`method_name`, or, for a class registered without a section of its own (a variant
+        of a built-in under a new name: ``register_method("mykd")(MyKD)`` with ``MyKD(KD)``),
+        the nearest base class's that has one (``kd``, as before methods read it at
+        construction)."""
+        for klass in cls.__mro__:
+            name = vars(klass).get("method_name")
+            if name is not None and read_section(None, name) is not None:
+                return name
+        return cls.method_name
 
     def resolve_section(self, section):
         """The settings the method runs with, from its ``distill.<section>`` (a private copy):
