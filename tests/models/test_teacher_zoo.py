@@ -16,6 +16,8 @@ from spikedistill.data import build_augment, load_dataset
 from spikedistill.errors import CheckpointError, ConfigError
 from spikedistill.models.teacher_zoo import ZOO_DIR, load_zoo_teacher, zoo_entry, zoo_names
 
+from conftest import shared_skip_reason
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -32,6 +34,31 @@ def test_digits_teacher_reproduces_its_card_accuracy():
     assert correct == 443 and round(correct / len(data.test), 6) == entry["test_acc"]
     card = (ZOO_DIR / "digits_resnet20.md").read_text()
     assert entry["sha256"] in card and "98.44 %" in card
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_cifar10_teacher_reproduces_its_card_accuracy(shared_dir, tmp_path):
+    archive = shared_dir / "data" / "cifar10-jpeg.tar.gz"
+    if not archive.is_file():
+        pytest.skip(shared_skip_reason("../shared/data", archive))
+    entry = zoo_entry("cifar10_resnet20")
+    teacher, prov = load_zoo_teacher("cifar10_resnet20")
+    assert prov["sha256"] == entry["sha256"] and entry["model_kwargs"]["in_channels"] == 3
+    # every test image, one training image a class decoded (the teacher saw all 50,000)
+    data = load_dataset("cifar10", archive, train_subset=10, test_subset=0,
+                        cache_dir=tmp_path / "cache")
+    assert len(data.test) == 10000
+    augment = build_augment(False, data.mean, data.std)
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, 10000, 1000):
+            x = augment(data.test.images[i:i + 1000], None)
+            correct += int((teacher(x).argmax(1) == data.test.labels[i:i + 1000]).sum())
+    # the card's number was measured by the training run's own evaluation (7,013 / 10,000)
+    assert correct == 7013 and correct / 10000 == entry["test_acc"]
+    card = (ZOO_DIR / "cifar10_resnet20.md").read_text()
+    assert entry["sha256"] in card and "70.13 %" in card
 
 
 def test_a_changed_weights_file_is_refused(tmp_path):
