@@ -85,7 +85,9 @@ def test_ctrl_c_of_the_parent_alone_stops_the_pool_at_once(tmp_path):
     proc, parent, workers = _start(tmp_path)
     try:
         os.kill(parent, signal.SIGINT)                 # only the parent gets it
-        proc.wait(timeout=10)
+        # a liveness bound, not a speed target: 10 s timed out once on a loaded 2-core machine
+        # (load 6, the test niced), while the exit takes well under a second on a quiet one
+        proc.wait(timeout=30)
         assert proc.returncode != 0
         assert _gone_within(workers, 5)
     finally:
