@@ -16,8 +16,6 @@ from spikedistill.data import build_augment, load_dataset
 from spikedistill.errors import CheckpointError, ConfigError
 from spikedistill.models.teacher_zoo import ZOO_DIR, load_zoo_teacher, zoo_entry, zoo_names
 
-from conftest import shared_skip_reason
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -41,7 +39,8 @@ def test_digits_teacher_reproduces_its_card_accuracy():
 def test_cifar10_teacher_reproduces_its_card_accuracy(shared_dir, tmp_path):
     archive = shared_dir / "data" / "cifar10-jpeg.tar.gz"
     if not archive.is_file():
-        pytest.skip(shared_skip_reason("../shared/data", archive))
+        # (the real_data marker already skips without ../shared/data; this names the file)
+        pytest.skip(f"needs ../shared/data/cifar10-jpeg.tar.gz: {archive} not found")
     entry = zoo_entry("cifar10_resnet20")
     teacher, prov = load_zoo_teacher("cifar10_resnet20")
     assert prov["sha256"] == entry["sha256"] and entry["model_kwargs"]["in_channels"] == 3
