@@ -157,6 +157,19 @@ def test_method_needing_a_teacher_without_one(tmp_path):
         run_training(tiny_config(tmp_path, "noteacher", ["distill.method=kd"]))
 
 
+def test_an_ann_student_distilled_by_kd_gets_its_teacher(tmp_path):
+    # the evidence recipes' positive control (configs/evidence: --set model.name=resnet20
+    # --methods ce,kd): an ANN student with a teacher-needing method builds the teacher
+    teacher = teacher_checkpoint(tmp_path / "teacher.pt")
+    res = run_training(tiny_config(tmp_path, "ann_kd", [
+        "model.name=resnet20", "distill.method=kd", f"teacher.checkpoint={teacher}"]))
+    assert res.teacher_acc is not None and "loss_kd" in res.history[-1]
+    # and a train-teacher run (an ANN with ce) still builds none, whatever its teacher section
+    res = run_training(tiny_config(tmp_path, "ann_ce", [
+        "model.name=resnet20", f"teacher.checkpoint={tmp_path / 'no_such.pt'}"]))
+    assert res.teacher_acc is None
+
+
 def test_missing_data_root_names_the_path(tmp_path):
     missing = tmp_path / "no_such_cifar"
     cfg = tiny_config(tmp_path, "nodata", ["data.name=cifar10", f"data.root={missing}"])

@@ -228,13 +228,21 @@ def check_teacher(cfg: Config, teacher_acc: float, provenance: Dict[str, Any],
 
 
 def trains_a_teacher(cfg: Config) -> bool:
-    """True when ``cfg.model`` is an ANN (a ``train-teacher`` run, always cross-entropy): its
-    ``teacher`` section describes the network for later distillations, not a teacher of this
-    run, so none is built (``configs/imagenet/resnet34_teacher.yaml`` names torchvision's
-    ResNet-34 there without weights)."""
+    """True when ``cfg.model`` is an ANN (a ``train-teacher`` run, or an ANN student)."""
     from spikedistill.models import config_role
 
     return config_role(cfg.model) == "teacher"
+
+
+def builds_a_teacher(cfg: Config) -> bool:
+    """False only for an ANN trained by a method that needs no teacher (a ``train-teacher``
+    run, cross-entropy): its ``teacher`` section then describes the network for later
+    distillations, not a teacher of this run (``configs/imagenet/resnet34_teacher.yaml`` names
+    torchvision's ResNet-34 there without weights). An ANN *student* distilled by ``kd`` (the
+    evidence recipes' positive control) gets its teacher."""
+    from spikedistill.distill import method_requires_teacher
+
+    return not trains_a_teacher(cfg) or method_requires_teacher(cfg.distill.method)
 
 
 def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
@@ -272,7 +280,7 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
     if ckpt is not None:
         check_same_model(ckpt, student.model_name, student.model_kwargs)
     teacher, provenance = (None, None)
-    if not trains_a_teacher(cfg):
+    if builds_a_teacher(cfg):
         teacher, provenance = build_teacher(cfg, K, shape, device,
                                              pipe.ann_in_channels(cfg.teacher.frames))
     distiller = build_distiller(cfg, student, teacher, device)
