@@ -174,3 +174,24 @@ def test_the_split_record_goes_into_the_run_directory(tmp_path):
     assert pipe.write_split_record(run) == run / DATA_SPLIT_RECORD
     assert (run / DATA_SPLIT_RECORD).read_text(encoding="utf-8") == source.read_text(encoding="utf-8")
     assert MemoryPipeline(SimpleNamespace(name="d", info={}), None).write_split_record(run) is None
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_every_evaluation_loader_sees_the_test_transform(normalize):
+    # data.augment.normalize=false: training tests on x / 255; analyze, visualize, compare's
+    # energy and accuracy-by-timestep (analysis.loading.eval_loader: the loader's default)
+    # must see the same inputs, not normalised ones
+    from spikedistill.analysis.loading import eval_loader
+
+    cfg = build_config({}, ["data.name=digits", "data.test_subset=20", "model.name=resnet20",
+                            f"data.augment.normalize={str(normalize).lower()}"])
+    loader, pipe = eval_loader(cfg, CPU, 20)
+    x, _ = next(iter(loader))
+    raw = pipe.splits.test.images[:20].float() / 255
+    mean = torch.tensor(pipe.splits.mean).view(1, -1, 1, 1)
+    std = torch.tensor(pipe.splits.std).view(1, -1, 1, 1)
+    want = (raw - mean) / std if normalize else raw
+    assert torch.allclose(x, want, atol=1e-6)
+    _, test_aug = pipe.augmentations()
+    x2, _ = next(iter(pipe.eval_loader(20, CPU, augment=test_aug)))
+    assert torch.equal(x, x2)

@@ -300,8 +300,8 @@ def add_timestep_accuracies(base_cfg, records: Sequence[Dict[str, Any]], out: Pa
     per run), stored into its result JSON so a later compare reuses it."""
     import torch
 
+    from spikedistill.analysis.loading import eval_loader
     from spikedistill.analysis.timesteps import accuracy_by_timestep
-    from spikedistill.data.pipeline import open_pipeline
     from spikedistill.engine.checkpoint import load_model_from_checkpoint
     from spikedistill.engine.distributed import resolve_device
 
@@ -309,11 +309,7 @@ def add_timestep_accuracies(base_cfg, records: Sequence[Dict[str, Any]], out: Pa
     if not todo:
         return
     device = resolve_device(base_cfg.train.device)
-    from spikedistill.models import input_frames
-
-    pipe = open_pipeline(base_cfg.data, T=input_frames(base_cfg.model))
-    loader = pipe.eval_loader(base_cfg.train.eval_batch_size, device,
-                              augment=pipe.augmentations()[1])
+    loader, _ = eval_loader(base_cfg, device)
     for rec in todo:
         key = run_key(rec["method"], rec["seed"])
         model, _ = load_model_from_checkpoint(Path(rec["run_dir"]) / "best.pt", device)

@@ -88,7 +88,7 @@ def run(args) -> int:
     model, _ = load_model_from_checkpoint(path, device, **changed)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
-    loader = pipe.eval_loader(cfg.train.eval_batch_size, device, augment=pipe.augmentations()[1],
+    loader = pipe.eval_loader(cfg.train.eval_batch_size, device,
                               channels_last=cfg.train.channels_last)
     acc = evaluate(model, loader, device, cfg.train.amp, reduce=False, frames=cfg.teacher.frames)
     T = getattr(model, "T", None) if getattr(model, "is_spiking", False) else None

@@ -135,15 +135,21 @@ class DataPipeline:
         """``(train transform, test transform)`` from the ``data.augment`` switches and the
         dataset's mean/std: ``x_test = (x / 255 - mean) / std`` (only ``x / 255`` when
         ``data.augment.normalize`` is off)."""
+        from spikedistill.data.augment import build_augment
+
+        train_aug = build_augment(True, self.splits.mean, self.splits.std,
+                                  **self.augment_switches())
+        return train_aug, self.test_augment()
+
+    def test_augment(self):
+        """The test transform: ``x_test = (x / 255 - mean) / std`` with the dataset's mean/std
+        (only ``x / 255`` when ``data.augment.normalize`` is off), what every evaluation sees."""
         from spikedistill.data.augment import BatchAugment, build_augment
 
         mean, std = self.splits.mean, self.splits.std
-        train_aug = build_augment(True, mean, std, **self.augment_switches())
-        if self.data_cfg.augment.normalize:
-            test_aug = build_augment(False, mean, std)
-        else:
-            test_aug = BatchAugment(mean=tuple(mean), std=tuple(std), normalize=False)
-        return train_aug, test_aug
+        if self.data_cfg is None or self.data_cfg.augment.normalize:
+            return build_augment(False, mean, std)
+        return BatchAugment(mean=tuple(mean), std=tuple(std), normalize=False)
 
     def mixer(self):
         """The train loader's Mixup / CutMix (:class:`spikedistill.data.mix.BatchMixer`) when
@@ -166,15 +172,9 @@ class DataPipeline:
                     world_size: int = 1, augment=None, *, channels_last: bool = False,
                     shuffle: bool = False, split: str = "test"):
         """An evaluation loader over this rank's shard of ``splits.test`` (``split="val"``: the
-        held-out validation images), normalised with the dataset's mean/std unless ``augment``
-        is given: in order, or with ``shuffle`` in one fixed permutation (seed 0, epoch 0)."""
+        held-out validation images), with :meth:`test_augment` unless ``augment`` is given: in
+        order, or with ``shuffle`` in one fixed permutation (seed 0, epoch 0)."""
         raise NotImplementedError
-
-    def default_eval_augment(self):
-        """Normalisation only, ``(x / 255 - mean) / std``."""
-        from spikedistill.data.augment import build_augment
-
-        return build_augment(False, self.splits.mean, self.splits.std)
 
     def loaders(self, batch_size: int, eval_batch_size: int, device: torch.device, *,
                 seed: int, rank: int = 0, world_size: int = 1, channels_last: bool = False):
@@ -240,7 +240,7 @@ class MemoryPipeline(DataPipeline):
         part = getattr(self.splits, split)
         return DeviceLoader(part.images, part.labels, batch_size, shuffle=shuffle,
                             drop_last=False,
-                            augment=self.default_eval_augment() if augment is None else augment,
+                            augment=self.test_augment() if augment is None else augment,
                             device=device, seed=0, rank=rank, world_size=world_size,
                             channels_last=channels_last)
 
@@ -291,7 +291,7 @@ class StreamPipeline(DataPipeline):
             raise ConfigError(f"config key 'data.val_fraction': a streamed dataset has no {split!r} "
                               "split (validation splits are held out of in-memory data only)")
         return stream_loader(self.splits, "test", self.data_cfg, batch_size,
-                             augment=self.default_eval_augment() if augment is None else augment,
+                             augment=self.test_augment() if augment is None else augment,
                              device=device, seed=0, rank=rank, world_size=world_size,
                              channels_last=channels_last, shuffle=shuffle)
 

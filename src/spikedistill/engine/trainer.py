@@ -309,7 +309,6 @@ def setup_run(cfg: Config, info: D.DistInfo, ckpt: Optional[Dict[str, Any]],
     run.train_loader, run.test_loader = train_loader, test_loader
     if getattr(splits, "val", None) is not None:
         run.val_loader = pipe.eval_loader(tc.eval_batch_size, device, info.rank, world,
-                                          pipe.augmentations()[1],
                                           channels_last=tc.channels_last, split="val")
 
     # run directory and the records written once
