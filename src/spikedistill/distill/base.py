@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from spikedistill.config import TEACHER_FRAMES  # how an ANN teacher sees frames (teacher.frames)
+from spikedistill.config import TEACHER_MODES, check_choice, check_range
 from spikedistill.distill.functional import hard_labels  # noqa: F401  (class indices of int or soft targets)
 from spikedistill.distill.registry import read_section
 from spikedistill.errors import ConfigError
@@ -126,14 +127,13 @@ class Distiller(nn.Module):
                  teacher_mode: str = "frozen", *, label_smoothing: float = 0.0,
                  teacher_frames: str = "mean"):
         super().__init__()
-        if teacher_mode not in ("frozen", "released"):
-            raise ConfigError(f"config key 'teacher.mode': expected frozen or released, got {teacher_mode!r}")
-        if teacher_frames not in TEACHER_FRAMES:
-            raise ConfigError(f"config key 'teacher.frames': expected one of "
-                              f"{', '.join(TEACHER_FRAMES)}, got {teacher_frames!r}")
-        if isinstance(label_smoothing, bool) or not 0.0 <= float(label_smoothing) < 1.0:
-            raise ConfigError(f"config key 'train.label_smoothing': expected a value in "
-                              f"[0.0, 1.0), got {label_smoothing!r}")
+        # the config layer's own checks (the same words as a config file's error)
+        check_choice(teacher_mode, TEACHER_MODES, "teacher.mode")
+        check_choice(teacher_frames, TEACHER_FRAMES, "teacher.frames")
+        if isinstance(label_smoothing, bool):
+            raise ConfigError("config key 'train.label_smoothing': expected a value in [0.0, 1.0), "
+                              f"got {label_smoothing!r}")
+        check_range(label_smoothing, "train.label_smoothing", low=0.0, high=1.0, high_open=True)
         if self.requires_teacher and teacher is None:
             raise ConfigError(f"method '{type(self).method_name}' needs a teacher: pass "
                               "--teacher RUN_DIR/best.pt (or set teacher.checkpoint)")
